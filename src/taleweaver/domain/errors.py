@@ -1,0 +1,66 @@
+"""The error tree every layer raises; transports map each class to one status.
+
+TaleweaverError
+ ├── NotFound            a thing the caller named does not exist (404)
+ ├── Conflict            the state moved under the caller (409)
+ │    └── ConcurrencyConflict   a stale expected version on append
+ ├── InvalidInput        the request itself is wrong (422)
+ ├── PayloadTooLarge     the request body is over the limit (413)
+ ├── ModelError          the model failed while generating (502)
+ │    └── ModelUnavailable      no model could be reached or loaded (503)
+ └── TurnCancelled       a turn was cancelled on request (not an error to clients)
+"""
+
+from __future__ import annotations
+
+
+class TaleweaverError(Exception):
+    """Base of every error Taleweaver raises on purpose."""
+
+    title = "Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(TaleweaverError):
+    title = "Not found"
+
+
+class Conflict(TaleweaverError):
+    title = "Conflict"
+
+
+class ConcurrencyConflict(Conflict):
+    """An append expected a stream version that is no longer current."""
+
+    title = "Concurrent modification"
+
+    def __init__(self, stream_id: str, expected_version: int) -> None:
+        super().__init__(
+            f"stream {stream_id} moved past version {expected_version}; "
+            "another turn or edit was committed first"
+        )
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+
+
+class InvalidInput(TaleweaverError):
+    title = "Invalid input"
+
+
+class PayloadTooLarge(TaleweaverError):
+    title = "Payload too large"
+
+
+class ModelError(TaleweaverError):
+    title = "Model error"
+
+
+class ModelUnavailable(ModelError):
+    title = "Model unavailable"
+
+
+class TurnCancelled(TaleweaverError):
+    title = "Turn cancelled"

@@ -1,0 +1,145 @@
+"""A session's aggregate state, folded from its events.
+
+The state is small on purpose: flags, counters and the last turn (the only turn
+that regenerate, edit and choices act on). The full history lives in the
+messages read model, so opening a session never needs every reply in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from taleweaver.domain.errors import InvalidInput
+from taleweaver.domain.events import JSON, RecordedEvent
+
+
+class SessionKind(StrEnum):
+    STORY = "story"
+    COMPANION = "companion"
+    STUDIO = "studio"
+
+
+class EventType(StrEnum):
+    SESSION_CREATED = "session.created"
+    SESSION_RENAMED = "session.renamed"
+    SESSION_PINNED = "session.pinned"
+    SESSION_ARCHIVED = "session.archived"
+    SESSION_DELETED = "session.deleted"
+    TURN_COMMITTED = "turn.committed"
+    TURN_REGENERATED = "turn.regenerated"
+    TURN_EDITED = "turn.edited"
+    TURN_CANCELLED = "turn.cancelled"
+    TURN_FAILED = "turn.failed"
+
+
+# Events that change what the story says; a fork copies exactly these.
+HISTORY_EVENTS = frozenset(
+    {EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED}
+)
+
+MAX_TITLE_LENGTH = 200
+
+
+def validate_title(title: str) -> str:
+    cleaned = title.strip()
+    if not cleaned:
+        raise InvalidInput("title must not be empty")
+    if len(cleaned) > MAX_TITLE_LENGTH:
+        raise InvalidInput(f"title must be at most {MAX_TITLE_LENGTH} characters")
+    return cleaned
+
+
+@dataclass(slots=True)
+class Reply:
+    text: str
+    choices: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LastTurn:
+    turn_id: str
+    number: int
+    input_text: str | None
+    replies: list[Reply]
+    active: int = 0
+
+    @property
+    def reply(self) -> Reply:
+        return self.replies[self.active]
+
+
+@dataclass(slots=True)
+class SessionState:
+    id: str
+    workspace_id: str = ""
+    kind: SessionKind = SessionKind.STORY
+    title: str = ""
+    settings: JSON = field(default_factory=dict)
+    pinned: bool = False
+    archived: bool = False
+    deleted: bool = False
+    version: int = 0
+    turn_count: int = 0
+    last_turn: LastTurn | None = None
+    forked_from: JSON | None = None
+
+    def apply(self, event: RecordedEvent) -> None:
+        """Fold one event into the state (events arrive in version order)."""
+        p = event.payload
+        kind = event.type
+        if kind == EventType.SESSION_CREATED:
+            self.workspace_id = p["workspace_id"]
+            self.kind = SessionKind(p["kind"])
+            self.title = p["title"]
+            self.settings = dict(p.get("settings") or {})
+            self.forked_from = p.get("forked_from")
+        elif kind == EventType.SESSION_RENAMED:
+            self.title = p["title"]
+        elif kind == EventType.SESSION_PINNED:
+            self.pinned = bool(p["pinned"])
+        elif kind == EventType.SESSION_ARCHIVED:
+            self.archived = bool(p["archived"])
+        elif kind == EventType.SESSION_DELETED:
+            self.deleted = True
+        elif kind == EventType.TURN_COMMITTED:
+            self.turn_count = p["number"]
+            self.last_turn = LastTurn(
+                turn_id=p["turn_id"],
+                number=p["number"],
+                input_text=p["input"]["text"],
+                replies=[_reply(p["reply"])],
+            )
+        elif kind in (EventType.TURN_REGENERATED, EventType.TURN_EDITED):
+            last = self.last_turn
+            if last is not None and last.turn_id == p["turn_id"]:
+                if kind == EventType.TURN_EDITED:
+                    last.input_text = p["input_text"]
+                last.replies.append(_reply(p["reply"]))
+                last.active = len(last.replies) - 1
+        self.version = event.version
+
+    def to_snapshot(self) -> JSON:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return data
+
+    @classmethod
+    def from_snapshot(cls, data: JSON) -> SessionState:
+        values: dict[str, Any] = dict(data)
+        values["kind"] = SessionKind(values["kind"])
+        last = values.get("last_turn")
+        if last is not None:
+            values["last_turn"] = LastTurn(
+                turn_id=last["turn_id"],
+                number=last["number"],
+                input_text=last["input_text"],
+                replies=[Reply(**r) for r in last["replies"]],
+                active=last["active"],
+            )
+        return cls(**values)
+
+
+def _reply(data: JSON) -> Reply:
+    return Reply(text=data["text"], choices=list(data.get("choices") or []))

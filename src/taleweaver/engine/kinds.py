@@ -1,0 +1,52 @@
+"""Session kinds: each is a system prompt and a configuration of the same stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taleweaver.domain.sessions import SessionKind, SessionState
+from taleweaver.engine.stages.recall import SystemPrompt
+
+
+def _story_prompt(state: SessionState) -> str:
+    premise = state.settings.get("premise") or f"An adventure titled '{state.title}'."
+    return (
+        "You are the narrator of an interactive story. Write in second person, present "
+        "tense, two short paragraphs at most. Keep names, places and facts consistent "
+        "with everything said before. Never act or speak for the player.\n"
+        f"Premise: {premise}\n"
+        "End every reply with a line 'Choices:' followed by two to four numbered "
+        "options, one per line, like:\nChoices:\n1. Open the door\n2. Walk away"
+    )
+
+
+def _companion_prompt(state: SessionState) -> str:
+    character = state.settings.get("character") or {}
+    name = character.get("name") or "Companion"
+    persona = character.get("description") or "A warm, curious conversational partner."
+    return (
+        f"You are {name}. Stay in character and reply as {name} would, in a natural, "
+        f"conversational voice. Never speak for the user.\nPersona: {persona}"
+    )
+
+
+def _studio_prompt(state: SessionState) -> str:
+    world = state.settings.get("world") or state.title
+    return (
+        "You are a world-building assistant for a tabletop campaign. Help design "
+        "factions, places, characters and history; be concrete and consistent with "
+        f"what was established earlier. The world: {world}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    system_prompt: SystemPrompt
+    with_choices: bool
+
+
+KINDS: dict[SessionKind, KindSpec] = {
+    SessionKind.STORY: KindSpec(_story_prompt, with_choices=True),
+    SessionKind.COMPANION: KindSpec(_companion_prompt, with_choices=False),
+    SessionKind.STUDIO: KindSpec(_studio_prompt, with_choices=False),
+}

@@ -1,0 +1,66 @@
+"""The one turn pipeline: every kind of turn, from every transport, runs through here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from taleweaver.domain.sessions import SessionKind
+from taleweaver.engine.context import TurnContext
+from taleweaver.engine.kinds import KINDS
+from taleweaver.engine.stages import (
+    Continuity,
+    Extract,
+    InputSafety,
+    Narrate,
+    OutputSafety,
+    Recall,
+    Stage,
+    Understand,
+)
+from taleweaver.llm import ChatModel
+from taleweaver.memory import ContinuityChecker, Extractor, NoContinuityCheck, NoExtraction
+from taleweaver.safety import AllowAll, SafetyChecker
+from taleweaver.store.queries import Queries
+
+
+@dataclass(slots=True)
+class Capabilities:
+    """What the stages call; each has a pass-through default until its issue lands."""
+
+    model: ChatModel
+    queries: Queries
+    safety: SafetyChecker = field(default_factory=AllowAll)
+    extractor: Extractor = field(default_factory=NoExtraction)
+    continuity: ContinuityChecker = field(default_factory=NoContinuityCheck)
+    max_reply_tokens: int = 400
+    history_messages: int = 40
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = list(stages)
+
+    async def run(self, ctx: TurnContext) -> None:
+        """Run every stage in order; commit is the caller's, after this returns."""
+        for stage in self.stages:
+            if ctx.halted and not stage.runs_when_halted:
+                continue
+            await stage.run(ctx)
+
+
+def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
+    spec = KINDS[kind]
+    # understand runs before safety(in) so that a chosen option is checked as the
+    # words it stands for, not as a bare number.
+    return Pipeline(
+        [
+            Understand(),
+            InputSafety(caps.safety),
+            Recall(caps.queries, spec.system_prompt, history_messages=caps.history_messages),
+            Narrate(caps.model, max_tokens=caps.max_reply_tokens, with_choices=spec.with_choices),
+            OutputSafety(caps.safety),
+            Extract(caps.extractor),
+            Continuity(caps.continuity),
+        ]
+    )

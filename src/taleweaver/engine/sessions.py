@@ -1,0 +1,152 @@
+"""Session lifecycle: create, list, rename, pin, archive, delete, fork, search."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from taleweaver.domain.errors import InvalidInput, NotFound
+from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
+from taleweaver.domain.sessions import (
+    HISTORY_EVENTS,
+    EventType,
+    SessionKind,
+    SessionState,
+    validate_title,
+)
+from taleweaver.engine.outcome import new_id
+from taleweaver.store.queries import Queries, SessionFilter
+from taleweaver.store.repository import SessionRepository
+
+MAX_SETTINGS_BYTES = 16 * 1024
+
+
+class Sessions:
+    def __init__(self, repository: SessionRepository, queries: Queries) -> None:
+        self.repository = repository
+        self.queries = queries
+
+    async def create(
+        self,
+        workspace_id: str,
+        *,
+        kind: SessionKind,
+        title: str,
+        settings: JSON | None = None,
+        metadata: EventMetadata,
+    ) -> JSON:
+        settings = settings or {}
+        if len(json.dumps(settings)) > MAX_SETTINGS_BYTES:
+            raise InvalidInput(f"settings must be at most {MAX_SETTINGS_BYTES} bytes of JSON")
+        state = SessionState(id=new_id())
+        event = NewEvent(
+            EventType.SESSION_CREATED,
+            {
+                "workspace_id": workspace_id,
+                "kind": str(kind),
+                "title": validate_title(title),
+                "settings": settings,
+            },
+        )
+        await self.repository.commit(state, [event], metadata, workspace_id=workspace_id)
+        return await self.get(workspace_id, state.id)
+
+    async def get(self, workspace_id: str, session_id: str) -> JSON:
+        row = await self.queries.session(workspace_id, session_id)
+        if row is None:
+            raise NotFound(f"session {session_id} not found")
+        state = await self.repository.open(workspace_id, session_id)
+        return row | {"settings": state.settings}
+
+    async def list_page(
+        self, workspace_id: str, where: SessionFilter, *, limit: int, offset: int
+    ) -> tuple[list[JSON], int]:
+        return await self.queries.sessions(workspace_id, where, limit=limit, offset=offset)
+
+    async def update(
+        self,
+        workspace_id: str,
+        session_id: str,
+        *,
+        title: str | None = None,
+        pinned: bool | None = None,
+        archived: bool | None = None,
+        metadata: EventMetadata,
+    ) -> JSON:
+        state = await self.repository.open(workspace_id, session_id)
+        events: list[NewEvent] = []
+        if title is not None and validate_title(title) != state.title:
+            events.append(NewEvent(EventType.SESSION_RENAMED, {"title": validate_title(title)}))
+        if pinned is not None and pinned != state.pinned:
+            events.append(NewEvent(EventType.SESSION_PINNED, {"pinned": pinned}))
+        if archived is not None and archived != state.archived:
+            events.append(NewEvent(EventType.SESSION_ARCHIVED, {"archived": archived}))
+        if events:
+            await self.repository.commit(state, events, metadata)
+        return await self.get(workspace_id, session_id)
+
+    async def delete(self, workspace_id: str, session_id: str, *, metadata: EventMetadata) -> None:
+        state = await self.repository.open(workspace_id, session_id)
+        await self.repository.commit(state, [NewEvent(EventType.SESSION_DELETED, {})], metadata)
+
+    async def fork(
+        self,
+        workspace_id: str,
+        session_id: str,
+        *,
+        at_turn: int,
+        title: str | None,
+        metadata: EventMetadata,
+    ) -> JSON:
+        """A new session whose history is this one's up to and including `at_turn`."""
+        source = await self.repository.open(workspace_id, session_id)
+        if not 0 <= at_turn <= source.turn_count:
+            raise InvalidInput(
+                f"at_turn must be between 0 and {source.turn_count} (the session's last turn)"
+            )
+        history = [
+            _copy_for_fork(e)
+            for e in await self.repository.store.read_stream(session_id)
+            if e.type in HISTORY_EVENTS and e.payload["number"] <= at_turn
+        ]
+        state = SessionState(id=new_id())
+        created = NewEvent(
+            EventType.SESSION_CREATED,
+            {
+                "workspace_id": workspace_id,
+                "kind": str(source.kind),
+                "title": validate_title(title or f"{source.title} (fork)"),
+                "settings": source.settings,
+                "forked_from": {"session_id": session_id, "turn": at_turn},
+            },
+        )
+        await self.repository.commit(
+            state, [created, *history], metadata, workspace_id=workspace_id
+        )
+        return await self.get(workspace_id, state.id)
+
+    async def events(
+        self, workspace_id: str, session_id: str, *, after: int, limit: int
+    ) -> list[RecordedEvent]:
+        await self.repository.open(workspace_id, session_id)
+        return await self.repository.store.read_stream(session_id, after=after, limit=limit)
+
+    async def messages(
+        self, workspace_id: str, session_id: str, *, after_turn: int, limit: int
+    ) -> list[JSON]:
+        await self.repository.open(workspace_id, session_id)
+        return await self.queries.messages(session_id, after_turn=after_turn, limit=limit)
+
+    async def search(
+        self, workspace_id: str, text: str, *, session_id: str | None = None, limit: int = 20
+    ) -> list[JSON]:
+        if session_id is not None:
+            await self.repository.open(workspace_id, session_id)
+        return await self.queries.search(workspace_id, text, session_id=session_id, limit=limit)
+
+
+def _copy_for_fork(event: RecordedEvent) -> NewEvent:
+    payload: dict[str, Any] = dict(event.payload)
+    if "message_ids" in payload:  # message ids are unique across sessions
+        payload["message_ids"] = {role: new_id() for role in payload["message_ids"]}
+    return NewEvent(event.type, payload, event.schema_version)

@@ -1,0 +1,18 @@
+"""continuity: check the reply and its artifacts against canon before commit."""
+
+from __future__ import annotations
+
+from taleweaver.engine.context import TurnContext
+from taleweaver.engine.stages.extract import under_review
+from taleweaver.memory import ContinuityChecker
+
+
+class Continuity:
+    name = "continuity"
+    runs_when_halted = False
+
+    def __init__(self, checker: ContinuityChecker) -> None:
+        self.checker = checker
+
+    async def run(self, ctx: TurnContext) -> None:
+        ctx.findings = await self.checker.check(under_review(ctx), ctx.artifacts)

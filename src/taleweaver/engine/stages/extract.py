@@ -1,0 +1,27 @@
+"""extract: structured artifacts from the reply, proposed for review (never canon)."""
+
+from __future__ import annotations
+
+from taleweaver.engine.context import TurnContext
+from taleweaver.memory import Extractor, ReplyUnderReview
+
+
+def under_review(ctx: TurnContext) -> ReplyUnderReview:
+    return ReplyUnderReview(
+        session_id=ctx.session.id,
+        workspace_id=ctx.session.workspace_id,
+        turn_id=ctx.turn_id,
+        player_text=ctx.input.text,
+        reply_text=ctx.reply_text,
+    )
+
+
+class Extract:
+    name = "extract"
+    runs_when_halted = False
+
+    def __init__(self, extractor: Extractor) -> None:
+        self.extractor = extractor
+
+    async def run(self, ctx: TurnContext) -> None:
+        ctx.artifacts = await self.extractor.extract(under_review(ctx))

@@ -1,0 +1,47 @@
+"""narrate: stream the reply from the model; a story reply ends with choices."""
+
+from __future__ import annotations
+
+from taleweaver.domain.choices import ChoiceStreamSplitter
+from taleweaver.domain.errors import ModelError
+from taleweaver.engine.context import TurnContext
+from taleweaver.llm import ChatModel
+
+
+class Narrate:
+    name = "narrate"
+    runs_when_halted = False
+
+    def __init__(self, model: ChatModel, *, max_tokens: int, with_choices: bool) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.with_choices = with_choices
+
+    async def run(self, ctx: TurnContext) -> None:
+        ctx.model_name = self.model.name
+        splitter = ChoiceStreamSplitter() if self.with_choices else None
+        raw: list[str] = []
+        async for piece in self.model.stream(ctx.prompt, max_tokens=self.max_tokens):
+            ctx.tokens += 1
+            raw.append(piece)
+            shown = splitter.feed(piece) if splitter else piece
+            if shown:
+                ctx.emit("token", {"text": shown})
+        if splitter is None:
+            ctx.reply_text = "".join(raw).strip()
+        else:
+            rest, parsed = splitter.finish()
+            if rest:
+                ctx.emit("token", {"text": rest})
+            ctx.reply_text, ctx.choices = parsed.prose, parsed.choices
+        if not ctx.reply_text:
+            if ctx.choices:  # a reply that is only choices still reads as a reply
+                ctx.reply_text = "What do you do?"
+            else:
+                raise ModelError(f"{self.model.name} returned an empty reply")
+        if self.with_choices:
+            ctx.emit("choices", {"choices": _numbered(ctx.choices)})
+
+
+def _numbered(choices: list[str]) -> list[dict[str, object]]:
+    return [{"number": i, "text": text} for i, text in enumerate(choices, start=1)]

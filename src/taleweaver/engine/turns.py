@@ -1,0 +1,225 @@
+"""Running turns: one task per turn, a replayable event buffer, cancellation.
+
+A turn runs as its own task, not inside the request that started it: a client
+that disconnects can resume the stream from the last event id it saw, and only
+an explicit cancel stops the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from taleweaver.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    ModelError,
+    NotFound,
+    TaleweaverError,
+)
+from taleweaver.domain.events import JSON, EventMetadata, NewEvent
+from taleweaver.domain.turns import TurnRequest, resolve_input
+from taleweaver.engine.context import TurnContext
+from taleweaver.engine.outcome import (
+    cancelled_event,
+    completed_events,
+    failed_event,
+    new_id,
+    turn_view,
+)
+from taleweaver.engine.pipeline import Capabilities, build_pipeline
+from taleweaver.store.repository import SessionRepository
+
+log = logging.getLogger(__name__)
+
+KEEP_FINISHED = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    turn_id: str
+    seq: int
+    name: str
+    data: JSON
+
+    @property
+    def id(self) -> str:
+        return f"{self.turn_id}:{self.seq}"
+
+
+class Phase(StrEnum):
+    GENERATING = "generating"
+    COMMITTING = "committing"
+    FINISHED = "finished"
+
+
+class TurnHandle:
+    def __init__(self, turn_id: str, session_id: str, workspace_id: str) -> None:
+        self.turn_id = turn_id
+        self.session_id = session_id
+        self.workspace_id = workspace_id
+        self.events: list[StreamEvent] = []
+        self.phase = Phase.GENERATING
+        self.result: JSON | None = None
+        self.error: TaleweaverError | None = None
+        self.cancel_requested = False
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    def emit(self, name: str, data: JSON) -> None:
+        self.events.append(StreamEvent(self.turn_id, len(self.events) + 1, name, data))
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+
+    async def subscribe(self, after: int = 0) -> AsyncIterator[StreamEvent]:
+        """Every event after sequence number `after`, live until the turn ends."""
+        index = after
+        while True:
+            wake = self._wake
+            while index < len(self.events):
+                yield self.events[index]
+                index += 1
+            if self._finished.is_set():
+                return
+            await wake.wait()
+
+    async def wait(self) -> JSON:
+        """The finished turn's view, or its error raised."""
+        await self._finished.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def cancel(self) -> bool:
+        """Stop the generation; False if the turn is already past the point of no return."""
+        if self.phase != Phase.GENERATING or self.task is None:
+            return False
+        self.cancel_requested = True
+        self.task.cancel()
+        return True
+
+    def finish(self) -> None:
+        self.phase = Phase.FINISHED
+        self._finished.set()
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+
+
+class TurnRunner:
+    def __init__(self, repository: SessionRepository, caps: Capabilities) -> None:
+        self.repository = repository
+        self.caps = caps
+        self._running: dict[str, TurnHandle] = {}
+        self._recent: OrderedDict[str, TurnHandle] = OrderedDict()
+
+    async def start(
+        self,
+        workspace_id: str,
+        session_id: str,
+        request: TurnRequest,
+        metadata: EventMetadata,
+    ) -> TurnHandle:
+        """Validate the turn, then run it in the background and return its handle.
+
+        Raises before anything streams when the session is missing, busy, or the
+        request does not fit its state, so transports can answer with a plain 4xx.
+        """
+        state = await self.repository.open(workspace_id, session_id)
+        if session_id in self._running:
+            raise Conflict(f"a turn is already running in session {session_id}")
+        resolve_input(state, request)
+        handle = TurnHandle(new_id(), session_id, workspace_id)
+        ctx = TurnContext(
+            turn_id=handle.turn_id,
+            session=state,
+            request=request,
+            metadata=metadata,
+            emit=handle.emit,
+        )
+        self._running[session_id] = handle
+        self._recent[handle.turn_id] = handle
+        while len(self._recent) > KEEP_FINISHED:
+            self._recent.popitem(last=False)
+        handle.emit(
+            "start",
+            {
+                "turn_id": handle.turn_id,
+                "session_id": session_id,
+                "action": str(request.action),
+                "number": ctx.number,
+            },
+        )
+        handle.task = asyncio.create_task(self._run(handle, ctx), name=f"turn-{handle.turn_id}")
+        return handle
+
+    def get(self, workspace_id: str, session_id: str, turn_id: str) -> TurnHandle:
+        handle = self._recent.get(turn_id)
+        if handle is None or handle.session_id != session_id or handle.workspace_id != workspace_id:
+            raise NotFound(f"turn {turn_id} is not running or recent in session {session_id}")
+        return handle
+
+    async def shutdown(self) -> None:
+        """Stop every running turn without committing it (the process is going away)."""
+        tasks = [h.task for h in self._running.values() if h.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, handle: TurnHandle, ctx: TurnContext) -> None:
+        try:
+            await self._generate_and_commit(handle, ctx)
+        except TaleweaverError as exc:
+            handle.error = exc
+            handle.emit(
+                "error",
+                {
+                    "type": type(exc).__name__,
+                    "title": exc.title,
+                    "detail": exc.detail,
+                    "turn_id": handle.turn_id,
+                },
+            )
+        finally:
+            self._running.pop(handle.session_id, None)
+            handle.finish()
+
+    async def _generate_and_commit(self, handle: TurnHandle, ctx: TurnContext) -> None:
+        pipeline = build_pipeline(ctx.session.kind, self.caps)
+        try:
+            await pipeline.run(ctx)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not handle.cancel_requested or task is None:
+                raise  # shutdown: nothing is committed
+            task.uncancel()
+            await self._commit_cancelled(handle, ctx)
+            return
+        except ModelError as exc:
+            handle.phase = Phase.COMMITTING
+            await self._commit_quietly(ctx, [failed_event(ctx, exc)])
+            raise
+        handle.phase = Phase.COMMITTING
+        state, _ = await self.repository.commit(ctx.session, completed_events(ctx), ctx.metadata)
+        handle.result = turn_view(ctx, "completed", state.version)
+        handle.emit("done", {"turn": handle.result})
+
+    async def _commit_cancelled(self, handle: TurnHandle, ctx: TurnContext) -> None:
+        handle.phase = Phase.COMMITTING
+        version = await self._commit_quietly(ctx, [cancelled_event(ctx)])
+        handle.result = turn_view(ctx, "cancelled", version)
+        handle.emit("done", {"turn": handle.result})
+
+    async def _commit_quietly(self, ctx: TurnContext, events: list[NewEvent]) -> int | None:
+        """Record a turn that did not happen; losing that record to a race is fine."""
+        try:
+            state, _ = await self.repository.commit(ctx.session, events, ctx.metadata)
+        except ConcurrencyConflict:
+            log.info("turn %s outcome not recorded: the session moved on", ctx.turn_id)
+            return None
+        return state.version

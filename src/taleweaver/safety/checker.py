@@ -1,0 +1,31 @@
+"""The seam every safety detector plugs into; the default lets everything through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.turns import SAFE, SafetyVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class SafetySubject:
+    """The text under review and where it sits."""
+
+    text: str
+    direction: Literal["input", "output"]
+    session_id: str
+    workspace_id: str
+    kind: SessionKind
+
+
+class SafetyChecker(Protocol):
+    async def check(self, subject: SafetySubject) -> SafetyVerdict: ...
+
+
+class AllowAll:
+    """Used until detectors are configured: every text is safe."""
+
+    async def check(self, subject: SafetySubject) -> SafetyVerdict:
+        return SAFE

@@ -1,0 +1,1 @@
+"""Event store, read models and migrations (SQLAlchemy Core, async)."""

@@ -1,0 +1,186 @@
+"""Read models for sessions and messages, written in the events' own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taleweaver.domain.events import JSON, RecordedEvent
+from taleweaver.domain.sessions import EventType
+from taleweaver.store.schema import messages, sessions, snapshots
+
+
+async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
+    """Apply freshly appended events to the read models."""
+    for event in recorded:
+        await _project_one(conn, event)
+    if recorded:
+        last = recorded[-1]
+        await conn.execute(
+            sessions.update()
+            .where(sessions.c.id == last.stream_id)
+            .values(version=last.version, updated_at=last.recorded_at)
+        )
+
+
+async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
+    p = event.payload
+    sid = event.stream_id
+    match event.type:
+        case EventType.SESSION_CREATED:
+            await conn.execute(
+                sessions.insert().values(
+                    id=sid,
+                    workspace_id=p["workspace_id"],
+                    kind=p["kind"],
+                    title=p["title"],
+                    pinned=False,
+                    archived=False,
+                    version=event.version,
+                    turn_count=0,
+                    forked_from=(p.get("forked_from") or {}).get("session_id"),
+                    created_at=event.recorded_at,
+                    updated_at=event.recorded_at,
+                )
+            )
+        case EventType.SESSION_RENAMED:
+            await _update_session(conn, sid, title=p["title"])
+        case EventType.SESSION_PINNED:
+            await _update_session(conn, sid, pinned=p["pinned"])
+        case EventType.SESSION_ARCHIVED:
+            await _update_session(conn, sid, archived=p["archived"])
+        case EventType.SESSION_DELETED:
+            await _delete_session(conn, sid)
+        case EventType.TURN_COMMITTED:
+            await _insert_turn(conn, event)
+        case EventType.TURN_REGENERATED | EventType.TURN_EDITED:
+            await _replace_reply(conn, event)
+        case _:
+            pass  # cancelled and failed turns leave the story as it was
+
+
+async def _update_session(conn: AsyncConnection, sid: str, **values: object) -> None:
+    await conn.execute(sessions.update().where(sessions.c.id == sid).values(**values))
+
+
+async def _delete_session(conn: AsyncConnection, sid: str) -> None:
+    if conn.dialect.name == "sqlite":
+        await conn.execute(
+            sa.text(
+                "DELETE FROM messages_fts WHERE rowid IN "
+                "(SELECT rowid FROM messages WHERE session_id = :sid)"
+            ),
+            {"sid": sid},
+        )
+    await conn.execute(messages.delete().where(messages.c.session_id == sid))
+    await conn.execute(sessions.delete().where(sessions.c.id == sid))
+    await conn.execute(snapshots.delete().where(snapshots.c.stream_id == sid))
+
+
+async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
+    p = event.payload
+    number = p["number"]
+    ids = p["message_ids"]
+    rows: list[JSON] = []
+    base = {
+        "workspace_id": event.workspace_id,
+        "session_id": event.stream_id,
+        "turn_id": p["turn_id"],
+        "turn_number": number,
+        "created_at": event.recorded_at,
+    }
+    if p["input"]["text"] is not None:
+        rows.append(
+            base
+            | {
+                "id": ids["player"],
+                "seq": 2 * number,
+                "role": "player",
+                "content": p["input"]["text"],
+                "choices": [],
+                "alternatives": [],
+                "active": 0,
+            }
+        )
+    reply = p["reply"]
+    rows.append(
+        base
+        | {
+            "id": ids["narrator"],
+            "seq": 2 * number + 1,
+            "role": "narrator",
+            "content": reply["text"],
+            "choices": reply["choices"],
+            "alternatives": [reply],
+            "active": 0,
+        }
+    )
+    await conn.execute(messages.insert(), rows)
+    for row in rows:
+        await _index(conn, row["id"])
+    await _update_session(conn, event.stream_id, turn_count=number)
+
+
+async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:
+    p = event.payload
+    sid = event.stream_id
+    number = p["number"]
+    if event.type == EventType.TURN_EDITED:
+        player_id = await conn.scalar(
+            sa.select(messages.c.id).where(
+                messages.c.session_id == sid, messages.c.seq == 2 * number
+            )
+        )
+        if player_id is not None:
+            await conn.execute(
+                messages.update().where(messages.c.id == player_id).values(content=p["input_text"])
+            )
+            await _reindex(conn, player_id)
+    row = (
+        await conn.execute(
+            sa.select(messages.c.id, messages.c.alternatives).where(
+                messages.c.session_id == sid, messages.c.seq == 2 * number + 1
+            )
+        )
+    ).first()
+    if row is None:
+        return
+    alternatives = [*row.alternatives, p["reply"]]
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == row.id)
+        .values(
+            content=p["reply"]["text"],
+            choices=p["reply"]["choices"],
+            alternatives=alternatives,
+            active=len(alternatives) - 1,
+        )
+    )
+    await _reindex(conn, row.id)
+
+
+async def _index(conn: AsyncConnection, message_id: str) -> None:
+    # PostgreSQL indexes through a generated tsvector column; SQLite needs its FTS5
+    # table kept in step, keyed by the message row's rowid so updates stay O(log n).
+    if conn.dialect.name == "sqlite":
+        await conn.execute(
+            sa.text(
+                "INSERT INTO messages_fts(rowid, content, message_id, session_id, workspace_id) "
+                "SELECT rowid, content, id, session_id, workspace_id FROM messages WHERE id = :id"
+            ),
+            {"id": message_id},
+        )
+
+
+async def _reindex(conn: AsyncConnection, message_id: str) -> None:
+    if conn.dialect.name == "sqlite":
+        await conn.execute(
+            sa.text(
+                "DELETE FROM messages_fts WHERE rowid IN "
+                "(SELECT rowid FROM messages WHERE id = :id)"
+            ),
+            {"id": message_id},
+        )
+        await _index(conn, message_id)

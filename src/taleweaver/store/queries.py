@@ -1,0 +1,173 @@
+"""Reads over the read models: session lists, messages, history and search."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from taleweaver.domain.events import JSON
+from taleweaver.store.database import Database
+from taleweaver.store.schema import messages, sessions
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    kind: str | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _session_dict(row: Any) -> JSON:
+    data = dict(row._mapping)
+    data["created_at"] = _utc(data["created_at"])
+    data["updated_at"] = _utc(data["updated_at"])
+    return data
+
+
+def _message_dict(row: Any) -> JSON:
+    data = dict(row._mapping)
+    data["created_at"] = _utc(data["created_at"])
+    return data
+
+
+_MESSAGE_COLUMNS = [
+    messages.c.id,
+    messages.c.session_id,
+    messages.c.turn_id,
+    messages.c.turn_number,
+    messages.c.role,
+    messages.c.content,
+    messages.c.choices,
+    messages.c.alternatives,
+    messages.c.active,
+    messages.c.created_at,
+]
+
+
+class Queries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def session(self, workspace_id: str, session_id: str) -> JSON | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sessions).where(
+                        sessions.c.id == session_id, sessions.c.workspace_id == workspace_id
+                    )
+                )
+            ).first()
+        return None if row is None else _session_dict(row)
+
+    async def sessions(
+        self, workspace_id: str, where: SessionFilter, *, limit: int, offset: int
+    ) -> tuple[list[JSON], int]:
+        conditions = [sessions.c.workspace_id == workspace_id]
+        if where.kind is not None:
+            conditions.append(sessions.c.kind == where.kind)
+        if where.archived is not None:
+            conditions.append(sessions.c.archived == where.archived)
+        if where.pinned is not None:
+            conditions.append(sessions.c.pinned == where.pinned)
+        query = (
+            sa.select(sessions)
+            .where(*conditions)
+            .order_by(sessions.c.pinned.desc(), sessions.c.updated_at.desc(), sessions.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+            total = await conn.scalar(sa.select(sa.func.count()).where(*conditions))
+        return [_session_dict(r) for r in rows], int(total or 0)
+
+    async def messages(
+        self, session_id: str, *, after_turn: int = 0, limit: int = 100
+    ) -> list[JSON]:
+        query = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .where(messages.c.session_id == session_id, messages.c.turn_number > after_turn)
+            .order_by(messages.c.seq)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [_message_dict(r) for r in await conn.execute(query)]
+
+    async def history(self, session_id: str, *, before_turn: int, limit: int) -> list[JSON]:
+        """The last `limit` messages before a turn, oldest first."""
+        query = (
+            sa.select(messages.c.role, messages.c.content, messages.c.turn_number)
+            .where(messages.c.session_id == session_id, messages.c.turn_number < before_turn)
+            .order_by(messages.c.seq.desc())
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in reversed(rows)]
+
+    async def turn_messages(self, session_id: str, turn_id: str) -> list[JSON]:
+        query = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .where(messages.c.session_id == session_id, messages.c.turn_id == turn_id)
+            .order_by(messages.c.seq)
+        )
+        async with self.db.read() as conn:
+            return [_message_dict(r) for r in await conn.execute(query)]
+
+    async def session_version(self, session_id: str) -> int | None:
+        async with self.db.read() as conn:
+            value = await conn.scalar(
+                sa.select(sessions.c.version).where(sessions.c.id == session_id)
+            )
+        return None if value is None else int(value)
+
+    async def search(
+        self, workspace_id: str, text: str, *, session_id: str | None = None, limit: int = 20
+    ) -> list[JSON]:
+        """Full-text search over messages, best match first."""
+        words = _WORD.findall(text)
+        if not words:
+            return []
+        cols = ", ".join(
+            f"m.{c}" for c in ("id", "session_id", "turn_id", "turn_number", "role", "content")
+        )
+        params: dict[str, Any] = {"ws": workspace_id, "limit": limit}
+        scope = ""
+        if session_id is not None:
+            scope = " AND m.session_id = :sid"
+            params["sid"] = session_id
+        if self.db.dialect == "postgresql":
+            params["q"] = " ".join(words)
+            sql = (
+                f"SELECT {cols}, s.title AS session_title, "
+                "ts_headline('english', m.content, plainto_tsquery('english', :q), "
+                "'StartSel=[, StopSel=], MaxFragments=1, MaxWords=20, MinWords=5') AS snippet "
+                "FROM messages m JOIN sessions s ON s.id = m.session_id "
+                "WHERE m.search @@ plainto_tsquery('english', :q) AND m.workspace_id = :ws"
+                f"{scope} ORDER BY ts_rank(m.search, plainto_tsquery('english', :q)) DESC, "
+                "m.created_at DESC LIMIT :limit"
+            )
+        else:
+            # Each word quoted, so user input can never be FTS5 query syntax.
+            params["q"] = " ".join('"' + w.replace('"', "") + '"' for w in words)
+            sql = (
+                f"SELECT {cols}, s.title AS session_title, "
+                "snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet "
+                "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+                "JOIN sessions s ON s.id = m.session_id "
+                "WHERE messages_fts MATCH :q AND messages_fts.workspace_id = :ws"
+                f"{scope} ORDER BY rank LIMIT :limit"
+            )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(sa.text(sql), params)).all()
+        return [dict(r._mapping) for r in rows]
