@@ -113,7 +113,9 @@ class ChoiceStreamSplitter:
 
     def finish(self) -> tuple[str, ParsedReply]:
         """Return the text still to show and the parsed reply."""
-        full = "".join(self._emitted) + "".join(self._held) + self._line
+        # A line that was streaming is already in _emitted; one still held is not.
+        unshown = "" if self._streaming_line else self._line
+        full = "".join(self._emitted) + "".join(self._held) + unshown
         parsed = parse_choices(full)
         shown = "".join(self._emitted)
         rest = parsed.prose[len(shown) :] if parsed.prose.startswith(shown) else ""

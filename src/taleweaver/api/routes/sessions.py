@@ -1,0 +1,154 @@
+"""Sessions: create, list, read, update, delete, fork, messages, raw events, search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from taleweaver.api.deps import EngineDep, MetadataDep, WorkspaceDep
+from taleweaver.api.schemas import (
+    EventPublic,
+    MessagePublic,
+    SearchHit,
+    SessionCreate,
+    SessionFork,
+    SessionPage,
+    SessionPublic,
+    SessionUpdate,
+)
+from taleweaver.domain.sessions import SessionKind
+from taleweaver.store.queries import SessionFilter
+
+router = APIRouter(prefix="/api/v1", tags=["sessions"])
+
+
+@router.post("/sessions", status_code=201)
+async def create_session(
+    body: SessionCreate, engine: EngineDep, workspace: WorkspaceDep, meta: MetadataDep
+) -> SessionPublic:
+    created = await engine.sessions.create(
+        workspace, kind=body.kind, title=body.title, settings=body.settings, metadata=meta
+    )
+    return SessionPublic.model_validate(created)
+
+
+@router.get("/sessions")
+async def list_sessions(
+    engine: EngineDep,
+    workspace: WorkspaceDep,
+    kind: SessionKind | None = None,
+    archived: bool | None = None,
+    pinned: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SessionPage:
+    rows, total = await engine.sessions.list_page(
+        workspace,
+        SessionFilter(kind=kind, archived=archived, pinned=pinned),
+        limit=limit,
+        offset=offset,
+    )
+    return SessionPage(
+        items=[SessionPublic.model_validate(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if offset + limit < total else None,
+    )
+
+
+@router.get("/sessions/{session_id}")
+async def get_session(session_id: str, engine: EngineDep, workspace: WorkspaceDep) -> SessionPublic:
+    return SessionPublic.model_validate(await engine.sessions.get(workspace, session_id))
+
+
+@router.patch("/sessions/{session_id}")
+async def update_session(
+    session_id: str,
+    body: SessionUpdate,
+    engine: EngineDep,
+    workspace: WorkspaceDep,
+    meta: MetadataDep,
+) -> SessionPublic:
+    updated = await engine.sessions.update(
+        workspace,
+        session_id,
+        title=body.title,
+        pinned=body.pinned,
+        archived=body.archived,
+        metadata=meta,
+    )
+    return SessionPublic.model_validate(updated)
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def delete_session(
+    session_id: str, engine: EngineDep, workspace: WorkspaceDep, meta: MetadataDep
+) -> Response:
+    await engine.sessions.delete(workspace, session_id, metadata=meta)
+    return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/fork", status_code=201)
+async def fork_session(
+    session_id: str,
+    body: SessionFork,
+    engine: EngineDep,
+    workspace: WorkspaceDep,
+    meta: MetadataDep,
+) -> SessionPublic:
+    forked = await engine.sessions.fork(
+        workspace, session_id, at_turn=body.at_turn, title=body.title, metadata=meta
+    )
+    return SessionPublic.model_validate(forked)
+
+
+@router.get("/sessions/{session_id}/messages")
+async def list_messages(
+    session_id: str,
+    engine: EngineDep,
+    workspace: WorkspaceDep,
+    after_turn: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[MessagePublic]:
+    rows = await engine.sessions.messages(workspace, session_id, after_turn=after_turn, limit=limit)
+    return [MessagePublic.model_validate(r) for r in rows]
+
+
+@router.get("/sessions/{session_id}/events")
+async def list_events(
+    session_id: str,
+    engine: EngineDep,
+    workspace: WorkspaceDep,
+    after: Annotated[int, Query(ge=0, description="Return events after this version.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[EventPublic]:
+    events = await engine.sessions.events(workspace, session_id, after=after, limit=limit)
+    return [EventPublic.model_validate(e.to_dict()) for e in events]
+
+
+@router.get("/search")
+async def search(
+    engine: EngineDep,
+    workspace: WorkspaceDep,
+    q: Annotated[str, Query(min_length=1, max_length=500)],
+    session_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[SearchHit]:
+    """Full-text search over every message in the workspace (or one session)."""
+    rows = await engine.sessions.search(workspace, q, session_id=session_id, limit=limit)
+    return [
+        SearchHit(
+            message_id=r["id"],
+            session_id=r["session_id"],
+            session_title=r["session_title"],
+            turn_id=r["turn_id"],
+            turn_number=r["turn_number"],
+            role=r["role"],
+            snippet=r["snippet"],
+            link=f"/api/v1/sessions/{r['session_id']}/messages?after_turn="
+            f"{max(r['turn_number'] - 3, 0)}&limit=6",
+        )
+        for r in rows
+    ]

@@ -1,0 +1,1 @@
+"""The `taleweaver` command line."""

@@ -1,0 +1,58 @@
+"""The CLI's non-interactive commands, over the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from taleweaver.config import Settings
+from taleweaver.domain.events import JSON
+from taleweaver.engine import Engine
+from taleweaver.engine.export import render_export
+from taleweaver.llm import ScriptedModel
+from taleweaver.store import migrate
+from taleweaver.store.queries import SessionFilter
+from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
+
+
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[Engine]:
+    # Listing and exporting never generate: skip loading the configured model.
+    engine = await Engine.open(settings, model=ScriptedModel())
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+async def upgrade(settings: Settings) -> str | None:
+    async with _engine(settings.model_copy(update={"auto_migrate": False})) as engine:
+        await migrate.upgrade(engine.db.engine)
+        return await migrate.current_revision(engine.db.engine)
+
+
+async def list_sessions(
+    settings: Settings, *, kind: str | None, archived: bool | None
+) -> list[JSON]:
+    async with _engine(settings) as engine:
+        rows, _ = await engine.sessions.list_page(
+            DEFAULT_WORKSPACE_ID, SessionFilter(kind=kind, archived=archived), limit=1000, offset=0
+        )
+        return rows
+
+
+async def export_session(settings: Settings, session_id: str, fmt: str) -> str:
+    async with _engine(settings) as engine:
+        session = await engine.sessions.get(DEFAULT_WORKSPACE_ID, session_id)
+        messages = await engine.sessions.messages(
+            DEFAULT_WORKSPACE_ID, session_id, after_turn=0, limit=10**9
+        )
+        events = []
+        if fmt == "json":
+            events = [
+                e.to_dict()
+                for e in await engine.sessions.events(
+                    DEFAULT_WORKSPACE_ID, session_id, after=0, limit=10**9
+                )
+            ]
+        return render_export(session, messages, events, fmt)

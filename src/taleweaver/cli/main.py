@@ -1,0 +1,132 @@
+"""`taleweaver`: serve, play, db, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from taleweaver.config import Settings
+from taleweaver.domain.errors import TaleweaverError
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@click.group()
+@click.version_option(package_name="taleweaver")
+def cli() -> None:
+    """Taleweaver: persistent AI narrative sessions."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API (and print where it listens)."""
+    import uvicorn
+
+    from taleweaver.api import create_app
+    from taleweaver.api.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"Taleweaver {click.style('serving', bold=True)} on http://{shown}:{port}")
+    click.echo(f"  API docs: http://{shown}:{port}/docs    model: {settings.resolved_model()}")
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+@cli.command()
+@click.option("--session", "session_id", help="Continue this session instead of a new one.")
+@click.option("--title", default="A new story", show_default=True)
+@click.option("--premise", default=None, help="What the story is about.")
+def play(session_id: str | None, title: str, premise: str | None) -> None:
+    """Play an interactive story in the terminal.
+
+    Type what you do, or a choice's number. Ctrl-C stops the narrator's current
+    reply; Ctrl-D or /quit leaves. /regenerate, /continue and /edit TEXT
+    (replace your last line and retell) work too.
+    """
+    from taleweaver.cli.play import run_play
+
+    sys.exit(run_play(_settings(), session_id=session_id, title=title, premise=premise))
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from taleweaver.cli.admin import upgrade
+
+    revision = _run(upgrade(_settings()))
+    click.echo(f"database at revision {revision}")
+
+
+@cli.group()
+def sessions() -> None:
+    """List and export sessions."""
+
+
+@sessions.command("list")
+@click.option("--kind", type=click.Choice(["story", "companion", "studio"]))
+@click.option("--archived/--active", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def sessions_list(kind: str | None, archived: bool | None, as_json: bool) -> None:
+    """List sessions, pinned and most recent first."""
+    from taleweaver.cli.admin import list_sessions
+
+    rows = _run(list_sessions(_settings(), kind=kind, archived=archived))
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, default=str))
+        else:
+            pin = "*" if row["pinned"] else " "
+            click.echo(
+                f"{pin} {row['id']}  {row['kind']:<9} {row['turn_count']:>5} turns  {row['title']}"
+            )
+    if not rows and not as_json:
+        click.echo("no sessions yet: start one with `taleweaver play`")
+
+
+@sessions.command("export")
+@click.argument("session_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "md", "txt"]), default="md", show_default=True
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+def sessions_export(session_id: str, fmt: str, output: Path | None) -> None:
+    """Export a session's story as Markdown, plain text, or JSON (with its events)."""
+    from taleweaver.cli.admin import export_session
+
+    text = _run(export_session(_settings(), session_id, fmt))
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except TaleweaverError as exc:
+        click.echo(f"error: {exc.detail}", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    cli()
