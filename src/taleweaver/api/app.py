@@ -13,16 +13,23 @@ from taleweaver.api.middleware import RequestContext
 from taleweaver.api.routes import health, sessions, turns
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
+from taleweaver.llm import ChatModel
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """Build the app; it opens its own engine from `settings` unless one is given."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    model: ChatModel | None = None,
+) -> FastAPI:
+    """Build the app; it opens its own engine from `settings` (and `model`, when
+    given) unless an engine is handed in."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
-        app.state.engine = engine or await Engine.open(settings)
+        app.state.engine = engine or await Engine.open(settings, model=model)
         try:
             yield
         finally:

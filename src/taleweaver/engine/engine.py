@@ -18,6 +18,14 @@ from taleweaver.store.queries import Queries
 from taleweaver.store.repository import SessionRepository
 
 
+def database_from_settings(settings: Settings) -> Database:
+    url = settings.database_url
+    if url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = sqlite_url(settings.data_dir)
+    return Database(url)
+
+
 class Engine:
     def __init__(self, db: Database, caps: Capabilities, repository: SessionRepository) -> None:
         self.db = db
@@ -37,13 +45,10 @@ class Engine:
         *,
         model: ChatModel | None = None,
         caps: Capabilities | None = None,
+        database: Database | None = None,
     ) -> Engine:
         """Connect, migrate when allowed, and build the pipeline's capabilities."""
-        url = settings.database_url
-        if url is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            url = sqlite_url(settings.data_dir)
-        db = Database(url)
+        db = database or database_from_settings(settings)
         if settings.auto_migrate:
             await migrate.upgrade(db.engine)
         queries = Queries(db)
