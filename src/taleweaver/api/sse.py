@@ -29,7 +29,7 @@ def parse_last_event_id(value: str | None, turn_id: str) -> int:
     return int(seq)
 
 
-def stream(handle: TurnHandle, after: int = 0) -> StreamingResponse:
+def stream(handle: TurnHandle, after: int = 0, *, status_code: int = 200) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         yield b"retry: 1000\n\n"
         async for event in handle.subscribe(after):
@@ -37,6 +37,7 @@ def stream(handle: TurnHandle, after: int = 0) -> StreamingResponse:
 
     return StreamingResponse(
         body(),
+        status_code=status_code,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

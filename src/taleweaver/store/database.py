@@ -40,6 +40,10 @@ class Database:
 
     def __init__(self, url: str, **engine_args: Any) -> None:
         self.url = normalise_url(url)
+        if self.url.startswith("sqlite"):
+            # Every transaction here ends in an explicit commit or rollback, so the
+            # pool's extra rollback on return is only a wasted driver round trip.
+            engine_args.setdefault("pool_reset_on_return", None)
         self.engine: AsyncEngine = create_async_engine(self.url, **engine_args)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
@@ -74,7 +78,9 @@ class Database:
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     # pysqlite's own transaction handling is switched off so that BEGIN is ours to
-    # issue: deferred for reads, IMMEDIATE for writes (SQLAlchemy's documented recipe).
+    # issue (SQLAlchemy's documented recipe): IMMEDIATE for writes, so two writers
+    # never deadlock upgrading a read lock; none for reads, which run in autocommit
+    # and so never pin an old WAL snapshot or pay two extra driver round trips.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -90,5 +96,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get(_WRITE, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,16 +39,14 @@ class EventStore:
         """
         if not new_events:
             return []
-        head = await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
         now = datetime.now(UTC)
         meta = metadata.to_dict()
-        rows = [
+        rows: list[JSON] = [
             {
-                "position": int(head or 0) + i,
                 "stream_id": stream_id,
                 "version": expected_version + i,
                 "workspace_id": workspace_id,
-                "type": e.type,
+                "type": str(e.type),
                 "schema_version": e.schema_version,
                 "payload": e.payload,
                 "metadata": meta,
@@ -56,12 +55,34 @@ class EventStore:
             for i, e in enumerate(new_events, start=1)
         ]
         try:
-            await conn.execute(events.insert(), rows)
+            if conn.dialect.name == "sqlite":
+                await _insert_sqlite(conn, rows)
+            else:
+                head = await conn.scalar(
+                    sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))
+                )
+                for i, row in enumerate(rows, start=1):
+                    row["position"] = int(head or 0) + i
+                await conn.execute(events.insert(), rows)
         except sa.exc.IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
-        return [self._record(row) for row in rows]
+        # Fresh events are already at their current schema: no upcasting needed.
+        return [
+            RecordedEvent(
+                stream_id=stream_id,
+                workspace_id=workspace_id,
+                version=expected_version + i,
+                position=int(row["position"]),
+                type=str(event.type),
+                schema_version=event.schema_version,
+                payload=event.payload,
+                metadata=meta,
+                recorded_at=now,
+            )
+            for i, (row, event) in enumerate(zip(rows, new_events, strict=True), start=1)
+        ]
 
     async def read_stream(
         self, stream_id: str, *, after: int = 0, limit: int | None = None
@@ -130,6 +151,45 @@ class EventStore:
             metadata=row["metadata"],
             recorded_at=recorded_at,
         )
+
+
+_SQLITE_COLUMNS = (
+    "stream_id, version, workspace_id, type, schema_version, payload, metadata, recorded_at"
+)
+_SQLITE_ROWS_PER_STATEMENT = 1000  # 8,000 parameters, well under SQLite's limit
+
+
+async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
+    """The append hot path on SQLite, where each driver call is a thread hop.
+
+    `position` is the table's rowid: left out, SQLite assigns max + 1 per row, so
+    a multi-row insert under the write lock gets a contiguous, gap-free range that
+    ends at last_insert_rowid. One statement per 1,000 rows, metadata serialised
+    once, and the same JSON text and timestamp format the Core insert writes.
+    """
+    meta = json.dumps(rows[0]["metadata"])
+    stamp = rows[0]["recorded_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+    for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
+        params: list[object] = []
+        for r in chunk:
+            params += (
+                r["stream_id"],
+                r["version"],
+                r["workspace_id"],
+                r["type"],
+                r["schema_version"],
+                json.dumps(r["payload"]),
+                meta,
+                stamp,
+            )
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        result = await conn.exec_driver_sql(
+            f"INSERT INTO events ({_SQLITE_COLUMNS}) VALUES {values}", tuple(params)
+        )
+        last = result.lastrowid
+        for offset, r in enumerate(chunk):
+            r["position"] = last - len(chunk) + 1 + offset
 
 
 def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:

@@ -40,7 +40,7 @@ async def post_turn(
     turn = TurnRequest.build(action=body.action, text=body.text, choice=body.choice)
     handle = await engine.turns.start(workspace, session_id, turn, meta)
     if wants_stream(request):
-        return sse.stream(handle)
+        return sse.stream(handle, status_code=201)  # as documented: the turn was created
     result = await handle.wait()
     return JSONResponse(TurnPublic.model_validate(result).model_dump(mode="json"), 201)
 

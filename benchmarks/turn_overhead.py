@@ -1,0 +1,123 @@
+"""Engine overhead per turn over HTTP, on a session with 1,000 prior turns.
+
+The scripted model answers with zero latency, so what is measured is the engine:
+validation, opening the session, recall, the pipeline, the commit and the
+response. The baseline is a bare FastAPI endpoint returning the same bytes,
+driven by the same client in the same run. Targets: p95 <= 15 ms, ratio <= 4x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.stats import percentile, summary, verdict
+from taleweaver.config import Settings
+from taleweaver.domain.events import EventMetadata
+from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.turns import TurnRequest
+from taleweaver.engine import Engine
+from taleweaver.llm import ScriptedModel
+
+PRIOR_TURNS = 1000
+WARMUP = 30
+SAMPLES = 300
+
+
+async def _prepare(data_dir: Path) -> str:
+    engine = await Engine.open(Settings(data_dir=data_dir), model=ScriptedModel())
+    meta = EventMetadata("bench")
+    session = await engine.sessions.create(
+        "local", kind=SessionKind.STORY, title="Bench", metadata=meta
+    )
+    for i in range(PRIOR_TURNS):
+        request = TurnRequest.build(action=None, text=f"I walk on, step {i}", choice=None)
+        await (await engine.turns.start("local", session["id"], request, meta)).wait()
+    await engine.close()
+    session_id: str = session["id"]
+    return session_id
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.servers", args[0], str(port), *args[1:]], env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(base + "/docs", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{args[0]} server did not start")
+
+
+def _drive(client: httpx.Client, url: str) -> tuple[list[float], bytes]:
+    body = b""
+    samples: list[float] = []
+    for i in range(WARMUP + SAMPLES):
+        started = time.perf_counter()
+        response = client.post(url, json={"text": f"I look around, {i}"})
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 201:
+            raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+        body = response.content
+        if i >= WARMUP:
+            samples.append(elapsed)
+    return samples, body
+
+
+def run() -> bool:
+    print(f"== Turn overhead over HTTP (session with {PRIOR_TURNS} prior turns, scripted model)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        session_id = asyncio.run(_prepare(data_dir))
+        env = os.environ | {
+            "TALEWEAVER_DATA_DIR": str(data_dir),
+            "TALEWEAVER_MODEL": "scripted",
+            "TALEWEAVER_SCRIPTED_TOKEN_DELAY_MS": "0",
+            "TALEWEAVER_LOG_LEVEL": "WARNING",
+        }
+        url = f"/api/v1/sessions/{session_id}/turns"
+        proc, base = _start(["engine"], env)
+        try:
+            with httpx.Client(base_url=base) as client:
+                engine_ms, body = _drive(client, url)
+        finally:
+            proc.terminate()
+            proc.wait()
+        body_file = data_dir / "body.json"
+        body_file.write_bytes(body)
+        proc, base = _start(["bare", str(body_file)], env)
+        try:
+            with httpx.Client(base_url=base) as client:
+                bare_ms, _ = _drive(client, url)
+        finally:
+            proc.terminate()
+            proc.wait()
+    p95 = percentile(engine_ms, 95)
+    ratio50 = percentile(engine_ms, 50) / percentile(bare_ms, 50)
+    ratio95 = p95 / percentile(bare_ms, 95)
+    print(f"  engine : {summary(engine_ms)}")
+    print(f"  bare   : {summary(bare_ms)}")
+    print(f"  ratio  : p50 {ratio50:.2f}x  p95 {ratio95:.2f}x")
+    ok = p95 <= 15 and ratio95 <= 4
+    print(f"  target : p95 <= 15 ms and ratio <= 4x -> {verdict(ok)}")
+    return ok
