@@ -427,6 +427,24 @@ def test_resume_with_last_event_id_replays_only_later_events(
     assert replayed == stream[3:]
 
 
+def test_client_that_disconnects_mid_turn_resumes_to_the_end(serve: Serve) -> None:
+    reply = " ".join(f"step{i}" for i in range(30)) + "\n\nChoices:\n1. Stop\n2. Go on\n"
+    client = serve(model=ScriptedModel([reply], token_delay=SLOW))
+    session = create_session(client)["id"]
+    url = f"{API}/sessions/{session}/turns"
+    seen: list[Event] = []
+    with client.stream("POST", url, json={"text": "Run"}, headers=STREAM) as response:
+        for event in read_events(response):
+            seen.append(event)
+            if event.name == "token":
+                break  # the client goes away; the turn runs on
+    rest = resume(client, session, seen[0].data["turn_id"], last_event_id=seen[-1].id)
+    assert int(rest[0].id.rpartition(":")[2]) == len(seen) + 1
+    assert rest[-1].name == "done" and rest[-1].data["turn"]["status"] == "completed"
+    tokens = "".join(e.data["text"] for e in seen + rest if e.name == "token")
+    assert tokens.rstrip() == rest[-1].data["turn"]["reply"]["text"]
+
+
 def test_resume_without_last_event_id_replays_the_whole_turn(
     scripted: Callable[..., httpx.Client],
 ) -> None:

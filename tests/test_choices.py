@@ -26,7 +26,7 @@ from taleweaver.domain.choices import (
         pytest.param("The gate looms.\n(1) Knock\n(2) Climb the wall\n(3) Leave", id="(n)"),
         pytest.param("The gate looms.\n- Knock\n- Climb the wall\n- Leave", id="dash"),
         pytest.param("The gate looms.\n* Knock\n* Climb the wall\n* Leave", id="star"),
-        pytest.param("The gate looms.\n\u2022 Knock\n\u2022 Climb the wall\n\u2022 Leave", id="dot"),
+        pytest.param("The gate looms.\n\u2022 Knock\n\u2022 Climb the wall\n\u2022 Leave", id="bullet"),
         pytest.param("The gate looms.\nA. Knock\nB. Climb the wall\nC. Leave", id="letter"),
         pytest.param("The gate looms.\na) Knock\nb) Climb the wall\nc) Leave", id="lower"),
         pytest.param("The gate looms.\n(A) Knock\n(B) Climb the wall\n(C) Leave", id="(A)"),
@@ -204,7 +204,7 @@ _LINES = st.sampled_from(
         "Done\r",
     ]
 )
-_FRAGMENTS = st.text(alphabet="1).:-*\u2022(AbCc#_ ?\t\nxyWhat", max_size=40)
+_FRAGMENTS = st.text(alphabet="1).:-*\u2022(AbCc#_ ?\t\r\xa0\nxyWhat", max_size=40)
 
 
 @st.composite

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pexpect
@@ -22,7 +23,11 @@ from tests.conftest import free_port
 
 SCRIPT = Path(sys.executable).with_name("taleweaver")
 PROMPT = r"\r\n> "
-CHOICES = ("Follow the sound of water", "Examine the carvings on the wall", "Call out into the dark")
+CHOICES = (
+    "Follow the sound of water",
+    "Examine the carvings on the wall",
+    "Call out into the dark",
+)
 NEW_STORY = re.compile(r"New story '.*' \((\w+)\)\.")
 RESUME = re.compile(r"Saved\. Resume with: taleweaver play --session (\w+)")
 
@@ -43,7 +48,9 @@ def cli_env(data_dir: Path, *, token_delay_ms: int = 0) -> dict[str, str]:
     return env
 
 
-def taleweaver(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def taleweaver(
+    data_dir: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), *args],
         env=cli_env(data_dir),
@@ -274,20 +281,11 @@ def test_db_upgrade_prints_the_revision_it_reached(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"database at revision {head_revision()}"
 
 
-def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
-    first = taleweaver(tmp_path, "db", "upgrade")
-    again = taleweaver(tmp_path, "db", "upgrade")
-    assert again.returncode == 0, again.stderr
-    assert again.stdout == first.stdout
-
-
 def test_sessions_list_shows_a_played_session(played: PlayedStory) -> None:
     result = taleweaver(played.data_dir, "sessions", "list")
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
-    assert re.fullmatch(
-        rf"\s+{played.session_id}\s+story\s+2 turns\s+The Lantern Road", line
-    ), line
+    assert re.fullmatch(rf"\s+{played.session_id}\s+story\s+2 turns\s+The Lantern Road", line), line
 
 
 def test_sessions_list_json_prints_one_object_a_line(played: PlayedStory) -> None:
@@ -325,9 +323,7 @@ def test_export_markdown_renders_the_story(played: PlayedStory) -> None:
 
 
 def test_export_text_renders_the_story_without_markup(played: PlayedStory) -> None:
-    result = taleweaver(
-        played.data_dir, "sessions", "export", played.session_id, "--format", "txt"
-    )
+    result = taleweaver(played.data_dir, "sessions", "export", played.session_id, "--format", "txt")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "The Lantern Road"
@@ -345,9 +341,7 @@ def test_export_json_holds_session_messages_and_events(played: PlayedStory) -> N
 
 def test_export_to_a_file_writes_it_and_says_where(played: PlayedStory, tmp_path: Path) -> None:
     target = tmp_path / "story.md"
-    result = taleweaver(
-        played.data_dir, "sessions", "export", played.session_id, "-o", str(target)
-    )
+    result = taleweaver(played.data_dir, "sessions", "export", played.session_id, "-o", str(target))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr.strip() == f"wrote {target}"
@@ -371,13 +365,13 @@ class Served:
     banner: str
 
 
-def start_serving(data_dir: Path) -> Served:
+def start_serving(data_dir: Path, log: IO[str] | None = None) -> Served:
     port = free_port()
     process = subprocess.Popen(
         [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=cli_env(data_dir),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log or subprocess.DEVNULL,
         text=True,
     )
     base_url = f"http://127.0.0.1:{port}"
@@ -447,6 +441,13 @@ def test_serve_plays_a_story_turn_over_http(served: Served) -> None:
         assert [m["role"] for m in messages] == ["player", "narrator"]
 
 
-def test_serve_stops_cleanly_when_terminated(tmp_path: Path) -> None:
-    running = start_serving(tmp_path)
-    assert stop_serving(running.process) == 0
+def test_serve_shuts_down_gracefully_when_terminated(tmp_path: Path) -> None:
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        running = start_serving(tmp_path, log)
+        status = stop_serving(running.process)
+    # uvicorn re-raises the signal it caught once it has shut down, so the exit
+    # status is SIGTERM's; the log shows the application's shutdown ran.
+    assert status in (0, -signal.SIGTERM)
+    messages = [json.loads(line)["message"] for line in log_path.read_text().splitlines()]
+    assert "Application shutdown complete." in messages

@@ -14,8 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from taleweaver.domain.errors import InvalidInput
 
-_WRITE = "taleweaver_write"
-
 
 def normalise_url(url: str) -> str:
     """Pick the async driver for the URL's database, whatever the user wrote."""
@@ -36,54 +34,79 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 class Database:
-    """An async engine plus the one way to open a write transaction."""
+    """Async engines plus the one way to open a write transaction.
+
+    On SQLite, where aiosqlite makes every driver call a thread hop, reads and
+    writes use separate pools configured so that neither pays for statements it
+    does not need: readers run in autocommit (no BEGIN, no pinned WAL snapshot),
+    writers let sqlite3 issue BEGIN IMMEDIATE implicitly in the same call as the
+    first write, so two writers never deadlock upgrading a read lock. On
+    PostgreSQL one pool serves both.
+    """
 
     def __init__(self, url: str, **engine_args: Any) -> None:
         self.url = normalise_url(url)
         if self.url.startswith("sqlite"):
-            # Every transaction here ends in an explicit commit or rollback, so the
-            # pool's extra rollback on return is only a wasted driver round trip.
+            connect_args = dict(engine_args.pop("connect_args", {}))
+            # Every write ends in an explicit commit or rollback, and reads never
+            # open a transaction: the pool's rollback on return would be a wasted hop.
             engine_args.setdefault("pool_reset_on_return", None)
-        self.engine: AsyncEngine = create_async_engine(self.url, **engine_args)
-        self.dialect = self.engine.dialect.name
-        if self.dialect == "sqlite":
+            self.engine: AsyncEngine = create_async_engine(
+                self.url,
+                connect_args=connect_args | {"isolation_level": "IMMEDIATE"},
+                **engine_args,
+            )
+            self.reader: AsyncEngine = create_async_engine(
+                self.url,
+                connect_args=connect_args | {"isolation_level": None},
+                isolation_level="AUTOCOMMIT",
+                **engine_args,
+            )
             _configure_sqlite(self.engine)
-        self._writer = self.engine.execution_options(**{_WRITE: True})
+            _configure_sqlite(self.reader)
+            # The reader never opens a transaction, so the rollback SQLAlchemy issues
+            # when a connection closes has nothing to undo; skip its round trip.
+            self.reader.dialect.do_rollback = _no_rollback  # type: ignore[method-assign,assignment]
+        else:
+            self.engine = create_async_engine(self.url, **engine_args)
+            self.reader = self.engine
+        self.dialect = self.engine.dialect.name
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that holds the database's write lock from its first statement.
+        """A transaction that holds the database's write lock.
 
-        SQLite: BEGIN IMMEDIATE, so two writers never deadlock upgrading a read lock.
+        SQLite: BEGIN IMMEDIATE, taken with the transaction's first write.
         PostgreSQL: an EXCLUSIVE lock on the events table (plain reads still run), so
         global positions are handed out in commit order with no gaps.
         """
-        async with self._writer.begin() as conn:
+        async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
             yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             yield conn
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()
+
+
+def _no_rollback(_dbapi_connection: Any) -> None:
+    return None
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    # pysqlite's own transaction handling is switched off so that BEGIN is ours to
-    # issue (SQLAlchemy's documented recipe): IMMEDIATE for writes, so two writers
-    # never deadlock upgrading a read lock; none for reads, which run in autocommit
-    # and so never pin an old WAL snapshot or pay two extra driver round trips.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in (
             "journal_mode=WAL",
@@ -93,8 +116,3 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        if conn.get_execution_options().get(_WRITE, False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")

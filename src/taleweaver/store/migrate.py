@@ -29,7 +29,11 @@ def head_revision() -> str:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Migrate in one transaction (SQLite's DDL included: it would otherwise
+    autocommit statement by statement and leave a half-made schema on failure)."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
 
 

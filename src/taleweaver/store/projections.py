@@ -13,16 +13,18 @@ from taleweaver.store.schema import messages, sessions, snapshots
 
 
 async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
-    """Apply freshly appended events to the read models."""
+    """Apply freshly appended events to the read models (full-text indexes follow
+    the messages table by themselves: a trigger on SQLite, a generated column on
+    PostgreSQL)."""
     for event in recorded:
         await _project_one(conn, event)
-    if recorded:
+    if recorded and recorded[-1].type != EventType.SESSION_DELETED:
         last = recorded[-1]
-        await conn.execute(
-            sessions.update()
-            .where(sessions.c.id == last.stream_id)
-            .values(version=last.version, updated_at=last.recorded_at)
-        )
+        turns = [e.payload["number"] for e in recorded if e.type == EventType.TURN_COMMITTED]
+        values: dict[str, object] = {"version": last.version, "updated_at": last.recorded_at}
+        if turns:
+            values["turn_count"] = max(turns)
+        await conn.execute(sessions.update().where(sessions.c.id == last.stream_id).values(values))
 
 
 async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -66,14 +68,6 @@ async def _update_session(conn: AsyncConnection, sid: str, **values: object) -> 
 
 
 async def _delete_session(conn: AsyncConnection, sid: str) -> None:
-    if conn.dialect.name == "sqlite":
-        await conn.execute(
-            sa.text(
-                "DELETE FROM messages_fts WHERE rowid IN "
-                "(SELECT rowid FROM messages WHERE session_id = :sid)"
-            ),
-            {"sid": sid},
-        )
     await conn.execute(messages.delete().where(messages.c.session_id == sid))
     await conn.execute(sessions.delete().where(sessions.c.id == sid))
     await conn.execute(snapshots.delete().where(snapshots.c.stream_id == sid))
@@ -118,9 +112,6 @@ async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
         }
     )
     await conn.execute(messages.insert(), rows)
-    for row in rows:
-        await _index(conn, row["id"])
-    await _update_session(conn, event.stream_id, turn_count=number)
 
 
 async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -137,7 +128,6 @@ async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:
             await conn.execute(
                 messages.update().where(messages.c.id == player_id).values(content=p["input_text"])
             )
-            await _reindex(conn, player_id)
     row = (
         await conn.execute(
             sa.select(messages.c.id, messages.c.alternatives).where(
@@ -158,29 +148,3 @@ async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:
             active=len(alternatives) - 1,
         )
     )
-    await _reindex(conn, row.id)
-
-
-async def _index(conn: AsyncConnection, message_id: str) -> None:
-    # PostgreSQL indexes through a generated tsvector column; SQLite needs its FTS5
-    # table kept in step, keyed by the message row's rowid so updates stay O(log n).
-    if conn.dialect.name == "sqlite":
-        await conn.execute(
-            sa.text(
-                "INSERT INTO messages_fts(rowid, content, message_id, session_id, workspace_id) "
-                "SELECT rowid, content, id, session_id, workspace_id FROM messages WHERE id = :id"
-            ),
-            {"id": message_id},
-        )
-
-
-async def _reindex(conn: AsyncConnection, message_id: str) -> None:
-    if conn.dialect.name == "sqlite":
-        await conn.execute(
-            sa.text(
-                "DELETE FROM messages_fts WHERE rowid IN "
-                "(SELECT rowid FROM messages WHERE id = :id)"
-            ),
-            {"id": message_id},
-        )
-        await _index(conn, message_id)

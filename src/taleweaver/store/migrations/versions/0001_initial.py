@@ -43,6 +43,23 @@ def upgrade() -> None:
             "content, message_id UNINDEXED, session_id UNINDEXED, workspace_id UNINDEXED, "
             "tokenize = 'porter unicode61 remove_diacritics 2')"
         )
+        # Triggers keep the index in step with messages inside the same statement,
+        # keyed by the message row's rowid.
+        columns = "rowid, content, message_id, session_id, workspace_id"
+        new_row = "new.rowid, new.content, new.id, new.session_id, new.workspace_id"
+        op.execute(
+            "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN "
+            f"INSERT INTO messages_fts({columns}) VALUES ({new_row}); END"
+        )
+        op.execute(
+            "CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN "
+            "DELETE FROM messages_fts WHERE rowid = old.rowid; "
+            f"INSERT INTO messages_fts({columns}) VALUES ({new_row}); END"
+        )
+        op.execute(
+            "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN "
+            "DELETE FROM messages_fts WHERE rowid = old.rowid; END"
+        )
     op.bulk_insert(
         workspaces,
         [{"id": DEFAULT_WORKSPACE_ID, "name": "Local", "created_at": datetime.now(UTC)}],
