@@ -1,4 +1,8 @@
-"""Dependency aliases every route uses."""
+"""Dependency aliases every route uses.
+
+All are `async def`: FastAPI runs a plain `def` dependency in a worker thread,
+a needless hop on every request.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,17 @@ from taleweaver.engine import Engine
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_workspace() -> str:
+async def get_workspace() -> str:
     # Until accounts land, everything lives in the single local workspace.
     return DEFAULT_WORKSPACE_ID
 
 
-def get_metadata() -> EventMetadata:
+async def get_metadata() -> EventMetadata:
     return EventMetadata(actor="local-user", correlation_id=correlation_id.get())
 
 

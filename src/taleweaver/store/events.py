@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import ConcurrencyConflict
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
+from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import events, snapshots
 from taleweaver.store.upcasting import Upcasters
@@ -64,7 +66,7 @@ class EventStore:
                 for i, row in enumerate(rows, start=1):
                     row["position"] = int(head or 0) + i
                 await conn.execute(events.insert(), rows)
-        except sa.exc.IntegrityError as exc:
+        except (sa.exc.IntegrityError, sqlite3.IntegrityError) as exc:
             if _is_unique_violation(exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
@@ -168,7 +170,7 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
     once, and the same JSON text and timestamp format the Core insert writes.
     """
     meta = json.dumps(rows[0]["metadata"])
-    stamp = rows[0]["recorded_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+    recorded_at = sqlite_fast.stamp(rows[0]["recorded_at"])
     for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
         chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
         params: list[object] = []
@@ -181,17 +183,18 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
                 r["schema_version"],
                 json.dumps(r["payload"]),
                 meta,
-                stamp,
+                recorded_at,
             )
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-        result = await conn.exec_driver_sql(
-            f"INSERT INTO events ({_SQLITE_COLUMNS}) VALUES {values}", tuple(params)
+        last = await sqlite_fast.insert(
+            conn, f"INSERT INTO events ({_SQLITE_COLUMNS}) VALUES {values}", params
         )
-        last = result.lastrowid
         for offset, r in enumerate(chunk):
             r["position"] = last - len(chunk) + 1 + offset
 
 
-def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+def _is_unique_violation(exc: Exception) -> bool:
     # SQLite names the constraint in its message; PostgreSQL gives SQLSTATE 23505.
-    return getattr(exc.orig, "sqlstate", None) == "23505" or "UNIQUE constraint" in str(exc.orig)
+    # The SQLite fast path raises the driver's own error, unwrapped.
+    orig = exc.orig if isinstance(exc, sa.exc.IntegrityError) else exc
+    return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint" in str(orig)

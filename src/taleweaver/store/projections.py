@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -9,7 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.domain.sessions import EventType
+from taleweaver.store import sqlite_fast
 from taleweaver.store.schema import messages, sessions, snapshots
+
+_MESSAGE_COLUMNS = [c.name for c in messages.columns]
+_JSON_COLUMNS = {"choices", "alternatives"}
 
 
 async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
@@ -21,9 +26,18 @@ async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> N
     if recorded and recorded[-1].type != EventType.SESSION_DELETED:
         last = recorded[-1]
         turns = [e.payload["number"] for e in recorded if e.type == EventType.TURN_COMMITTED]
+        turn_count = max(turns) if turns else None
+        if conn.dialect.name == "sqlite":  # every turn runs this: one driver call
+            await sqlite_fast.execute(
+                conn,
+                "UPDATE sessions SET version = ?, updated_at = ?, "
+                "turn_count = coalesce(?, turn_count) WHERE id = ?",
+                (last.version, sqlite_fast.stamp(last.recorded_at), turn_count, last.stream_id),
+            )
+            return
         values: dict[str, object] = {"version": last.version, "updated_at": last.recorded_at}
-        if turns:
-            values["turn_count"] = max(turns)
+        if turn_count is not None:
+            values["turn_count"] = turn_count
         await conn.execute(sessions.update().where(sessions.c.id == last.stream_id).values(values))
 
 
@@ -111,7 +125,25 @@ async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
             "active": 0,
         }
     )
-    await conn.execute(messages.insert(), rows)
+    if conn.dialect.name == "sqlite":  # every turn runs this: one driver call
+        await sqlite_fast.execute_many(
+            conn,
+            f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_MESSAGE_COLUMNS))})",
+            (
+                [
+                    json.dumps(r[c])
+                    if c in _JSON_COLUMNS
+                    else sqlite_fast.stamp(r[c])
+                    if c == "created_at"
+                    else r[c]
+                    for c in _MESSAGE_COLUMNS
+                ]
+                for r in rows
+            ),
+        )
+    else:
+        await conn.execute(messages.insert(), rows)
 
 
 async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:

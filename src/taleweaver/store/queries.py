@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from taleweaver.domain.events import JSON
+from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import messages, sessions
 
@@ -105,6 +106,18 @@ class Queries:
 
     async def history(self, session_id: str, *, before_turn: int, limit: int) -> list[JSON]:
         """The last `limit` messages before a turn, oldest first."""
+        if self.db.dialect == "sqlite":  # every turn reads this: one driver call
+            async with self.db.read() as conn:
+                found = await sqlite_fast.fetch_all(
+                    conn,
+                    "SELECT role, content, turn_number FROM messages WHERE session_id = ? "
+                    "AND turn_number < ? ORDER BY seq DESC LIMIT ?",
+                    (session_id, before_turn, limit),
+                )
+            return [
+                {"role": role, "content": content, "turn_number": number}
+                for role, content, number in reversed(found)
+            ]
         query = (
             sa.select(messages.c.role, messages.c.content, messages.c.turn_number)
             .where(messages.c.session_id == session_id, messages.c.turn_number < before_turn)
@@ -125,6 +138,12 @@ class Queries:
             return [_message_dict(r) for r in await conn.execute(query)]
 
     async def session_version(self, session_id: str) -> int | None:
+        if self.db.dialect == "sqlite":  # every turn reads this: one driver call
+            async with self.db.read() as conn:
+                found = await sqlite_fast.fetch_all(
+                    conn, "SELECT version FROM sessions WHERE id = ?", (session_id,)
+                )
+            return int(found[0][0]) if found else None
         async with self.db.read() as conn:
             value = await conn.scalar(
                 sa.select(sessions.c.version).where(sessions.c.id == session_id)
