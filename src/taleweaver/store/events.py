@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +65,7 @@ class EventStore:
                 for i, row in enumerate(rows, start=1):
                     row["position"] = int(head or 0) + i
                 await conn.execute(events.insert(), rows)
-        except (sa.exc.IntegrityError, sqlite3.IntegrityError) as exc:
+        except sa.exc.IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
@@ -195,6 +194,5 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
 
 def _is_unique_violation(exc: Exception) -> bool:
     # SQLite names the constraint in its message; PostgreSQL gives SQLSTATE 23505.
-    # The SQLite fast path raises the driver's own error, unwrapped.
     orig = exc.orig if isinstance(exc, sa.exc.IntegrityError) else exc
     return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint" in str(orig)

@@ -10,10 +10,13 @@ transaction as everything else. Everything else uses SQLAlchemy Core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 Row = Sequence[Any]
@@ -24,29 +27,35 @@ def stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-async def _driver(conn: AsyncConnection) -> Any:
+@asynccontextmanager
+async def _driver(conn: AsyncConnection, sql: str) -> AsyncIterator[Any]:
+    """The aiosqlite connection under `conn`; driver errors come out wrapped the
+    way SQLAlchemy wraps them, so callers see one error vocabulary on every path."""
     raw = await conn.get_raw_connection()
-    return raw.driver_connection
+    try:
+        yield raw.driver_connection
+    except sqlite3.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
 
 
 async def fetch_all(conn: AsyncConnection, sql: str, params: Row = ()) -> list[Row]:
-    driver = await _driver(conn)
-    rows: list[Row] = list(await driver.execute_fetchall(sql, params))
+    async with _driver(conn, sql) as driver:
+        rows: list[Row] = list(await driver.execute_fetchall(sql, params))
     return rows
 
 
 async def execute(conn: AsyncConnection, sql: str, params: Row = ()) -> None:
-    driver = await _driver(conn)
-    await driver.execute(sql, params)
+    async with _driver(conn, sql) as driver:
+        await driver.execute(sql, params)
 
 
 async def insert(conn: AsyncConnection, sql: str, params: Row) -> int:
     """Run an INSERT; return the last inserted rowid."""
-    driver = await _driver(conn)
-    row = await driver.execute_insert(sql, params)
+    async with _driver(conn, sql) as driver:
+        row = await driver.execute_insert(sql, params)
     return int(row[0])
 
 
 async def execute_many(conn: AsyncConnection, sql: str, rows: Iterable[Row]) -> None:
-    driver = await _driver(conn)
-    await driver.executemany(sql, list(rows))
+    async with _driver(conn, sql) as driver:
+        await driver.executemany(sql, list(rows))
