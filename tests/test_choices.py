@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,11 +28,15 @@ from taleweaver.domain.choices import (
         pytest.param("The gate looms.\n(1) Knock\n(2) Climb the wall\n(3) Leave", id="(n)"),
         pytest.param("The gate looms.\n- Knock\n- Climb the wall\n- Leave", id="dash"),
         pytest.param("The gate looms.\n* Knock\n* Climb the wall\n* Leave", id="star"),
-        pytest.param("The gate looms.\n\u2022 Knock\n\u2022 Climb the wall\n\u2022 Leave", id="bullet"),
+        pytest.param(
+            "The gate looms.\n\u2022 Knock\n\u2022 Climb the wall\n\u2022 Leave", id="bullet"
+        ),
         pytest.param("The gate looms.\nA. Knock\nB. Climb the wall\nC. Leave", id="letter"),
         pytest.param("The gate looms.\na) Knock\nb) Climb the wall\nc) Leave", id="lower"),
         pytest.param("The gate looms.\n(A) Knock\n(B) Climb the wall\n(C) Leave", id="(A)"),
-        pytest.param("The gate looms.\n**1.** Knock\n**2.** Climb the wall\n**3.** Leave", id="bold"),
+        pytest.param(
+            "The gate looms.\n**1.** Knock\n**2.** Climb the wall\n**3.** Leave", id="bold"
+        ),
         pytest.param("The gate looms.\n**1. Knock**\n**2. Climb the wall**\n**3. Leave**", id="b2"),
         pytest.param("The gate looms.\n  1. Knock\n  2. Climb the wall\n  3. Leave", id="indent"),
         pytest.param("The gate looms.\n\n1. Knock\n\n2. Climb the wall\n\n3. Leave", id="blanks"),
@@ -222,7 +228,7 @@ def chunked(draw: st.DrawFn) -> tuple[str, list[str]]:
     text = draw(replies())
     cuts = sorted(draw(st.sets(st.integers(0, len(text)), max_size=len(text) + 1)))
     bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return text, [text[a:b] for a, b in pairwise(bounds)]
 
 
 def _stream(chunks: list[str]) -> tuple[list[str], str, ParsedReply]:
