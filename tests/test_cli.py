@@ -106,7 +106,7 @@ def event_types(document: dict[str, Any]) -> list[str]:
 def test_play_streams_the_story_and_shows_numbered_choices(tmp_path: Path) -> None:
     child = play(tmp_path)
     child.sendline("I light a lantern")
-    child.expect("Scene 1. You i light a lantern.")
+    child.expect("Scene 1. You light a lantern.")
     for number, text in enumerate(CHOICES, 1):
         child.expect_exact(f"  {number}. {text}")
     child.expect(PROMPT)
@@ -148,7 +148,7 @@ def test_regenerate_retells_the_last_reply(tmp_path: Path) -> None:
     child.sendline("I look around")
     child.expect(PROMPT)
     child.sendline("/regenerate")
-    child.expect_exact("Scene 1. You i look around.")
+    child.expect_exact("Scene 1. You look around.")
     child.expect_exact(f"  3. {CHOICES[2]}")
     child.expect(PROMPT)
     child.sendline("/quit")
@@ -189,7 +189,7 @@ def test_resuming_a_session_shows_its_last_exchange(tmp_path: Path) -> None:
     shown = resumed.opening
     assert "Continuing 'The Drowned Stair' after turn 1." in shown
     assert "> I descend" in shown
-    assert "Scene 1. You i descend." in shown
+    assert "Scene 1. You descend." in shown
     assert f"  1. {CHOICES[0]}" in shown
     resumed.sendline("1")
     resumed.expect_exact("Scene 2. You follow the sound of water.")
@@ -213,11 +213,11 @@ def test_ctrl_c_while_the_narrator_streams_cancels_the_turn_not_the_program(
     child.expect_exact("Scene 1.")
     child.sendintr()
     child.expect_exact("[stopped: this reply was not kept]")
+    assert "distant water" not in child.before  # the reply was cut short
     child.expect(PROMPT)
-    assert "wet stone" not in child.before  # the stream stopped where it was cut
 
     child.sendline("I walk carefully")
-    child.expect_exact("Scene 1. You i walk carefully.")
+    child.expect_exact("Scene 1. You walk carefully.")
     child.expect_exact(f"  3. {CHOICES[2]}")
     child.expect(PROMPT)
     child.sendline("/quit")
@@ -240,7 +240,7 @@ def test_ctrl_c_at_the_prompt_prints_a_hint_and_keeps_playing(tmp_path: Path) ->
     child.expect_exact("(Ctrl-D or /quit to leave)")
     child.expect(PROMPT)
     child.sendline("I wait")
-    child.expect_exact("Scene 1. You i wait.")
+    child.expect_exact("Scene 1. You wait.")
     child.expect(PROMPT)
     child.sendline("/quit")
     assert finish(child) == 0
@@ -434,7 +434,7 @@ def test_serve_plays_a_story_turn_over_http(served: Served) -> None:
         assert turn.status_code == 201, turn.text
         body = turn.json()
         assert body["status"] == "completed"
-        assert body["reply"]["text"].startswith("Scene 1. You i knock.")
+        assert body["reply"]["text"].startswith("Scene 1. You knock.")
         assert [c["text"] for c in body["reply"]["choices"]] == list(CHOICES)
 
         messages = client.get(f"/api/v1/sessions/{session_id}/messages").json()

@@ -70,6 +70,9 @@ class OpenAICompatibleModel:
             response = await self._client.get("models", timeout=5.0)
         except httpx.HTTPError as exc:
             raise ModelUnavailable(f"{self.name} is unreachable: {exc}") from exc
+        if response.status_code in (401, 403):
+            status = response.status_code
+            raise ModelUnavailable(f"{self.name} rejected the API key (HTTP {status})")
         if response.status_code >= 500:
             raise ModelUnavailable(f"{self.name} answered HTTP {response.status_code}")
 

@@ -18,9 +18,10 @@ def story_script(messages: Sequence[ChatMessage]) -> str:
     """A small story that answers whatever the player did, with choices."""
     player = next((m.content for m in reversed(messages) if m.role == "user"), "")
     turn = sum(1 for m in messages if m.role == "assistant") + 1
-    action = player.strip().rstrip(".") or "wait"
+    action = re.sub(r"^i\s+", "", player.strip().rstrip("."), flags=re.IGNORECASE) or "wait"
+    action = action[0].lower() + action[1:]
     return (
-        f"Scene {turn}. You {action.lower()}. The lantern light wavers over wet stone "
+        f"Scene {turn}. You {action}. The lantern light wavers over wet stone "
         "as the corridor bends toward a sound like distant water.\n\n"
         "Choices:\n"
         "1. Follow the sound of water\n"

@@ -1,0 +1,173 @@
+"""The bundled model (SmolLM2-135M on llama.cpp) end to end, through the real pipeline.
+
+The model is loaded once for the module. Its prose is weak, so nothing here reads
+it beyond checking that there is some; sampling is greedy to keep runs repeatable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taleweaver.config import Settings
+from taleweaver.domain.prompt import ChatMessage
+from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.turns import TurnRequest
+from taleweaver.engine import Engine
+from taleweaver.engine.models import model_from_settings
+from taleweaver.llm import EmbeddedModel
+from taleweaver.llm.embedded import bundled_model_path
+from tests.conftest import META
+
+pytestmark = pytest.mark.embedded_model
+
+WS = "local"
+# Greedy, the model answers this with a reply longer than 400 tokens: seconds of work.
+LONG_REPLY = "Describe everything I see, in great detail."
+
+
+class Borrowed:
+    """The module's loaded model, lent to one engine: closing the engine keeps it loaded."""
+
+    def __init__(self, model: EmbeddedModel) -> None:
+        self.model = model
+        self.name = model.name
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
+        return self.model.stream(messages, max_tokens=max_tokens)
+
+    async def check(self) -> None:
+        await self.model.check()
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[EmbeddedModel]:
+    """The bundled model, loaded (by generating one token) once for the module."""
+    model = EmbeddedModel(temperature=0.0)
+
+    async def warm_up() -> None:
+        async for _ in model.stream([ChatMessage("user", "Hello")], max_tokens=1):
+            pass
+
+    asyncio.run(warm_up())
+    yield model
+    asyncio.run(model.aclose())
+
+
+@pytest.fixture
+async def engine(make_engine: Callable[..., Any], embedded: EmbeddedModel) -> Engine:
+    opened: Engine = await make_engine(model=Borrowed(embedded))
+    return opened
+
+
+async def new_story(engine: Engine) -> str:
+    created = await engine.sessions.create(
+        WS,
+        kind=SessionKind.STORY,
+        title="The Lighthouse",
+        settings={"premise": "A keeper finds a stranger's boat on the rocks at dawn."},
+        metadata=META,
+    )
+    session_id: str = created["id"]
+    return session_id
+
+
+def say(text: str) -> TurnRequest:
+    return TurnRequest.build(action=None, text=text, choice=None)
+
+
+async def event_types(engine: Engine, session_id: str) -> list[str]:
+    return [e.type for e in await engine.sessions.events(WS, session_id, after=0, limit=100)]
+
+
+def test_bundled_model_is_a_gguf_file_that_exists() -> None:
+    path = bundled_model_path()
+    assert path.is_file()
+    assert path.suffix == ".gguf"
+    assert path.stat().st_size > 10_000_000
+    with path.open("rb") as file:
+        assert file.read(4) == b"GGUF"
+
+
+def test_with_no_model_configured_the_bundled_model_narrates(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, model=None, openai_base_url=None)
+    assert settings.resolved_model() == "embedded"
+    model = model_from_settings(settings)
+    assert isinstance(model, EmbeddedModel)
+    assert model.name == "embedded:SmolLM2-135M-Instruct"
+
+
+async def test_check_passes_when_the_bundled_model_is_installed() -> None:
+    await EmbeddedModel().check()
+
+
+async def test_story_turn_completes_with_a_streamed_reply(engine: Engine) -> None:
+    engine.caps.max_reply_tokens = 48
+    sid = await new_story(engine)
+    handle = await engine.turns.start(WS, sid, say("I walk down to the rocks"), META)
+    streamed = [e.data["text"] async for e in handle.subscribe() if e.name == "token"]
+    turn = await handle.wait()
+
+    assert turn["status"] == "completed"
+    assert turn["model"] == "embedded:SmolLM2-135M-Instruct"
+    assert turn["reply"]["text"].strip()
+    assert len(streamed) > 1
+    assert 1 < turn["tokens"] <= 48
+    messages = await engine.sessions.messages(WS, sid, after_turn=0, limit=10)
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("player", "I walk down to the rocks"),
+        ("narrator", turn["reply"]["text"]),
+    ]
+
+
+async def test_cancel_mid_generation_stops_the_model_and_records_no_reply(
+    engine: Engine,
+) -> None:
+    engine.caps.max_reply_tokens = 400
+    sid = await new_story(engine)
+    handle = await engine.turns.start(WS, sid, say(LONG_REPLY), META)
+    tokens = 0
+    async for event in handle.subscribe():
+        if event.name == "token":
+            tokens += 1
+            if tokens == 3:
+                break
+    assert handle.cancel()
+    cancelled_at = time.perf_counter()
+    turn = await handle.wait()
+    stopped_after = time.perf_counter() - cancelled_at
+
+    assert turn["status"] == "cancelled"
+    assert turn["reply"] is None
+    assert turn["tokens"] < 400
+    # The turn ends only once the sampling thread has stopped; one more token
+    # takes tens of milliseconds, the rest of the reply many seconds.
+    assert stopped_after < 2.0
+    assert await event_types(engine, sid) == ["session.created", "turn.cancelled"]
+    assert await engine.sessions.messages(WS, sid, after_turn=0, limit=10) == []
+
+
+async def test_after_a_cancelled_turn_the_model_takes_the_next_one(engine: Engine) -> None:
+    engine.caps.max_reply_tokens = 400
+    sid = await new_story(engine)
+    first = await engine.turns.start(WS, sid, say(LONG_REPLY), META)
+    async for event in first.subscribe():
+        if event.name == "token":
+            break
+    first.cancel()
+    assert (await first.wait())["status"] == "cancelled"
+
+    engine.caps.max_reply_tokens = 24
+    second = await engine.turns.start(WS, sid, say("I walk down to the rocks"), META)
+    turn = await asyncio.wait_for(second.wait(), timeout=30)
+    assert turn["status"] == "completed"
+    assert turn["number"] == 1
+    assert turn["reply"]["text"].strip()
