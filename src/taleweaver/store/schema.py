@@ -19,6 +19,8 @@ workspaces = sa.Table(
     sa.Column("id", Id, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", Stamp, nullable=False),
+    # Sensitive workspaces keep session content encrypted at rest (migration 0003).
+    sa.Column("sensitive", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # position is assigned by the append transaction (max + 1 under the write lock),
@@ -65,6 +67,7 @@ sessions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("turn_count", sa.Integer, nullable=False, default=0),
     sa.Column("forked_from", Id, nullable=True),
+    sa.Column("owner_id", Id, nullable=True),  # the user who started it (migration 0003)
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
     sa.Index("ix_sessions_workspace_updated", "workspace_id", "updated_at"),
@@ -111,4 +114,113 @@ model_usage = sa.Table(
     sa.Column("completion_tokens", sa.Integer, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
     sa.Column("created_at", Stamp, nullable=False),
+)
+
+# --- accounts, access and audit (migration 0003) ------------------------------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=True),  # None: single sign-on only
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("is_instance_admin", sa.Boolean, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False),
+    sa.Column("locked_until", Stamp, nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("provider", sa.String(100), primary_key=True),
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column(
+        "workspace_id", Id, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+# A therapist reads the progress and safety flags of the players assigned to them.
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column(
+        "workspace_id", Id, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("therapist_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("player_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+login_sessions = sa.Table(
+    "login_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("expires_at", Stamp, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("workspace_id", Id, nullable=True),  # None: every workspace of the user
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("last_used_at", Stamp, nullable=True),
+    sa.Column("revoked_at", Stamp, nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("at", Stamp, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("workspace_id", Id, nullable=True),
+    sa.Column("target", sa.String(200), nullable=True),
+    sa.Column("details", Json, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+instance_state = sa.Table(
+    "instance_state",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column(
+        "workspace_id", Id, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
 )
