@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    # Access: with a loopback bind and at most one account no login is asked for.
+    bind_host: str = "127.0.0.1"
+    require_login: bool = False
+    cors_origins: list[str] = Field(default_factory=list)
+    rate_limit: str = "600/minute"  # per user (or client address) and route
+    login_rate_limit: str = "10/minute"  # per client address
+    redis_url: str | None = None  # rate-limit counters shared across replicas
 
     def resolved_model(self) -> ModelChoice:
         if self.model is not None:

@@ -6,11 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from taleweaver import __version__
 from taleweaver.api import problems
+from taleweaver.api.headers import SecurityHeaders
 from taleweaver.api.middleware import RequestContext
-from taleweaver.api.routes import health, sessions, turns
+from taleweaver.api.ratelimit import RateLimits
+from taleweaver.api.routes import auth, health, sessions, turns, users, workspaces
+from taleweaver.api.security import LoginMode
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ChatModel
@@ -42,9 +46,29 @@ def create_app(
         summary="Persistent AI narrative sessions: stories, companions, world-building.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.login_mode = LoginMode()
+    app.state.rate_limits = RateLimits(
+        settings.rate_limit, settings.login_rate_limit, settings.redis_url
+    )
     problems.install(app)
-    app.include_router(health.router)
-    app.include_router(sessions.router)
-    app.include_router(turns.router)
+    for module in (health, auth, users, workspaces, sessions, turns):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-csrf-token",
+                "x-workspace",
+                "x-request-id",
+                "last-event-id",
+            ],
+        )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     return app

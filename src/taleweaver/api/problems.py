@@ -13,18 +13,24 @@ from starlette.exceptions import HTTPException
 from taleweaver.api.logs import correlation_id
 from taleweaver.domain.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     ModelError,
     ModelUnavailable,
     NotFound,
     PayloadTooLarge,
     TaleweaverError,
+    TooManyRequests,
     TurnCancelled,
+    Unauthorized,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[TaleweaverError], int]] = [
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (TooManyRequests, 429),
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),
@@ -70,7 +76,12 @@ def problem_body(error: TaleweaverError) -> dict[str, object]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaleweaverError)
     async def _ours(_: Request, exc: TaleweaverError) -> JSONResponse:
-        return problem(status_of(exc), exc.title, exc.detail)
+        response = problem(status_of(exc), exc.title, exc.detail)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="taleweaver"'
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,6 +97,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        if exc.status_code >= 500:  # never leak internals, whatever raised it
+            return problem(exc.status_code, "Internal error", "something went wrong")
         return problem(exc.status_code, title, str(exc.detail))
 
     @app.exception_handler(Exception)

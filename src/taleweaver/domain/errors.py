@@ -24,6 +24,22 @@ class TaleweaverError(Exception):
         self.detail = detail
 
 
+class Unauthorized(TaleweaverError):
+    title = "Unauthorized"
+
+
+class Forbidden(TaleweaverError):
+    title = "Forbidden"
+
+
+class TooManyRequests(TaleweaverError):
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
 class NotFound(TaleweaverError):
     title = "Not found"
 

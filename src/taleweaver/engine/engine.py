@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from taleweaver.auth import Accounts, AuditLog, Credentials
 from taleweaver.config import Settings
 from taleweaver.engine.models import model_from_settings
 from taleweaver.engine.pipeline import Capabilities
@@ -31,6 +32,9 @@ class Engine:
         self.db = db
         self.caps = caps
         self.repository = repository
+        self.audit = AuditLog(db)
+        self.accounts = Accounts(db, self.audit)
+        self.credentials = Credentials(db, self.audit)
         self.sessions = Sessions(repository, caps.queries)
         self.turns = TurnRunner(repository, caps)
 
@@ -62,7 +66,10 @@ class Engine:
             )
         else:
             caps = replace(caps, queries=queries)
-        return cls(db, caps, repository)
+        engine = cls(db, caps, repository)
+        if settings.auto_migrate:
+            await engine.accounts.ensure_local_user()
+        return engine
 
     async def readiness(self) -> dict[str, dict[str, object]]:
         """Each component's state, for /readyz."""

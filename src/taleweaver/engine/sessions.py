@@ -33,6 +33,7 @@ class Sessions:
         kind: SessionKind,
         title: str,
         settings: JSON | None = None,
+        owner_id: str | None = None,
         metadata: EventMetadata,
     ) -> JSON:
         settings = settings or {}
@@ -46,6 +47,7 @@ class Sessions:
                 "kind": str(kind),
                 "title": validate_title(title),
                 "settings": settings,
+                "owner_id": owner_id,
             },
         )
         await self.repository.commit(state, [event], metadata, workspace_id=workspace_id)
@@ -62,6 +64,10 @@ class Sessions:
         self, workspace_id: str, where: SessionFilter, *, limit: int, offset: int
     ) -> tuple[list[JSON], int]:
         return await self.queries.sessions(workspace_id, where, limit=limit, offset=offset)
+
+    async def access_info(self, session_id: str) -> tuple[str, str | None] | None:
+        """(workspace, owner) of a live session, for the access policy."""
+        return await self.queries.session_access(session_id)
 
     async def update(
         self,
@@ -96,6 +102,7 @@ class Sessions:
         *,
         at_turn: int,
         title: str | None,
+        owner_id: str | None = None,
         metadata: EventMetadata,
     ) -> JSON:
         """A new session whose history is this one's up to and including `at_turn`."""
@@ -118,6 +125,7 @@ class Sessions:
                 "title": validate_title(title or f"{source.title} (fork)"),
                 "settings": source.settings,
                 "forked_from": {"session_id": session_id, "turn": at_turn},
+                "owner_id": owner_id,
             },
         )
         await self.repository.commit(
@@ -138,11 +146,19 @@ class Sessions:
         return await self.queries.messages(session_id, after_turn=after_turn, limit=limit)
 
     async def search(
-        self, workspace_id: str, text: str, *, session_id: str | None = None, limit: int = 20
+        self,
+        workspace_id: str,
+        text: str,
+        *,
+        session_id: str | None = None,
+        owners: frozenset[str] | None = None,
+        limit: int = 20,
     ) -> list[JSON]:
         if session_id is not None:
             await self.repository.open(workspace_id, session_id)
-        return await self.queries.search(workspace_id, text, session_id=session_id, limit=limit)
+        return await self.queries.search(
+            workspace_id, text, session_id=session_id, owners=owners, limit=limit
+        )
 
 
 def _copy_for_fork(event: RecordedEvent) -> NewEvent:

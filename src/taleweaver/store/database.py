@@ -85,6 +85,16 @@ class Database:
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
             yield conn
 
+    async def lock(self, conn: AsyncConnection) -> None:
+        """Take the write lock now, inside `write()`, before a read that the write
+        depends on (SQLite would otherwise take it only at the first write)."""
+        if self.dialect != "sqlite":
+            return
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        if not driver.in_transaction:
+            await driver.execute("BEGIN IMMEDIATE")
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as conn:

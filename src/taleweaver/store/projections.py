@@ -57,6 +57,7 @@ async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
                     version=event.version,
                     turn_count=0,
                     forked_from=(p.get("forked_from") or {}).get("session_id"),
+                    owner_id=p.get("owner_id"),
                     created_at=event.recorded_at,
                     updated_at=event.recorded_at,
                 )

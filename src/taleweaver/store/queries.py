@@ -22,6 +22,7 @@ class SessionFilter:
     kind: str | None = None
     archived: bool | None = None
     pinned: bool | None = None
+    owners: frozenset[str] | None = None  # only sessions these users started
 
 
 def _utc(value: datetime) -> datetime:
@@ -80,6 +81,8 @@ class Queries:
             conditions.append(sessions.c.archived == where.archived)
         if where.pinned is not None:
             conditions.append(sessions.c.pinned == where.pinned)
+        if where.owners is not None:
+            conditions.append(sessions.c.owner_id.in_(sorted(where.owners)))
         query = (
             sa.select(sessions)
             .where(*conditions)
@@ -137,6 +140,17 @@ class Queries:
         async with self.db.read() as conn:
             return [_message_dict(r) for r in await conn.execute(query)]
 
+    async def session_access(self, session_id: str) -> tuple[str, str | None] | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sessions.c.workspace_id, sessions.c.owner_id).where(
+                        sessions.c.id == session_id
+                    )
+                )
+            ).first()
+        return None if row is None else (row.workspace_id, row.owner_id)
+
     async def session_version(self, session_id: str) -> int | None:
         if self.db.dialect == "sqlite":  # every turn reads this: one driver call
             async with self.db.read() as conn:
@@ -151,7 +165,13 @@ class Queries:
         return None if value is None else int(value)
 
     async def search(
-        self, workspace_id: str, text: str, *, session_id: str | None = None, limit: int = 20
+        self,
+        workspace_id: str,
+        text: str,
+        *,
+        session_id: str | None = None,
+        owners: frozenset[str] | None = None,
+        limit: int = 20,
     ) -> list[JSON]:
         """Full-text search over messages, best match first."""
         words = _WORD.findall(text)
@@ -165,6 +185,10 @@ class Queries:
         if session_id is not None:
             scope = " AND m.session_id = :sid"
             params["sid"] = session_id
+        if owners is not None:
+            names = [f":owner{i}" for i in range(len(owners))]
+            scope += f" AND s.owner_id IN ({', '.join(names) or 'NULL'})"
+            params |= {n[1:]: o for n, o in zip(names, sorted(owners), strict=True)}
         if self.db.dialect == "postgresql":
             params["q"] = " ".join(words)
             sql = (

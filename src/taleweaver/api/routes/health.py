@@ -6,17 +6,18 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from taleweaver.api.deps import EngineDep
+from taleweaver.api.security import PUBLIC, requires
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[requires(PUBLIC)])
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[requires(PUBLIC)])
 async def readyz(engine: EngineDep) -> JSONResponse:
     """Each component's state; 503 until every one of them is ok."""
     components = await engine.readiness()

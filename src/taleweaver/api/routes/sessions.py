@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from taleweaver.api.deps import EngineDep, MetadataDep, WorkspaceDep
+from taleweaver.api.deps import EngineDep, metadata_for
 from taleweaver.api.schemas import (
     EventPublic,
     MessagePublic,
@@ -17,6 +17,8 @@ from taleweaver.api.schemas import (
     SessionPublic,
     SessionUpdate,
 )
+from taleweaver.api.security import Access, requires
+from taleweaver.auth import Action
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.store.queries import SessionFilter
 
@@ -25,10 +27,17 @@ router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
 @router.post("/sessions", status_code=201)
 async def create_session(
-    body: SessionCreate, engine: EngineDep, workspace: WorkspaceDep, meta: MetadataDep
+    body: SessionCreate,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.SESSION_CREATE)],
 ) -> SessionPublic:
     created = await engine.sessions.create(
-        workspace, kind=body.kind, title=body.title, settings=body.settings, metadata=meta
+        access.workspace_id,
+        kind=body.kind,
+        title=body.title,
+        settings=body.settings,
+        owner_id=access.principal.user_id,
+        metadata=metadata_for(access.principal.user_id),
     )
     return SessionPublic.model_validate(created)
 
@@ -36,7 +45,7 @@ async def create_session(
 @router.get("/sessions")
 async def list_sessions(
     engine: EngineDep,
-    workspace: WorkspaceDep,
+    access: Annotated[Access, requires(Action.SESSION_LIST)],
     kind: SessionKind | None = None,
     archived: bool | None = None,
     pinned: bool | None = None,
@@ -44,8 +53,8 @@ async def list_sessions(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SessionPage:
     rows, total = await engine.sessions.list_page(
-        workspace,
-        SessionFilter(kind=kind, archived=archived, pinned=pinned),
+        access.workspace_id,
+        SessionFilter(kind=kind, archived=archived, pinned=pinned, owners=access.owners),
         limit=limit,
         offset=offset,
     )
@@ -59,8 +68,10 @@ async def list_sessions(
 
 
 @router.get("/sessions/{session_id}")
-async def get_session(session_id: str, engine: EngineDep, workspace: WorkspaceDep) -> SessionPublic:
-    return SessionPublic.model_validate(await engine.sessions.get(workspace, session_id))
+async def get_session(
+    session_id: str, engine: EngineDep, access: Annotated[Access, requires(Action.SESSION_READ)]
+) -> SessionPublic:
+    return SessionPublic.model_validate(await engine.sessions.get(access.workspace_id, session_id))
 
 
 @router.patch("/sessions/{session_id}")
@@ -68,25 +79,30 @@ async def update_session(
     session_id: str,
     body: SessionUpdate,
     engine: EngineDep,
-    workspace: WorkspaceDep,
-    meta: MetadataDep,
+    access: Annotated[Access, requires(Action.SESSION_UPDATE)],
 ) -> SessionPublic:
     updated = await engine.sessions.update(
-        workspace,
+        access.workspace_id,
         session_id,
         title=body.title,
         pinned=body.pinned,
         archived=body.archived,
-        metadata=meta,
+        metadata=metadata_for(access.principal.user_id),
     )
     return SessionPublic.model_validate(updated)
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
 async def delete_session(
-    session_id: str, engine: EngineDep, workspace: WorkspaceDep, meta: MetadataDep
+    session_id: str,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.SESSION_DELETE)],
 ) -> Response:
-    await engine.sessions.delete(workspace, session_id, metadata=meta)
+    user = access.principal.user_id
+    await engine.sessions.delete(access.workspace_id, session_id, metadata=metadata_for(user))
+    await engine.audit.record(
+        user, "session.deleted", workspace_id=access.workspace_id, target=session_id
+    )
     return Response(status_code=204)
 
 
@@ -95,11 +111,16 @@ async def fork_session(
     session_id: str,
     body: SessionFork,
     engine: EngineDep,
-    workspace: WorkspaceDep,
-    meta: MetadataDep,
+    access: Annotated[Access, requires(Action.SESSION_PLAY)],
 ) -> SessionPublic:
+    user = access.principal.user_id
     forked = await engine.sessions.fork(
-        workspace, session_id, at_turn=body.at_turn, title=body.title, metadata=meta
+        access.workspace_id,
+        session_id,
+        at_turn=body.at_turn,
+        title=body.title,
+        owner_id=user,
+        metadata=metadata_for(user),
     )
     return SessionPublic.model_validate(forked)
 
@@ -108,11 +129,13 @@ async def fork_session(
 async def list_messages(
     session_id: str,
     engine: EngineDep,
-    workspace: WorkspaceDep,
+    access: Annotated[Access, requires(Action.SESSION_READ)],
     after_turn: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[MessagePublic]:
-    rows = await engine.sessions.messages(workspace, session_id, after_turn=after_turn, limit=limit)
+    rows = await engine.sessions.messages(
+        access.workspace_id, session_id, after_turn=after_turn, limit=limit
+    )
     return [MessagePublic.model_validate(r) for r in rows]
 
 
@@ -120,24 +143,26 @@ async def list_messages(
 async def list_events(
     session_id: str,
     engine: EngineDep,
-    workspace: WorkspaceDep,
+    access: Annotated[Access, requires(Action.SESSION_READ)],
     after: Annotated[int, Query(ge=0, description="Return events after this version.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[EventPublic]:
-    events = await engine.sessions.events(workspace, session_id, after=after, limit=limit)
+    events = await engine.sessions.events(access.workspace_id, session_id, after=after, limit=limit)
     return [EventPublic.model_validate(e.to_dict()) for e in events]
 
 
 @router.get("/search")
 async def search(
     engine: EngineDep,
-    workspace: WorkspaceDep,
+    access: Annotated[Access, requires(Action.SEARCH)],
     q: Annotated[str, Query(min_length=1, max_length=500)],
     session_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[SearchHit]:
     """Full-text search over every message in the workspace (or one session)."""
-    rows = await engine.sessions.search(workspace, q, session_id=session_id, limit=limit)
+    rows = await engine.sessions.search(
+        access.workspace_id, q, session_id=session_id, owners=access.owners, limit=limit
+    )
     return [
         SearchHit(
             message_id=r["id"],

@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from taleweaver.api import sse
-from taleweaver.api.deps import EngineDep, MetadataDep, WorkspaceDep
+from taleweaver.api.deps import EngineDep, metadata_for
 from taleweaver.api.problems import problem
 from taleweaver.api.schemas import TurnCreate, TurnPublic
+from taleweaver.api.security import Access, requires
+from taleweaver.auth import Action
 from taleweaver.domain.turns import TurnRequest
 
 router = APIRouter(prefix="/api/v1/sessions/{session_id}/turns", tags=["turns"])
@@ -34,11 +36,11 @@ async def post_turn(
     body: TurnCreate,
     request: Request,
     engine: EngineDep,
-    workspace: WorkspaceDep,
-    meta: MetadataDep,
+    access: Annotated[Access, requires(Action.SESSION_PLAY)],
 ) -> Response:
     turn = TurnRequest.build(action=body.action, text=body.text, choice=body.choice)
-    handle = await engine.turns.start(workspace, session_id, turn, meta)
+    meta = metadata_for(access.principal.user_id)
+    handle = await engine.turns.start(access.workspace_id, session_id, turn, meta)
     if wants_stream(request):
         return sse.stream(handle, status_code=201)  # as documented: the turn was created
     result = await handle.wait()
@@ -50,22 +52,25 @@ async def resume_turn_stream(
     session_id: str,
     turn_id: str,
     engine: EngineDep,
-    workspace: WorkspaceDep,
+    access: Annotated[Access, requires(Action.SESSION_READ)],
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
 ) -> Response:
     """Replay a recent or running turn's events after the last one the client saw."""
-    handle = engine.turns.get(workspace, session_id, turn_id)
+    handle = engine.turns.get(access.workspace_id, session_id, turn_id)
     start = after if after is not None else sse.parse_last_event_id(last_event_id, turn_id)
     return sse.stream(handle, start)
 
 
 @router.post("/{turn_id}/cancel", response_model=TurnPublic)
 async def cancel_turn(
-    session_id: str, turn_id: str, engine: EngineDep, workspace: WorkspaceDep
+    session_id: str,
+    turn_id: str,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.SESSION_PLAY)],
 ) -> Response:
     """Stop a running turn: generation stops and the turn is recorded as cancelled."""
-    handle = engine.turns.get(workspace, session_id, turn_id)
+    handle = engine.turns.get(access.workspace_id, session_id, turn_id)
     if not handle.cancel():
         return problem(409, "Conflict", f"turn {turn_id} has already finished or is committing")
     result = await handle.wait()

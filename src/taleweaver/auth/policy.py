@@ -1,0 +1,160 @@
+"""The one place that decides who may do what.
+
+Workspaces are the tenant boundary. A principal's role in a workspace grants a set
+of actions; some roles see only some sessions (a player their own, a therapist
+their own and their assigned players'). API keys narrow this further by scope.
+Routes declare the action they perform and never look at roles themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    EDITOR = "editor"
+    REVIEWER = "reviewer"
+    PLAYER = "player"
+    THERAPIST = "therapist"
+    VIEWER = "viewer"
+
+
+class Scope(StrEnum):
+    """What an API key may do, each including the one before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+SCOPE_ORDER = [Scope.READ, Scope.WRITE, Scope.ADMIN]
+
+
+class Action(StrEnum):
+    SESSION_CREATE = "session.create"
+    SESSION_LIST = "session.list"
+    SESSION_READ = "session.read"
+    SESSION_UPDATE = "session.update"
+    SESSION_DELETE = "session.delete"
+    SESSION_PLAY = "session.play"
+    SEARCH = "search"
+    WORKSPACE_READ = "workspace.read"
+    WORKSPACE_UPDATE = "workspace.update"
+    WORKSPACE_DELETE = "workspace.delete"
+    MEMBERS_READ = "members.read"
+    MEMBERS_MANAGE = "members.manage"
+    SECRETS_MANAGE = "secrets.manage"
+    AUDIT_READ = "audit.read"
+    USAGE_READ = "usage.read"
+
+
+# Actions about one workspace's sessions, where a role may see only some owners.
+SESSION_ACTIONS = frozenset(
+    {
+        Action.SESSION_LIST,
+        Action.SESSION_READ,
+        Action.SESSION_UPDATE,
+        Action.SESSION_DELETE,
+        Action.SESSION_PLAY,
+        Action.SEARCH,
+    }
+)
+
+_READ = frozenset(
+    {
+        Action.SESSION_LIST,
+        Action.SESSION_READ,
+        Action.SEARCH,
+        Action.WORKSPACE_READ,
+        Action.MEMBERS_READ,
+    }
+)
+_PLAY = frozenset(
+    {
+        Action.SESSION_CREATE,
+        Action.SESSION_UPDATE,
+        Action.SESSION_DELETE,
+        Action.SESSION_PLAY,
+    }
+)
+_MANAGE = frozenset(
+    {
+        Action.WORKSPACE_UPDATE,
+        Action.MEMBERS_MANAGE,
+        Action.SECRETS_MANAGE,
+        Action.AUDIT_READ,
+        Action.USAGE_READ,
+    }
+)
+
+GRANTS: dict[Role, frozenset[Action]] = {
+    Role.OWNER: _READ | _PLAY | _MANAGE | {Action.WORKSPACE_DELETE},
+    Role.ADMIN: _READ | _PLAY | _MANAGE,
+    Role.EDITOR: _READ | _PLAY | {Action.USAGE_READ},
+    Role.REVIEWER: _READ,
+    Role.PLAYER: _PLAY
+    | {Action.SESSION_LIST, Action.SESSION_READ, Action.SEARCH, Action.WORKSPACE_READ},
+    Role.THERAPIST: _READ,
+    Role.VIEWER: _READ,
+}
+
+# Roles that act only on sessions they started (therapists: also their players').
+OWN_SESSIONS_ONLY = frozenset({Role.PLAYER, Role.THERAPIST})
+
+REQUIRED_SCOPE: dict[Action, Scope] = {
+    action: (
+        Scope.READ
+        if action in _READ or action == Action.USAGE_READ
+        else Scope.ADMIN
+        if action in _MANAGE | {Action.WORKSPACE_DELETE}
+        else Scope.WRITE
+    )
+    for action in Action
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    # Set when the role may act only on sessions of these owners.
+    owners: frozenset[str] | None = None
+    reason: str = ""
+
+
+def scope_allows(scopes: frozenset[str] | None, action: Action) -> bool:
+    """Whether an API key's scopes cover the action (None: not a key, no limit)."""
+    if scopes is None:
+        return True
+    needed = SCOPE_ORDER.index(REQUIRED_SCOPE[action])
+    return any(s in scopes and SCOPE_ORDER.index(Scope(s)) >= needed for s in Scope)
+
+
+def decide(
+    role: Role | None,
+    action: Action,
+    *,
+    principal_id: str,
+    scopes: frozenset[str] | None = None,
+    assigned_players: frozenset[str] = frozenset(),
+) -> Decision:
+    """May a principal with `role` in a workspace perform `action` there?"""
+    if role is None:
+        return Decision(False, reason="not a member of this workspace")
+    if action not in GRANTS[role]:
+        return Decision(False, reason=f"role '{role}' may not {action}")
+    if not scope_allows(scopes, action):
+        return Decision(False, reason=f"this API key's scopes do not cover {action}")
+    if role in OWN_SESSIONS_ONLY and action in SESSION_ACTIONS:
+        owners = {principal_id}
+        if role == Role.THERAPIST:
+            owners |= assigned_players
+        return Decision(True, owners=frozenset(owners))
+    return Decision(True)
+
+
+def may_see(decision: Decision, owner_id: str | None) -> bool:
+    """Whether an allowed decision covers a session started by `owner_id`."""
+    return decision.allowed and (decision.owners is None or owner_id in decision.owners)
