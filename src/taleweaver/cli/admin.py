@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from taleweaver.auth import Verification
 from taleweaver.config import Settings
 from taleweaver.domain.events import JSON
 from taleweaver.engine import Engine
@@ -23,6 +24,53 @@ async def _engine(settings: Settings) -> AsyncIterator[Engine]:
         yield engine
     finally:
         await engine.close()
+
+
+async def access_notice(settings: Settings) -> list[str]:
+    """What the server says at start-up about logging in (and the setup token)."""
+    from taleweaver.api.security import is_loopback
+
+    async with _engine(settings) as engine:
+        accounts = await engine.accounts.real_account_count()
+        needs_login = settings.require_login or not is_loopback(settings.bind_host) or accounts > 1
+        if not needs_login:
+            return ["single-user mode: no login needed (loopback bind, at most one account)"]
+        lines = [
+            "login required: "
+            + (
+                "bound to a non-loopback address"
+                if not is_loopback(settings.bind_host)
+                else "this instance has several accounts"
+                if accounts > 1
+                else "TALEWEAVER_REQUIRE_LOGIN is set"
+            )
+        ]
+        token = await engine.accounts.issue_setup_token()
+        if token is not None:
+            lines.append(
+                "no administrator yet: create one with POST /api/v1/auth/setup and this "
+                f"one-time token: {token}"
+            )
+            lines.append("(or run `taleweaver users create-admin`)")
+        return lines
+
+
+async def create_admin(
+    settings: Settings, email: str, password: str, display_name: str | None
+) -> JSON:
+    async with _engine(settings) as engine:
+        return await engine.accounts.create_user(
+            email,
+            password=password,
+            display_name=display_name,
+            instance_admin=True,
+            actor="cli",
+        )
+
+
+async def verify_audit(settings: Settings) -> Verification:
+    async with _engine(settings) as engine:
+        return await engine.audit.verify()
 
 
 async def upgrade(settings: Settings) -> str | None:

@@ -36,13 +36,17 @@ def serve(host: str, port: int) -> None:
 
     from taleweaver.api import create_app
     from taleweaver.api.logs import configure_logging
+    from taleweaver.cli.admin import access_notice
 
-    settings = _settings()
+    settings = _settings().model_copy(update={"bind_host": host})
     configure_logging(settings.log_level)
+    notice = _run(access_notice(settings))
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Taleweaver {click.style('serving', bold=True)} on http://{shown}:{port}")
     click.echo(f"  API docs: http://{shown}:{port}/docs    model: {settings.resolved_model()}")
+    for line in notice:
+        click.echo(f"  {line}")
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
@@ -118,6 +122,41 @@ def sessions_export(session_id: str, fmt: str, output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
+
+
+@cli.group()
+def users() -> None:
+    """Accounts on this instance."""
+
+
+@users.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--name", "display_name", default=None)
+def users_create_admin(email: str, password: str, display_name: str | None) -> None:
+    """Create an instance administrator (also an owner of the default workspace)."""
+    from taleweaver.cli.admin import create_admin
+
+    user = _run(create_admin(_settings(), email, password, display_name))
+    click.echo(f"created administrator {user['email']} ({user['id']})")
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 1 at the first broken link."""
+    from taleweaver.cli.admin import verify_audit
+
+    result = _run(verify_audit(_settings()))
+    if result.ok:
+        click.echo(f"audit log intact: {result.entries} entries verified")
+        return
+    click.echo(f"audit log TAMPERED at entry {result.first_bad_seq}: {result.problem}", err=True)
+    sys.exit(1)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
