@@ -1,0 +1,464 @@
+"""Every route, every role, own and foreign workspace, over real HTTP.
+
+The expected outcome of each case comes from SPEC below, written out here as the
+specification, not read from the policy module it checks. Routes are enumerated
+from the app itself: a route with no declared policy, or with no entry in
+ROUTES here, fails the suite until someone decides who may call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from taleweaver.api import create_app
+from taleweaver.api.security import INSTANCE_ADMIN, PUBLIC, SELF, route_policy
+from taleweaver.config import Settings
+from taleweaver.engine import Engine
+from taleweaver.llm import ScriptedModel
+from tests.conftest import LoopbackServer
+
+ROLES = ["owner", "admin", "editor", "reviewer", "player", "therapist", "viewer"]
+EVERYONE = set(ROLES)
+PLAYS = {"owner", "admin", "editor", "player"}
+MANAGES = {"owner", "admin"}
+
+# Who may do what in a workspace they belong to. Players and therapists act only
+# on sessions they started (or, for therapists, their assigned players started):
+# on a session the owner started they are refused like strangers.
+SPEC: dict[str, set[str]] = {
+    "session.create": PLAYS,
+    "session.list": EVERYONE,
+    "session.read": EVERYONE - {"player", "therapist"},
+    "session.update": PLAYS - {"player"},
+    "session.delete": PLAYS - {"player"},
+    "session.play": PLAYS - {"player"},
+    "search": EVERYONE,
+    "workspace.read": EVERYONE,
+    "workspace.update": MANAGES,
+    "workspace.delete": {"owner"},
+    "members.read": EVERYONE - {"player"},
+    "members.manage": MANAGES,
+    "audit.read": MANAGES,
+}
+
+
+@dataclass
+class World:
+    """Two workspaces: A, where each role has one user, and B, a stranger's."""
+
+    base_url: str
+    engine_settings: Settings
+    keys: dict[str, str] = field(default_factory=dict)  # role or name -> API key
+    users: dict[str, str] = field(default_factory=dict)  # role or name -> user id
+    own: str = ""
+    foreign: str = ""
+
+    def client(self, who: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.keys[who]}"},
+            timeout=30,
+        )
+
+
+async def _build_world(settings: Settings) -> World:
+    engine = await Engine.open(settings, model=ScriptedModel())
+    world = World(base_url="", engine_settings=settings)
+    try:
+        for name in [*ROLES, "player2", "stranger", "admin-of-instance"]:
+            user = await engine.accounts.create_user(
+                f"{name}@example.com",
+                password="correct horse battery",
+                instance_admin=name == "admin-of-instance",
+            )
+            world.users[name] = user["id"]
+            token, _ = await engine.credentials.create_api_key(
+                user["id"], "matrix", ["admin"], None
+            )
+            world.keys[name] = token
+        own = await engine.accounts.create_workspace(world.users["owner"], "A", sensitive=False)
+        world.own = own["id"]
+        for name in [*ROLES[1:], "player2"]:
+            role = "player" if name == "player2" else name
+            await engine.accounts.set_member(
+                world.own, world.users[name], _role(role), actor="test", actor_role=_role("owner")
+            )
+        foreign = await engine.accounts.create_workspace(
+            world.users["stranger"], "B", sensitive=False
+        )
+        world.foreign = foreign["id"]
+    finally:
+        await engine.close()
+    return world
+
+
+def _role(name: str) -> Any:
+    from taleweaver.auth import Role
+
+    return Role(name)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data_dir: Path = tmp_path_factory.mktemp("matrix")
+    settings = Settings(
+        data_dir=data_dir,
+        model="scripted",
+        scripted_token_delay_ms=0,
+        require_login=True,
+        rate_limit="100000/minute",
+    )
+    built = asyncio.run(_build_world(settings))
+    server = LoopbackServer(settings, ScriptedModel())
+    with server:
+        built.base_url = server.base_url
+        yield built
+
+
+# --- resources each case acts on, made fresh by the workspace's owner ----------------
+
+
+def _new_session(world: World, workspace: str) -> str:
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        created = client.post(
+            "/api/v1/sessions",
+            json={"kind": "story", "title": "Matrix"},
+            headers={"X-Workspace": workspace},
+        )
+        assert created.status_code == 201, created.text
+        session_id: str = created.json()["id"]
+        turn = client.post(f"/api/v1/sessions/{session_id}/turns", json={"text": "Begin"})
+        assert turn.status_code == 201, turn.text
+    return session_id
+
+
+def _last_turn(world: World, workspace: str, session_id: str) -> str:
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        events = client.get(f"/api/v1/sessions/{session_id}/events").json()
+    turn_id: str = events[-1]["payload"]["turn_id"]
+    return turn_id
+
+
+def _new_workspace(world: World, workspace: str, role: str) -> str:
+    """A throwaway workspace where `role`'s user has that role (or, foreign, none)."""
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        created = client.post("/api/v1/workspaces", json={"name": "Throwaway"}).json()
+        if workspace == world.own and role != "owner":
+            client.put(
+                f"/api/v1/workspaces/{created['id']}/members/{world.users[role]}",
+                json={"role": role},
+            ).raise_for_status()
+        if workspace == world.own and role == "owner":
+            pass  # "owner" made it, and owns it
+    workspace_id: str = created["id"]
+    return workspace_id
+
+
+def _new_member(world: World, workspace: str) -> str:
+    """A fresh account added to the workspace as a viewer."""
+    with world.client("admin-of-instance") as admin:
+        user = admin.post(
+            "/api/v1/users", json={"email": f"{uuid.uuid4().hex[:10]}@example.com"}
+        ).json()
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        client.put(
+            f"/api/v1/workspaces/{workspace}/members/{user['id']}", json={"role": "viewer"}
+        ).raise_for_status()
+    user_id: str = user["id"]
+    return user_id
+
+
+Request = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
+
+
+@dataclass(frozen=True)
+class Case:
+    action: str
+    build: Callable[[World, str, str], Request]  # (world, workspace, role) -> request
+
+
+def _session_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    def build(world: World, workspace: str, role: str) -> Request:
+        sid = _new_session(world, workspace)
+        path = f"/api/v1/sessions/{sid}{suffix}"
+        if "{turn_id}" in path:
+            path = path.replace("{turn_id}", _last_turn(world, workspace, sid))
+        return method, path, kwargs
+
+    return Case(action, build)
+
+
+def _collection_case(action: str, method: str, path: str, **kwargs: Any) -> Case:
+    def build(world: World, workspace: str, role: str) -> Request:
+        return method, path, kwargs | {"headers": {"X-Workspace": workspace}}
+
+    return Case(action, build)
+
+
+def _workspace_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    def build(world: World, workspace: str, role: str) -> Request:
+        return method, f"/api/v1/workspaces/{workspace}{suffix}", kwargs
+
+    return Case(action, build)
+
+
+def _delete_workspace(world: World, workspace: str, role: str) -> Request:
+    return "DELETE", f"/api/v1/workspaces/{_new_workspace(world, workspace, role)}", {}
+
+
+def _put_member(world: World, workspace: str, role: str) -> Request:
+    with world.client("admin-of-instance") as admin:
+        user = admin.post(
+            "/api/v1/users", json={"email": f"{uuid.uuid4().hex[:10]}@example.com"}
+        ).json()
+    return (
+        "PUT",
+        f"/api/v1/workspaces/{workspace}/members/{user['id']}",
+        {"json": {"role": "viewer"}},
+    )
+
+
+def _delete_member(world: World, workspace: str, role: str) -> Request:
+    return "DELETE", f"/api/v1/workspaces/{workspace}/members/{_new_member(world, workspace)}", {}
+
+
+def _assign(world: World, workspace: str, role: str) -> Request:
+    body = {"therapist_id": world.users["therapist"], "player_id": world.users["player"]}
+    return "PUT", f"/api/v1/workspaces/{workspace}/assignments", {"json": body}
+
+
+# (method, path template) of every workspace-scoped route -> what it does.
+ROUTES: dict[tuple[str, str], Case] = {
+    ("POST", "/api/v1/sessions"): _collection_case(
+        "session.create", "POST", "/api/v1/sessions", json={"kind": "story", "title": "New"}
+    ),
+    ("GET", "/api/v1/sessions"): _collection_case("session.list", "GET", "/api/v1/sessions"),
+    ("GET", "/api/v1/search"): _collection_case(
+        "search", "GET", "/api/v1/search", params={"q": "lantern"}
+    ),
+    ("GET", "/api/v1/sessions/{session_id}"): _session_case("session.read", "GET", ""),
+    ("PATCH", "/api/v1/sessions/{session_id}"): _session_case(
+        "session.update", "PATCH", "", json={"title": "Renamed"}
+    ),
+    ("DELETE", "/api/v1/sessions/{session_id}"): _session_case("session.delete", "DELETE", ""),
+    ("POST", "/api/v1/sessions/{session_id}/fork"): _session_case(
+        "session.play", "POST", "/fork", json={"at_turn": 1}
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/messages"): _session_case(
+        "session.read", "GET", "/messages"
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/events"): _session_case(
+        "session.read", "GET", "/events"
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/turns"): _session_case(
+        "session.play", "POST", "/turns", json={"text": "Onward"}
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/turns/{turn_id}/stream"): _session_case(
+        "session.read", "GET", "/turns/{turn_id}/stream"
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/cancel"): _session_case(
+        "session.play", "POST", "/turns/{turn_id}/cancel"
+    ),
+    ("GET", "/api/v1/workspaces/{workspace_id}"): _workspace_case("workspace.read", "GET", ""),
+    ("PATCH", "/api/v1/workspaces/{workspace_id}"): _workspace_case(
+        "workspace.update", "PATCH", "", json={"name": "Renamed"}
+    ),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}"): Case("workspace.delete", _delete_workspace),
+    ("GET", "/api/v1/workspaces/{workspace_id}/members"): _workspace_case(
+        "members.read", "GET", "/members"
+    ),
+    ("PUT", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): Case(
+        "members.manage", _put_member
+    ),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): Case(
+        "members.manage", _delete_member
+    ),
+    ("PUT", "/api/v1/workspaces/{workspace_id}/assignments"): Case("members.manage", _assign),
+    ("GET", "/api/v1/workspaces/{workspace_id}/audit"): _workspace_case(
+        "audit.read", "GET", "/audit"
+    ),
+}
+
+# Routes that are not about one workspace: who may call them at all.
+OTHER_ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("POST", "/api/v1/auth/setup"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): SELF,
+    ("GET", "/api/v1/auth/me"): SELF,
+    ("GET", "/api/v1/auth/keys"): SELF,
+    ("POST", "/api/v1/auth/keys"): SELF,
+    ("DELETE", "/api/v1/auth/keys/{key_id}"): SELF,
+    ("GET", "/api/v1/workspaces"): SELF,
+    ("POST", "/api/v1/workspaces"): SELF,
+    ("GET", "/api/v1/users"): INSTANCE_ADMIN,
+    ("POST", "/api/v1/users"): INSTANCE_ADMIN,
+}
+
+
+def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):  # an included router, kept lazily
+            yield from _api_routes(route.original_router.routes)
+
+
+def _app_routes() -> dict[tuple[str, str], APIRoute]:
+    app = create_app(Settings(model="scripted"))
+    found: dict[tuple[str, str], APIRoute] = {}
+    for route in _api_routes(list(app.routes)):
+        for method in route.methods or ():
+            found[(method, route.path)] = route
+    assert found, "no routes found: has FastAPI changed how it keeps them?"
+    return found
+
+
+APP_ROUTES = _app_routes()
+
+
+@pytest.mark.parametrize("key", sorted(APP_ROUTES), ids=lambda k: f"{k[0]} {k[1]}")
+def test_every_route_declares_a_policy_and_has_a_matrix_entry(key: tuple[str, str]) -> None:
+    route = APP_ROUTES[key]
+    declared = route_policy(route.dependant)
+    assert declared is not None, f"{key} declares no policy: add requires(...)"
+    assert key in ROUTES or key in OTHER_ROUTES, f"{key} has no entry in the matrix"
+    expected = ROUTES[key].action if key in ROUTES else OTHER_ROUTES[key]
+    assert declared == expected
+
+
+CASES = [
+    pytest.param(key, role, where, id=f"{key[0]} {key[1]} as {role} in {where}")
+    for key, role, where in itertools.product(sorted(ROUTES), ROLES, ["own", "foreign"])
+]
+
+
+@pytest.mark.parametrize(("key", "role", "where"), CASES)
+def test_route_allows_exactly_what_the_role_may_do(
+    world: World, key: tuple[str, str], role: str, where: str
+) -> None:
+    case = ROUTES[key]
+    workspace = world.own if where == "own" else world.foreign
+    method, path, kwargs = case.build(world, workspace, role)
+    with world.client(role) as client:
+        response = client.request(method, path, **kwargs)
+    if where == "foreign":
+        # Another tenant's workspace and everything in it do not exist for you.
+        assert response.status_code == 404, (response.status_code, response.text)
+    elif role in SPEC[case.action]:
+        assert response.status_code not in (401, 403, 404), (response.status_code, response.text)
+        assert response.status_code < 500
+    else:
+        assert response.status_code in (403, 404), (response.status_code, response.text)
+
+
+@pytest.mark.parametrize("key", sorted(ROUTES), ids=lambda k: f"{k[0]} {k[1]}")
+def test_workspace_routes_refuse_requests_without_credentials(
+    world: World, key: tuple[str, str]
+) -> None:
+    method, path, kwargs = ROUTES[key].build(world, world.own, "owner")
+    with httpx.Client(base_url=world.base_url, timeout=30) as anonymous:
+        response = anonymous.request(method, path, **kwargs)
+    assert response.status_code == 401
+
+
+def test_self_routes_need_a_signed_in_principal(world: World) -> None:
+    with httpx.Client(base_url=world.base_url, timeout=30) as anonymous:
+        assert anonymous.get("/api/v1/auth/me").status_code == 401
+        assert anonymous.get("/api/v1/workspaces").status_code == 401
+    with world.client("viewer") as viewer:
+        me = viewer.get("/api/v1/auth/me").json()
+        assert me["user_id"] == world.users["viewer"]
+        listed = {w["id"] for w in viewer.get("/api/v1/workspaces").json()}
+        assert world.own in listed and world.foreign not in listed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_instance_admins_manage_accounts(world: World, role: str) -> None:
+    with world.client(role) as client:
+        assert client.get("/api/v1/users").status_code == 403
+    with world.client("admin-of-instance") as admin:
+        assert admin.get("/api/v1/users").status_code == 200
+
+
+def test_a_player_reaches_their_own_sessions_only(world: World) -> None:
+    with world.client("player") as player:
+        mine = player.post(
+            "/api/v1/sessions",
+            json={"kind": "story", "title": "Mine"},
+            headers={"X-Workspace": world.own},
+        ).json()["id"]
+        assert player.post(f"/api/v1/sessions/{mine}/turns", json={"text": "Go"}).status_code == 201
+        listed = player.get("/api/v1/sessions", headers={"X-Workspace": world.own}).json()
+        owners_sessions = _new_session(world, world.own)
+        listed = player.get("/api/v1/sessions", headers={"X-Workspace": world.own}).json()
+        ids = {s["id"] for s in listed["items"]}
+        assert mine in ids and owners_sessions not in ids
+        hits = player.get(
+            "/api/v1/search", params={"q": "lantern"}, headers={"X-Workspace": world.own}
+        ).json()
+        assert {h["session_id"] for h in hits} <= {mine}
+
+
+def test_a_therapist_reads_assigned_players_sessions_but_cannot_play_them(world: World) -> None:
+    with world.client("player2") as player:
+        theirs = player.post(
+            "/api/v1/sessions",
+            json={"kind": "story", "title": "Therapy"},
+            headers={"X-Workspace": world.own},
+        ).json()["id"]
+    with world.client("therapist") as therapist:
+        assert therapist.get(f"/api/v1/sessions/{theirs}").status_code == 404
+        with world.client("owner") as owner:
+            owner.put(
+                f"/api/v1/workspaces/{world.own}/assignments",
+                json={
+                    "therapist_id": world.users["therapist"],
+                    "player_id": world.users["player2"],
+                },
+            ).raise_for_status()
+        assert therapist.get(f"/api/v1/sessions/{theirs}").status_code == 200
+        played = therapist.post(f"/api/v1/sessions/{theirs}/turns", json={"text": "Hi"})
+        assert played.status_code == 403
+
+
+def test_a_key_limited_to_one_workspace_sees_no_other(world: World) -> None:
+    with world.client("owner") as owner:
+        other = owner.post("/api/v1/workspaces", json={"name": "Other"}).json()["id"]
+        limited = owner.post(
+            "/api/v1/auth/keys", json={"name": "ci", "scopes": ["write"], "workspace_id": world.own}
+        ).json()["key"]
+    headers = {"Authorization": f"Bearer {limited}"}
+    with httpx.Client(base_url=world.base_url, headers=headers, timeout=30) as client:
+        assert client.get(f"/api/v1/workspaces/{world.own}").status_code == 200
+        assert client.get(f"/api/v1/workspaces/{other}").status_code == 404
+        listed = client.get("/api/v1/sessions", headers={"X-Workspace": other})
+        assert listed.status_code == 404
+
+
+@pytest.mark.parametrize("scope", ["read", "write"])
+def test_key_scopes_bound_what_a_key_may_do(world: World, scope: str) -> None:
+    with world.client("owner") as owner:
+        key = owner.post("/api/v1/auth/keys", json={"name": scope, "scopes": [scope]}).json()
+    headers = {"Authorization": f"Bearer {key['key']}", "X-Workspace": world.own}
+    with httpx.Client(base_url=world.base_url, headers=headers, timeout=30) as client:
+        assert client.get("/api/v1/sessions").status_code == 200
+        created = client.post("/api/v1/sessions", json={"kind": "story", "title": "K"})
+        assert created.status_code == (201 if scope == "write" else 403)
+        managed = client.patch(f"/api/v1/workspaces/{world.own}", json={"name": "A"})
+        assert managed.status_code == 403  # managing needs the admin scope
