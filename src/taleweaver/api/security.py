@@ -115,13 +115,13 @@ class Access:
         return self.decision.owners
 
 
-async def _workspace_for(
+async def _placement(
     request: Request, engine: Engine, principal: Principal, header: str | None
-) -> tuple[str, str | None]:
-    """The workspace a request acts in, and the owner of the session it names."""
+) -> tuple[str, str | None, Role | None]:
+    """Where a request acts: (workspace, owner of the session it names, caller's role)."""
     session_id = request.path_params.get("session_id")
     if session_id is not None:
-        found = await engine.sessions.access_info(session_id)
+        found = await engine.accounts.session_access(principal.user_id, session_id)
         if found is None:
             raise NotFound(f"session {session_id} not found")
         return found
@@ -130,7 +130,7 @@ async def _workspace_for(
         workspace_id = await engine.accounts.default_workspace(principal.user_id)
     if workspace_id is None:
         raise NotFound("you are not a member of any workspace")
-    return workspace_id, None
+    return workspace_id, None, await engine.accounts.role_of(principal.user_id, workspace_id)
 
 
 async def _enforce(
@@ -156,10 +156,9 @@ async def _enforce(
             raise Forbidden("only an instance administrator may do this")
         return principal
     action = Action(marker)
-    workspace_id, owner_id = await _workspace_for(request, engine, principal, workspace_header)
+    workspace_id, owner_id, role = await _placement(request, engine, principal, workspace_header)
     if principal.key_workspace is not None and principal.key_workspace != workspace_id:
         raise NotFound(f"workspace {workspace_id} not found")
-    role = await engine.accounts.role_of(principal.user_id, workspace_id)
     if role is None:
         # Not a member: the workspace and everything in it do not exist for them.
         what = "session" if "session_id" in request.path_params else "workspace"

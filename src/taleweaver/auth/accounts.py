@@ -16,10 +16,12 @@ from taleweaver.auth.principal import LOCAL_USER_ID
 from taleweaver.auth.tokens import digest, new_secret, same
 from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from taleweaver.domain.events import JSON
+from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import (
     DEFAULT_WORKSPACE_ID,
     assignments,
+    identities,
     instance_state,
     memberships,
     sessions,
@@ -150,6 +152,40 @@ class Accounts:
                 )
             ).first()
         return None if row is None else dict(row._mapping)
+
+    async def find_by_identity(self, provider: str, subject: str) -> str | None:
+        """The user a single sign-on identity (issuer, subject) is linked to."""
+        async with self.db.read() as conn:
+            return await conn.scalar(
+                sa.select(identities.c.user_id).where(
+                    identities.c.provider == provider, identities.c.subject == subject
+                )
+            )
+
+    async def link_identity(
+        self, user_id: str, provider: str, subject: str, email: str | None, *, how: str
+    ) -> None:
+        """Link a single sign-on identity to an account, with an audit entry."""
+        async with self.db.write() as conn:
+            try:
+                await conn.execute(
+                    identities.insert().values(
+                        provider=provider,
+                        subject=subject,
+                        user_id=user_id,
+                        email=email,
+                        created_at=_now(),
+                    )
+                )
+            except sa.exc.IntegrityError as exc:
+                raise Conflict("this sign-in identity is linked to an account already") from exc
+            await self.audit.record(
+                user_id,
+                "identity.linked",
+                target=user_id,
+                details={"provider": provider, "subject": subject, "email": email, "how": how},
+                conn=conn,
+            )
 
     async def list_users(self) -> list[JSON]:
         async with self.db.read() as conn:
@@ -289,13 +325,30 @@ class Accounts:
         )
 
     async def role_of(self, user_id: str, ws_id: str) -> Role | None:
-        async with self.db.read() as conn:
-            value = await conn.scalar(
-                sa.select(memberships.c.role).where(
-                    memberships.c.workspace_id == ws_id, memberships.c.user_id == user_id
-                )
-            )
-        return None if value is None else Role(value)
+        # Asked on every request: one driver call on SQLite.
+        found = await sqlite_fast.fetch_rows(
+            self.db,
+            "SELECT role FROM memberships WHERE workspace_id = :ws AND user_id = :user",
+            {"ws": ws_id, "user": user_id},
+        )
+        return Role(found[0][0]) if found else None
+
+    async def session_access(
+        self, user_id: str, session_id: str
+    ) -> tuple[str, str | None, Role | None] | None:
+        """(workspace, session owner, the user's role there) for a live session, in one
+        read: every request about a session asks this before anything else."""
+        found = await sqlite_fast.fetch_rows(
+            self.db,
+            "SELECT s.workspace_id, s.owner_id, m.role FROM sessions s "
+            "LEFT JOIN memberships m ON m.workspace_id = s.workspace_id AND m.user_id = :user "
+            "WHERE s.id = :sid",
+            {"user": user_id, "sid": session_id},
+        )
+        if not found:
+            return None
+        workspace_id, owner_id, role = found[0]
+        return workspace_id, owner_id, Role(role) if role is not None else None
 
     async def default_workspace(self, user_id: str) -> str | None:
         if user_id == LOCAL_USER_ID:

@@ -65,10 +65,6 @@ class Sessions:
     ) -> tuple[list[JSON], int]:
         return await self.queries.sessions(workspace_id, where, limit=limit, offset=offset)
 
-    async def access_info(self, session_id: str) -> tuple[str, str | None] | None:
-        """(workspace, owner) of a live session, for the access policy."""
-        return await self.queries.session_access(session_id)
-
     async def update(
         self,
         workspace_id: str,

@@ -109,27 +109,17 @@ class Queries:
 
     async def history(self, session_id: str, *, before_turn: int, limit: int) -> list[JSON]:
         """The last `limit` messages before a turn, oldest first."""
-        if self.db.dialect == "sqlite":  # every turn reads this: one driver call
-            async with self.db.read() as conn:
-                found = await sqlite_fast.fetch_all(
-                    conn,
-                    "SELECT role, content, turn_number FROM messages WHERE session_id = ? "
-                    "AND turn_number < ? ORDER BY seq DESC LIMIT ?",
-                    (session_id, before_turn, limit),
-                )
-            return [
-                {"role": role, "content": content, "turn_number": number}
-                for role, content, number in reversed(found)
-            ]
-        query = (
-            sa.select(messages.c.role, messages.c.content, messages.c.turn_number)
-            .where(messages.c.session_id == session_id, messages.c.turn_number < before_turn)
-            .order_by(messages.c.seq.desc())
-            .limit(limit)
+        # Every turn reads this: one driver call on SQLite.
+        found = await sqlite_fast.fetch_rows(
+            self.db,
+            "SELECT role, content, turn_number FROM messages WHERE session_id = :sid "
+            "AND turn_number < :before ORDER BY seq DESC LIMIT :limit",
+            {"sid": session_id, "before": before_turn, "limit": limit},
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [dict(r._mapping) for r in reversed(rows)]
+        return [
+            {"role": role, "content": content, "turn_number": number}
+            for role, content, number in reversed(found)
+        ]
 
     async def turn_messages(self, session_id: str, turn_id: str) -> list[JSON]:
         query = (
@@ -140,29 +130,11 @@ class Queries:
         async with self.db.read() as conn:
             return [_message_dict(r) for r in await conn.execute(query)]
 
-    async def session_access(self, session_id: str) -> tuple[str, str | None] | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(sessions.c.workspace_id, sessions.c.owner_id).where(
-                        sessions.c.id == session_id
-                    )
-                )
-            ).first()
-        return None if row is None else (row.workspace_id, row.owner_id)
-
     async def session_version(self, session_id: str) -> int | None:
-        if self.db.dialect == "sqlite":  # every turn reads this: one driver call
-            async with self.db.read() as conn:
-                found = await sqlite_fast.fetch_all(
-                    conn, "SELECT version FROM sessions WHERE id = ?", (session_id,)
-                )
-            return int(found[0][0]) if found else None
-        async with self.db.read() as conn:
-            value = await conn.scalar(
-                sa.select(sessions.c.version).where(sessions.c.id == session_id)
-            )
-        return None if value is None else int(value)
+        found = await sqlite_fast.fetch_rows(
+            self.db, "SELECT version FROM sessions WHERE id = :sid", {"sid": session_id}
+        )
+        return int(found[0][0]) if found else None
 
     async def search(
         self,

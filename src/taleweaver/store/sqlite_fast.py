@@ -19,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taleweaver.store.database import Database
+
 Row = Sequence[Any]
 
 
@@ -38,7 +40,18 @@ async def _driver(conn: AsyncConnection, sql: str) -> AsyncIterator[Any]:
         raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
 
 
-async def fetch_all(conn: AsyncConnection, sql: str, params: Row = ()) -> list[Row]:
+async def fetch_rows(db: Database, sql: str, params: dict[str, Any]) -> list[Row]:
+    """Run a read with named (`:name`) parameters: on SQLite in one driver call, on
+    PostgreSQL through SQLAlchemy as usual. For small, hot reads on every request."""
+    async with db.read() as conn:
+        if db.dialect == "sqlite":
+            return await fetch_all(conn, sql, params)
+        return [tuple(row) for row in await conn.execute(sa.text(sql), params)]
+
+
+async def fetch_all(
+    conn: AsyncConnection, sql: str, params: Row | dict[str, Any] = ()
+) -> list[Row]:
     async with _driver(conn, sql) as driver:
         rows: list[Row] = list(await driver.execute_fetchall(sql, params))
     return rows
