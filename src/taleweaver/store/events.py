@@ -10,18 +10,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taleweaver.domain.errors import ConcurrencyConflict
+from taleweaver.domain.errors import ConcurrencyConflict, KeyMissing
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
 from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import events, snapshots
+from taleweaver.store.sealing import SEALED, Sealer
 from taleweaver.store.upcasting import Upcasters
 
 
 class EventStore:
-    def __init__(self, db: Database, upcasters: Upcasters | None = None) -> None:
+    """`sealer` encrypts sensitive workspaces' payloads at rest (the engine always
+    passes one); without it payloads are stored as given and sealed ones refuse to
+    read."""
+
+    def __init__(
+        self, db: Database, upcasters: Upcasters | None = None, sealer: Sealer | None = None
+    ) -> None:
         self.db = db
         self.upcasters = upcasters or Upcasters()
+        self.sealer = sealer
 
     async def append(
         self,
@@ -55,6 +63,12 @@ class EventStore:
             }
             for i, e in enumerate(new_events, start=1)
         ]
+        sealer = self.sealer
+        if sealer is not None and await sealer.sensitive(conn, workspace_id):
+            for row in rows:
+                row["payload"] = sealer.seal_payload(
+                    workspace_id, stream_id, row["version"], row["payload"]
+                )
         try:
             if conn.dialect.name == "sqlite":
                 await _insert_sqlite(conn, rows)
@@ -116,6 +130,10 @@ class EventStore:
     async def save_snapshot(
         self, conn: AsyncConnection, stream_id: str, version: int, state: JSON
     ) -> None:
+        sealer = self.sealer
+        workspace_id = str(state.get("workspace_id", ""))
+        if sealer is not None and await sealer.sensitive(conn, workspace_id):
+            state = sealer.seal_snapshot(stream_id, version, state)
         await conn.execute(snapshots.delete().where(snapshots.c.stream_id == stream_id))
         await conn.execute(
             snapshots.insert().values(
@@ -132,12 +150,25 @@ class EventStore:
                     )
                 )
             ).first()
-        return None if row is None else (row.version, row.state)
+        if row is None:
+            return None
+        state: JSON = row.state
+        if SEALED in state:
+            state = self._opener().open_snapshot(stream_id, row.version, state)
+        return row.version, state
+
+    def _opener(self) -> Sealer:
+        if self.sealer is None:
+            raise KeyMissing("this event store holds encrypted content but was given no keys")
+        return self.sealer
 
     def _record(self, row: Any) -> RecordedEvent:
-        schema_version, payload = self.upcasters.upcast(
-            row["type"], row["schema_version"], row["payload"]
-        )
+        payload = row["payload"]
+        if SEALED in payload:  # opened before upcasting: upcasters see what was appended
+            payload = self._opener().open_payload(
+                row["workspace_id"], row["stream_id"], row["version"], payload
+            )
+        schema_version, payload = self.upcasters.upcast(row["type"], row["schema_version"], payload)
         recorded_at = row["recorded_at"]
         if recorded_at.tzinfo is None:  # SQLite hands back naive datetimes
             recorded_at = recorded_at.replace(tzinfo=UTC)

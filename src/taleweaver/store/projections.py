@@ -1,4 +1,8 @@
-"""Read models for sessions and messages, written in the events' own transaction."""
+"""Read models for sessions and messages, written in the events' own transaction.
+
+In a sensitive workspace titles and messages are written sealed (store.sealing);
+`sealer` is None only where no workspace is sensitive (bare stores in tests).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,28 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taleweaver.domain.errors import KeyMissing
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.domain.sessions import EventType
 from taleweaver.store import sqlite_fast
 from taleweaver.store.schema import messages, sessions, snapshots
+from taleweaver.store.sealing import Sealer
 
 _MESSAGE_COLUMNS = [c.name for c in messages.columns]
 _JSON_COLUMNS = {"choices", "alternatives"}
 
 
-async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
+async def project(
+    conn: AsyncConnection, recorded: Sequence[RecordedEvent], sealer: Sealer | None = None
+) -> None:
     """Apply freshly appended events to the read models (full-text indexes follow
     the messages table by themselves: a trigger on SQLite, a generated column on
-    PostgreSQL)."""
+    PostgreSQL, both skipping sealed rows)."""
+    seal = None
+    if sealer is not None and recorded:
+        seal = sealer if await sealer.sensitive(conn, recorded[0].workspace_id) else None
     for event in recorded:
-        await _project_one(conn, event)
+        await _project_one(conn, event, _Sealing(sealer, seal))
     if recorded and recorded[-1].type != EventType.SESSION_DELETED:
         last = recorded[-1]
         turns = [e.payload["number"] for e in recorded if e.type == EventType.TURN_COMMITTED]
@@ -41,7 +52,35 @@ async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> N
         await conn.execute(sessions.update().where(sessions.c.id == last.stream_id).values(values))
 
 
-async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
+class _Sealing:
+    """Whether this commit seals what it writes (`seal`), and the keys to open what
+    earlier commits sealed (`opener`): the two differ once a workspace's flag changes."""
+
+    def __init__(self, opener: Sealer | None, seal: Sealer | None) -> None:
+        self._opener = opener
+        self.seal = seal
+
+    @property
+    def opener(self) -> Sealer:
+        if self._opener is None:
+            raise KeyMissing("a read model holds encrypted content but no keys were given")
+        return self._opener
+
+    def title(self, workspace_id: str, session_id: str, title: str) -> dict[str, object]:
+        if self.seal is None:
+            return {"title": title, "sealed": False}
+        return {"title": self.seal.seal_title(workspace_id, session_id, title), "sealed": True}
+
+    def message(
+        self, workspace_id: str, message_id: str, content: str, choices: list[str], alts: list[JSON]
+    ) -> JSON:
+        if self.seal is None:
+            return {"content": content, "choices": choices, "alternatives": alts, "sealed": False}
+        sealed = self.seal.seal_message(workspace_id, message_id, content, choices, alts)
+        return {"content": sealed, "choices": [], "alternatives": [], "sealed": True}
+
+
+async def _project_one(conn: AsyncConnection, event: RecordedEvent, sealing: _Sealing) -> None:
     p = event.payload
     sid = event.stream_id
     match event.type:
@@ -51,7 +90,7 @@ async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
                     id=sid,
                     workspace_id=p["workspace_id"],
                     kind=p["kind"],
-                    title=p["title"],
+                    **sealing.title(p["workspace_id"], sid, p["title"]),
                     pinned=False,
                     archived=False,
                     version=event.version,
@@ -63,7 +102,7 @@ async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
                 )
             )
         case EventType.SESSION_RENAMED:
-            await _update_session(conn, sid, title=p["title"])
+            await _update_session(conn, sid, **sealing.title(event.workspace_id, sid, p["title"]))
         case EventType.SESSION_PINNED:
             await _update_session(conn, sid, pinned=p["pinned"])
         case EventType.SESSION_ARCHIVED:
@@ -71,9 +110,9 @@ async def _project_one(conn: AsyncConnection, event: RecordedEvent) -> None:
         case EventType.SESSION_DELETED:
             await _delete_session(conn, sid)
         case EventType.TURN_COMMITTED:
-            await _insert_turn(conn, event)
+            await _insert_turn(conn, event, sealing)
         case EventType.TURN_REGENERATED | EventType.TURN_EDITED:
-            await _replace_reply(conn, event)
+            await _replace_reply(conn, event, sealing)
         case _:
             pass  # cancelled and failed turns leave the story as it was
 
@@ -88,8 +127,9 @@ async def _delete_session(conn: AsyncConnection, sid: str) -> None:
     await conn.execute(snapshots.delete().where(snapshots.c.stream_id == sid))
 
 
-async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
+async def _insert_turn(conn: AsyncConnection, event: RecordedEvent, sealing: _Sealing) -> None:
     p = event.payload
+    ws = event.workspace_id
     number = p["number"]
     ids = p["message_ids"]
     rows: list[JSON] = []
@@ -107,11 +147,9 @@ async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
                 "id": ids["player"],
                 "seq": 2 * number,
                 "role": "player",
-                "content": p["input"]["text"],
-                "choices": [],
-                "alternatives": [],
                 "active": 0,
             }
+            | sealing.message(ws, ids["player"], p["input"]["text"], [], [])
         )
     reply = p["reply"]
     rows.append(
@@ -120,11 +158,9 @@ async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
             "id": ids["narrator"],
             "seq": 2 * number + 1,
             "role": "narrator",
-            "content": reply["text"],
-            "choices": reply["choices"],
-            "alternatives": [reply],
             "active": 0,
         }
+        | sealing.message(ws, ids["narrator"], reply["text"], reply["choices"], [reply])
     )
     if conn.dialect.name == "sqlite":  # every turn runs this: one driver call
         await sqlite_fast.execute_many(
@@ -147,9 +183,10 @@ async def _insert_turn(conn: AsyncConnection, event: RecordedEvent) -> None:
         await conn.execute(messages.insert(), rows)
 
 
-async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:
+async def _replace_reply(conn: AsyncConnection, event: RecordedEvent, sealing: _Sealing) -> None:
     p = event.payload
     sid = event.stream_id
+    ws = event.workspace_id
     number = p["number"]
     if event.type == EventType.TURN_EDITED:
         player_id = await conn.scalar(
@@ -159,25 +196,28 @@ async def _replace_reply(conn: AsyncConnection, event: RecordedEvent) -> None:
         )
         if player_id is not None:
             await conn.execute(
-                messages.update().where(messages.c.id == player_id).values(content=p["input_text"])
+                messages.update()
+                .where(messages.c.id == player_id)
+                .values(sealing.message(ws, player_id, p["input_text"], [], []))
             )
     row = (
         await conn.execute(
-            sa.select(messages.c.id, messages.c.alternatives).where(
-                messages.c.session_id == sid, messages.c.seq == 2 * number + 1
-            )
+            sa.select(
+                messages.c.id, messages.c.content, messages.c.alternatives, messages.c.sealed
+            ).where(messages.c.session_id == sid, messages.c.seq == 2 * number + 1)
         )
     ).first()
     if row is None:
         return
-    alternatives = [*row.alternatives, p["reply"]]
+    kept = row.alternatives
+    if row.sealed:
+        _, _, kept = sealing.opener.open_message(ws, row.id, row.content)
+    alternatives = [*kept, p["reply"]]
     await conn.execute(
         messages.update()
         .where(messages.c.id == row.id)
         .values(
-            content=p["reply"]["text"],
-            choices=p["reply"]["choices"],
-            alternatives=alternatives,
-            active=len(alternatives) - 1,
+            sealing.message(ws, row.id, p["reply"]["text"], p["reply"]["choices"], alternatives)
+            | {"active": len(alternatives) - 1}
         )
     )

@@ -1,4 +1,8 @@
-"""Reads over the read models: session lists, messages, history and search."""
+"""Reads over the read models: session lists, messages, history and search.
+
+Sealed titles and messages (sensitive workspaces, store.sealing) are opened here,
+so callers only see plaintext; full-text search never finds sealed messages.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from taleweaver.domain.errors import KeyMissing
 from taleweaver.domain.events import JSON
 from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import messages, sessions
+from taleweaver.store.sealing import Sealer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -29,19 +35,6 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _session_dict(row: Any) -> JSON:
-    data = dict(row._mapping)
-    data["created_at"] = _utc(data["created_at"])
-    data["updated_at"] = _utc(data["updated_at"])
-    return data
-
-
-def _message_dict(row: Any) -> JSON:
-    data = dict(row._mapping)
-    data["created_at"] = _utc(data["created_at"])
-    return data
-
-
 _MESSAGE_COLUMNS = [
     messages.c.id,
     messages.c.session_id,
@@ -53,12 +46,43 @@ _MESSAGE_COLUMNS = [
     messages.c.alternatives,
     messages.c.active,
     messages.c.created_at,
+    messages.c.workspace_id,  # with `sealed`: what opening a sealed row needs
+    messages.c.sealed,
 ]
 
 
 class Queries:
-    def __init__(self, db: Database) -> None:
+    """`sealer` opens sealed rows (the engine always passes one); without it a sealed
+    row raises `KeyMissing` rather than handing out ciphertext."""
+
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self.db = db
+        self.sealer = sealer
+
+    def _opener(self) -> Sealer:
+        if self.sealer is None:
+            raise KeyMissing("the read models hold encrypted content but no keys were given")
+        return self.sealer
+
+    def _title(self, workspace_id: str, session_id: str, title: str, sealed: bool) -> str:
+        return self._opener().open_title(workspace_id, session_id, title) if sealed else title
+
+    def _session_dict(self, row: Any) -> JSON:
+        data = dict(row._mapping)
+        data["created_at"] = _utc(data["created_at"])
+        data["updated_at"] = _utc(data["updated_at"])
+        data["title"] = self._title(
+            data["workspace_id"], data["id"], data["title"], data.pop("sealed")
+        )
+        return data
+
+    def _message_dict(self, row: Any) -> JSON:
+        data = dict(row._mapping)
+        data["created_at"] = _utc(data["created_at"])
+        if data["sealed"]:
+            data = self._opener().open_message_row(data)
+        del data["sealed"], data["workspace_id"]
+        return data
 
     async def session(self, workspace_id: str, session_id: str) -> JSON | None:
         async with self.db.read() as conn:
@@ -69,7 +93,7 @@ class Queries:
                     )
                 )
             ).first()
-        return None if row is None else _session_dict(row)
+        return None if row is None else self._session_dict(row)
 
     async def sessions(
         self, workspace_id: str, where: SessionFilter, *, limit: int, offset: int
@@ -93,7 +117,7 @@ class Queries:
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
             total = await conn.scalar(sa.select(sa.func.count()).where(*conditions))
-        return [_session_dict(r) for r in rows], int(total or 0)
+        return [self._session_dict(r) for r in rows], int(total or 0)
 
     async def messages(
         self, session_id: str, *, after_turn: int = 0, limit: int = 100
@@ -105,20 +129,24 @@ class Queries:
             .limit(limit)
         )
         async with self.db.read() as conn:
-            return [_message_dict(r) for r in await conn.execute(query)]
+            return [self._message_dict(r) for r in await conn.execute(query)]
 
     async def history(self, session_id: str, *, before_turn: int, limit: int) -> list[JSON]:
         """The last `limit` messages before a turn, oldest first."""
         # Every turn reads this: one driver call on SQLite.
         found = await sqlite_fast.fetch_rows(
             self.db,
-            "SELECT role, content, turn_number FROM messages WHERE session_id = :sid "
-            "AND turn_number < :before ORDER BY seq DESC LIMIT :limit",
+            "SELECT role, content, turn_number, id, workspace_id, sealed FROM messages "
+            "WHERE session_id = :sid AND turn_number < :before ORDER BY seq DESC LIMIT :limit",
             {"sid": session_id, "before": before_turn, "limit": limit},
         )
         return [
-            {"role": role, "content": content, "turn_number": number}
-            for role, content, number in reversed(found)
+            {
+                "role": role,
+                "content": self._opener().open_message(ws, mid, content)[0] if sealed else content,
+                "turn_number": number,
+            }
+            for role, content, number, mid, ws, sealed in reversed(found)
         ]
 
     async def turn_messages(self, session_id: str, turn_id: str) -> list[JSON]:
@@ -128,7 +156,7 @@ class Queries:
             .order_by(messages.c.seq)
         )
         async with self.db.read() as conn:
-            return [_message_dict(r) for r in await conn.execute(query)]
+            return [self._message_dict(r) for r in await conn.execute(query)]
 
     async def session_version(self, session_id: str) -> int | None:
         found = await sqlite_fast.fetch_rows(
@@ -145,7 +173,8 @@ class Queries:
         owners: frozenset[str] | None = None,
         limit: int = 20,
     ) -> list[JSON]:
-        """Full-text search over messages, best match first."""
+        """Full-text search over messages, best match first; sealed messages are in no
+        index (their plaintext must not be, their ciphertext would match nothing)."""
         words = _WORD.findall(text)
         if not words:
             return []
@@ -153,7 +182,7 @@ class Queries:
             f"m.{c}" for c in ("id", "session_id", "turn_id", "turn_number", "role", "content")
         )
         params: dict[str, Any] = {"ws": workspace_id, "limit": limit}
-        scope = ""
+        scope = " AND NOT m.sealed"
         if session_id is not None:
             scope = " AND m.session_id = :sid"
             params["sid"] = session_id
@@ -164,7 +193,7 @@ class Queries:
         if self.db.dialect == "postgresql":
             params["q"] = " ".join(words)
             sql = (
-                f"SELECT {cols}, s.title AS session_title, "
+                f"SELECT {cols}, s.title AS session_title, s.sealed AS title_sealed, "
                 "ts_headline('english', m.content, plainto_tsquery('english', :q), "
                 "'StartSel=[, StopSel=], MaxFragments=1, MaxWords=20, MinWords=5') AS snippet "
                 "FROM messages m JOIN sessions s ON s.id = m.session_id "
@@ -176,7 +205,7 @@ class Queries:
             # Each word quoted, so user input can never be FTS5 query syntax.
             params["q"] = " ".join('"' + w.replace('"', "") + '"' for w in words)
             sql = (
-                f"SELECT {cols}, s.title AS session_title, "
+                f"SELECT {cols}, s.title AS session_title, s.sealed AS title_sealed, "
                 "snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet "
                 "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
                 "JOIN sessions s ON s.id = m.session_id "
@@ -185,4 +214,11 @@ class Queries:
             )
         async with self.db.read() as conn:
             rows = (await conn.execute(sa.text(sql), params)).all()
-        return [dict(r._mapping) for r in rows]
+        found = []
+        for r in rows:
+            data = dict(r._mapping)
+            data["session_title"] = self._title(
+                workspace_id, data["session_id"], data["session_title"], data.pop("title_sealed")
+            )
+            found.append(data)
+        return found

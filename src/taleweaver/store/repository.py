@@ -72,7 +72,7 @@ class SessionRepository:
             )
             for event in recorded:
                 after.apply(event)
-            await project(conn, recorded)
+            await project(conn, recorded, self.store.sealer)
             if after.version // SNAPSHOT_EVERY > state.version // SNAPSHOT_EVERY:
                 await self.store.save_snapshot(conn, state.id, after.version, after.to_snapshot())
         self._remember(after)

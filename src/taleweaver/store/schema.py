@@ -61,7 +61,8 @@ sessions = sa.Table(
     sa.Column("id", Id, primary_key=True),
     sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("title", sa.String(200), nullable=False),
+    # Text: a sealed title outgrows 200 characters (migration 0004).
+    sa.Column("title", sa.Text, nullable=False),
     sa.Column("pinned", sa.Boolean, nullable=False, default=False),
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
     sa.Column("version", sa.Integer, nullable=False),
@@ -70,6 +71,8 @@ sessions = sa.Table(
     sa.Column("owner_id", Id, nullable=True),  # the user who started it (migration 0003)
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
+    # The title is encrypted (store.sealing; migration 0004).
+    sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_sessions_workspace_updated", "workspace_id", "updated_at"),
 )
 
@@ -89,6 +92,9 @@ messages = sa.Table(
     sa.Column("alternatives", Json, nullable=False),
     sa.Column("active", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", Stamp, nullable=False),
+    # content holds content, choices and alternatives encrypted, and full-text search
+    # leaves the row out (store.sealing; migration 0004).
+    sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("session_id", "seq", name="uq_messages_session_seq"),
 )
 
@@ -113,7 +119,13 @@ model_usage = sa.Table(
     sa.Column("prompt_tokens", sa.Integer, nullable=False),
     sa.Column("completion_tokens", sa.Integer, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
+    # ok, failed or cancelled: a call that broke off mid-reply still used tokens.
+    sa.Column("outcome", sa.String(20), nullable=False),
+    # True when the provider reported no usage and the tokens were estimated.
+    sa.Column("estimated", sa.Boolean, nullable=False),
     sa.Column("created_at", Stamp, nullable=False),
+    sa.Index("ix_model_usage_workspace", "workspace_id", "created_at"),
+    sa.Index("ix_model_usage_session", "session_id"),
 )
 
 # --- accounts, access and audit (migration 0003) ------------------------------------
