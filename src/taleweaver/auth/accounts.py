@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -52,10 +53,27 @@ def normalise_email(email: str) -> str:
     return cleaned
 
 
+def _workspace_dict(row: sa.Row[tuple[object, ...]]) -> JSON:
+    data = dict(row._mapping)
+    # SQLite hands timestamps back without their zone; they were written in UTC.
+    if data["created_at"].tzinfo is None:
+        data["created_at"] = data["created_at"].replace(tzinfo=UTC)
+    return data
+
+
 class Accounts:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        *,
+        sensitivity_changed: Callable[[str], None] | None = None,
+    ) -> None:
         self.db = db
         self.audit = audit
+        # Told after a workspace's `sensitive` flag is written, so this process seals
+        # (or stops sealing) its content from the next write on, not after a cache expiry.
+        self.sensitivity_changed = sensitivity_changed
 
     # --- users ------------------------------------------------------------------
 
@@ -222,6 +240,12 @@ class Accounts:
             )
             if stored is None or not same(stored, digest(token)):
                 raise Unauthorized("the setup token is not valid (it works once)")
+            # Refuse a bad email or password before the one-time token is spent.
+            address = normalise_email(email)
+            check_strength(password)
+            taken = await conn.scalar(sa.select(users.c.id).where(users.c.email == address))
+            if taken is not None:
+                raise Conflict(f"an account for {address} exists already")
             await conn.execute(
                 instance_state.delete().where(instance_state.c.key == SETUP_TOKEN_KEY)
             )
@@ -260,7 +284,7 @@ class Accounts:
             ).first()
         if row is None:
             raise NotFound(f"workspace {ws_id} not found")
-        return dict(row._mapping)
+        return _workspace_dict(row)
 
     async def workspaces_of(self, user_id: str) -> list[JSON]:
         query = (
@@ -270,7 +294,7 @@ class Accounts:
             .order_by(workspaces.c.created_at, workspaces.c.id)
         )
         async with self.db.read() as conn:
-            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+            return [_workspace_dict(r) for r in (await conn.execute(query)).all()]
 
     async def update_workspace(
         self, ws_id: str, *, name: str | None, sensitive: bool | None, actor: str
@@ -294,6 +318,8 @@ class Accounts:
                     details={k: v for k, v in values.items()},
                     conn=conn,
                 )
+            if sensitive is not None and self.sensitivity_changed is not None:
+                self.sensitivity_changed(ws_id)
         return await self.workspace(ws_id)
 
     async def delete_workspace(self, ws_id: str, *, actor: str) -> None:

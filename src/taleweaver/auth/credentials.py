@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth.audit import AuditLog
 from taleweaver.auth.passwords import DUMMY_HASH, verify_password
@@ -73,26 +74,42 @@ class Credentials:
         if not valid or row is None:
             await self._failed(row.id if row is not None else None, address, client)
             raise Unauthorized("wrong email or password")
-        token, csrf = new_secret(), new_secret()
         async with self.db.write() as conn:
             await conn.execute(
                 users.update()
                 .where(users.c.id == row.id)
                 .values(failed_logins=0, locked_until=None)
             )
-            await conn.execute(
-                login_sessions.insert().values(
-                    token_hash=digest(token),
-                    user_id=row.id,
-                    csrf_token=csrf,
-                    created_at=now,
-                    expires_at=now + SESSION_LIFETIME,
-                )
-            )
-            await self.audit.record(
-                row.id, "login.succeeded", details={"client": client}, conn=conn
-            )
+            token, csrf = await self._open_session(conn, row.id, {"client": client})
         return token, csrf, {"id": row.id, "email": row.email, "display_name": row.display_name}
+
+    async def start_session(self, user_id: str, *, client: str, via: str) -> tuple[str, str, JSON]:
+        """A login session for a user someone else has proven (single sign-on);
+        returns (session token, CSRF token, user) as `login` does."""
+        async with self.db.write() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+            if row is None or not row.is_active:
+                raise Unauthorized("this account does not exist or is disabled")
+            token, csrf = await self._open_session(conn, user_id, {"client": client, "via": via})
+        return token, csrf, {"id": row.id, "email": row.email, "display_name": row.display_name}
+
+    async def _open_session(
+        self, conn: AsyncConnection, user_id: str, details: JSON
+    ) -> tuple[str, str]:
+        """Insert a login session and its audit entry in the caller's transaction."""
+        token, csrf = new_secret(), new_secret()
+        now = _now()
+        await conn.execute(
+            login_sessions.insert().values(
+                token_hash=digest(token),
+                user_id=user_id,
+                csrf_token=csrf,
+                created_at=now,
+                expires_at=now + SESSION_LIFETIME,
+            )
+        )
+        await self.audit.record(user_id, "login.succeeded", details=details, conn=conn)
+        return token, csrf
 
     async def _failed(self, user_id: str | None, email: str, client: str) -> None:
         async with self.db.write() as conn:

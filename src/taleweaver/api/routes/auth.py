@@ -25,20 +25,23 @@ from taleweaver.api.security import (
     login_required,
     requires,
 )
-from taleweaver.auth import Principal
-from taleweaver.domain.errors import NotFound
+from taleweaver.auth import Principal, Scope
+from taleweaver.auth.policy import SCOPE_ORDER
+from taleweaver.domain.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 SelfDep = Annotated[Principal, requires(SELF)]
 
 
-def _set_login_cookies(request: Request, response: Response, token: str, csrf: str) -> None:
+def set_login_cookies(request: Request, response: Response, token: str, csrf: str) -> None:
     secure = request.url.scheme == "https"
+    # Lax, not Strict: the page a single sign-on redirect lands on must see the
+    # session. Cross-site requests that change state still lack the CSRF token.
     response.set_cookie(
         SESSION_COOKIE,
         token,
         httponly=True,
-        samesite="strict",
+        samesite="lax",
         secure=secure,
         path="/",
         max_age=14 * 24 * 3600,
@@ -48,7 +51,7 @@ def _set_login_cookies(request: Request, response: Response, token: str, csrf: s
         CSRF_COOKIE,
         csrf,
         httponly=False,
-        samesite="strict",
+        samesite="lax",
         secure=secure,
         path="/",
         max_age=14 * 24 * 3600,
@@ -69,7 +72,7 @@ async def login(
     """Password login: sets an HttpOnly session cookie and returns the CSRF token."""
     client = request.client.host if request.client else "unknown"
     token, csrf, user = await engine.credentials.login(body.email, body.password, client=client)
-    _set_login_cookies(request, response, token, csrf)
+    set_login_cookies(request, response, token, csrf)
     return LoginResult(user=UserPublic.model_validate(user), csrf_token=csrf)
 
 
@@ -105,6 +108,12 @@ async def list_keys(engine: EngineDep, principal: SelfDep) -> list[ApiKeyPublic]
 @router.post("/keys", status_code=201)
 async def create_key(body: ApiKeyCreate, engine: EngineDep, principal: SelfDep) -> ApiKeyCreated:
     """A personal API key for scripts: `Authorization: Bearer <key>`."""
+    if principal.scopes is not None:
+        # A key may mint keys, but none that can do more or reach further than itself.
+        ceiling = max(SCOPE_ORDER.index(Scope(s)) for s in principal.scopes)
+        wider = any(SCOPE_ORDER.index(s) > ceiling for s in body.scopes)
+        if wider or principal.key_workspace not in (None, body.workspace_id):
+            raise Forbidden("an API key cannot create a key with more scopes or reach than its own")
     if body.workspace_id is not None:
         await engine.accounts.workspace(body.workspace_id)
         if await engine.accounts.role_of(principal.user_id, body.workspace_id) is None:
