@@ -49,6 +49,8 @@ SPEC: dict[str, set[str]] = {
     "members.read": EVERYONE - {"player"},
     "members.manage": MANAGES,
     "audit.read": MANAGES,
+    "secrets.manage": MANAGES,
+    "usage.read": MANAGES | {"editor"},
 }
 
 
@@ -236,6 +238,16 @@ def _delete_member(world: World, workspace: str, role: str) -> Request:
     return "DELETE", f"/api/v1/workspaces/{workspace}/members/{_new_member(world, workspace)}", {}
 
 
+def _delete_secret(world: World, workspace: str, role: str) -> Request:
+    name = f"key-{uuid.uuid4().hex[:8]}"
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        client.put(
+            f"/api/v1/workspaces/{workspace}/secrets/{name}", json={"value": "sk-test"}
+        ).raise_for_status()
+    return "DELETE", f"/api/v1/workspaces/{workspace}/secrets/{name}", {}
+
+
 def _assign(world: World, workspace: str, role: str) -> Request:
     body = {"therapist_id": world.users["therapist"], "player_id": world.users["player"]}
     return "PUT", f"/api/v1/workspaces/{workspace}/assignments", {"json": body}
@@ -291,6 +303,21 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/workspaces/{workspace_id}/audit"): _workspace_case(
         "audit.read", "GET", "/audit"
     ),
+    ("GET", "/api/v1/workspaces/{workspace_id}/secrets"): _workspace_case(
+        "secrets.manage", "GET", "/secrets"
+    ),
+    ("PUT", "/api/v1/workspaces/{workspace_id}/secrets/{name}"): _workspace_case(
+        "secrets.manage", "PUT", "/secrets/openai", json={"value": "sk-test"}
+    ),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}/secrets/{name}"): Case(
+        "secrets.manage", _delete_secret
+    ),
+    ("GET", "/api/v1/models"): _collection_case("workspace.read", "GET", "/api/v1/models"),
+    ("GET", "/api/v1/models/health"): _collection_case(
+        "workspace.read", "GET", "/api/v1/models/health"
+    ),
+    ("GET", "/api/v1/usage"): _collection_case("usage.read", "GET", "/api/v1/usage"),
+    ("GET", "/api/v1/sessions/{session_id}/usage"): _session_case("usage.read", "GET", "/usage"),
 }
 
 # Routes that are not about one workspace: who may call them at all.
@@ -299,6 +326,8 @@ OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): PUBLIC,
     ("POST", "/api/v1/auth/setup"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("GET", "/api/v1/auth/oidc/login"): PUBLIC,
+    ("GET", "/api/v1/auth/oidc/callback"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): SELF,
     ("GET", "/api/v1/auth/me"): SELF,
     ("GET", "/api/v1/auth/keys"): SELF,

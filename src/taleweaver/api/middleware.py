@@ -11,6 +11,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taleweaver.api.logs import correlation_id
+from taleweaver.api.problems import unexpected
 
 log = logging.getLogger("taleweaver.http")
 
@@ -19,7 +20,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class RequestContext:
     """Tags each request with a correlation id (X-Request-ID, kept when a client sends
-    a sane one), logs it once when done, and refuses bodies over `max_body_bytes`."""
+    a sane one), logs it once when done, refuses bodies over `max_body_bytes`, and
+    answers an unhandled error with a bare 500 problem."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -49,6 +51,12 @@ class RequestContext:
                 await _too_large(send_with_id, self.max_body_bytes, cid)
             else:
                 await self.app(scope, body_receive, send_with_id)
+        except Exception:
+            if status:  # the response has begun: nothing more can be said
+                raise
+            # Answered here, not by Starlette's outermost error middleware, so the
+            # problem carries the correlation id (and the log line too).
+            await unexpected(scope["method"], scope["path"])(scope, receive, send_with_id)
         finally:
             log.info(
                 "%s %s %s",

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from taleweaver.api.logs import correlation_id
 from taleweaver.domain.errors import (
+    BudgetExceeded,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -37,8 +41,56 @@ STATUS: list[tuple[type[TaleweaverError], int]] = [
     (PayloadTooLarge, 413),
     (ModelUnavailable, 503),
     (ModelError, 502),
+    (BudgetExceeded, 402),
     (TurnCancelled, 409),
 ]
+
+
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457 problem details)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    correlation_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+_DOCUMENTED_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "required": True,
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each a problem+json body."""
+    return {
+        status: {"content": _PROBLEM_CONTENT}
+        | ({"headers": _DOCUMENTED_HEADERS[status]} if status in _DOCUMENTED_HEADERS else {})
+        for status in sorted(set(statuses))
+    }
+
+
+# What an API route may answer besides success: every status of the table above,
+# malformed or invalid requests (400, 422), and internal errors (500).
+ERROR_RESPONSES = documented(400, 422, 500, *(code for _, code in STATUS))
 
 
 def status_of(error: TaleweaverError) -> int:
@@ -95,13 +147,54 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid input", summary, errors=errors)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
         if exc.status_code >= 500:  # never leak internals, whatever raised it
             return problem(exc.status_code, "Internal error", "something went wrong")
-        return problem(exc.status_code, title, str(exc.detail))
+        response = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
+        return response
 
+    # A last resort: RequestContext answers errors from routes itself, inside the
+    # middleware that adds the correlation id and the security headers.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "something went wrong; the log has the details")
+        return unexpected(request.method, request.url.path)
+
+
+def unexpected(method: str, path: str) -> JSONResponse:
+    """Log the error being handled; answer a bare 500 (the details stay in the log)."""
+    log.exception("unhandled error on %s %s", method, path)
+    return problem(500, "Internal error", "something went wrong; the log has the details")
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's 405 names one route's)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    )
+
+
+def document(app: FastAPI) -> None:
+    """Add the Problem schema that the documented error responses refer to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI caches it as app.openapi_schema
+        found = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        models = schema.setdefault("components", {}).setdefault("schemas", {})
+        models.update(found.pop("$defs", {}))
+        models["Problem"] = found
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented hook

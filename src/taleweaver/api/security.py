@@ -17,7 +17,17 @@ from fastapi import Depends, Header, Request
 
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.ratelimit import RateLimits
-from taleweaver.auth import LOCAL_USER_ID, Action, Decision, Principal, Role, decide, may_see
+from taleweaver.auth import (
+    LOCAL_USER_ID,
+    Action,
+    Decision,
+    Principal,
+    Role,
+    Scope,
+    decide,
+    may_see,
+)
+from taleweaver.auth.tokens import same
 from taleweaver.domain.errors import Forbidden, NotFound, Unauthorized
 from taleweaver.engine import Engine
 
@@ -91,7 +101,7 @@ async def _authenticate(request: Request, engine: Engine) -> Principal | None:
             raise Unauthorized("the login session has expired; log in again")
         if request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
-            if not sent or sent != principal.csrf_token:
+            if not sent or not same(sent, principal.csrf_token or ""):
                 raise Forbidden(f"a state-changing request needs the {CSRF_HEADER} header")
         return principal
     if await login_required(request, engine):
@@ -148,6 +158,13 @@ async def _enforce(
         raise Unauthorized("log in, or send an API key as 'Authorization: Bearer <key>'")
     await limits.check(f"user:{principal.user_id}", path)
     if marker == SELF:
+        # About oneself (workspaces, keys): a key changes nothing without the write scope.
+        if (
+            principal.scopes is not None
+            and request.method not in SAFE_METHODS
+            and principal.scopes.isdisjoint({Scope.WRITE, Scope.ADMIN})
+        ):
+            raise Forbidden("this API key's scopes do not cover changes")
         return principal
     if marker == INSTANCE_ADMIN:
         if not principal.is_instance_admin or (

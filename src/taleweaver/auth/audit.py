@@ -102,11 +102,21 @@ class AuditLog:
         await conn.execute(audit_log.insert().values(**entry))
 
     async def entries(
-        self, *, workspace_id: str | None = None, after: int = 0, limit: int = 100
+        self,
+        *,
+        workspace_id: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+        with_instance: bool = False,
     ) -> list[JSON]:
+        """Entries after `after`: one workspace's (with `with_instance`, also those about
+        the instance itself: accounts, logins, API keys), or all of them."""
         query = sa.select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq)
         if workspace_id is not None:
-            query = query.where(audit_log.c.workspace_id == workspace_id)
+            scope = audit_log.c.workspace_id == workspace_id
+            if with_instance:
+                scope = sa.or_(scope, audit_log.c.workspace_id.is_(None))
+            query = query.where(scope)
         async with self.db.read() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [dict(r._mapping) | {"at": _utc(r.at)} for r in rows]

@@ -23,6 +23,8 @@ from taleweaver.domain.sessions import SessionKind
 from taleweaver.store.queries import SessionFilter
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
+# Turn numbers and versions are 32-bit columns; a larger cursor would overflow the query.
+MAX_CURSOR = 2**31 - 1
 
 
 @router.post("/sessions", status_code=201)
@@ -50,7 +52,7 @@ async def list_sessions(
     archived: bool | None = None,
     pinned: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
 ) -> SessionPage:
     rows, total = await engine.sessions.list_page(
         access.workspace_id,
@@ -130,7 +132,7 @@ async def list_messages(
     session_id: str,
     engine: EngineDep,
     access: Annotated[Access, requires(Action.SESSION_READ)],
-    after_turn: Annotated[int, Query(ge=0)] = 0,
+    after_turn: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[MessagePublic]:
     rows = await engine.sessions.messages(
@@ -144,7 +146,9 @@ async def list_events(
     session_id: str,
     engine: EngineDep,
     access: Annotated[Access, requires(Action.SESSION_READ)],
-    after: Annotated[int, Query(ge=0, description="Return events after this version.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_CURSOR, description="Return events after this version.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[EventPublic]:
     events = await engine.sessions.events(access.workspace_id, session_id, after=after, limit=limit)

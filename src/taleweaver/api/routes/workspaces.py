@@ -133,9 +133,17 @@ async def audit_entries(
     workspace_id: str,
     engine: EngineDep,
     access: Annotated[Access, requires(Action.AUDIT_READ)],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # seq is a 64-bit column
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AuditEntry]:
-    """This workspace's audit entries in order, after sequence number `after`."""
-    rows = await engine.audit.entries(workspace_id=workspace_id, after=after, limit=limit)
+    """This workspace's audit entries in order, after sequence number `after`. An
+    instance administrator (not through a key limited to one workspace) also sees the
+    instance's own entries: accounts, logins and API keys."""
+    principal = access.principal
+    rows = await engine.audit.entries(
+        workspace_id=workspace_id,
+        after=after,
+        limit=limit,
+        with_instance=principal.is_instance_admin and principal.key_workspace is None,
+    )
     return [AuditEntry.model_validate(r) for r in rows]
