@@ -13,7 +13,9 @@ from taleweaver.api import problems
 from taleweaver.api.headers import SecurityHeaders
 from taleweaver.api.middleware import RequestContext
 from taleweaver.api.ratelimit import RateLimits
-from taleweaver.api.routes import auth, health, sessions, turns, users, workspaces
+from taleweaver.api.routes import auth, health, oidc, sessions, turns, users, workspaces
+from taleweaver.api.routes import models as model_routes
+from taleweaver.api.routes import secrets as secret_routes
 from taleweaver.api.security import LoginMode
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
@@ -37,6 +39,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.rate_limits.close()
             if owned:
                 await app.state.engine.close()
 
@@ -49,11 +52,18 @@ def create_app(
     app.state.settings = settings
     app.state.login_mode = LoginMode()
     app.state.rate_limits = RateLimits(
-        settings.rate_limit, settings.login_rate_limit, settings.redis_url
+        settings.rate_limit,
+        settings.login_rate_limit,
+        settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
     )
     problems.install(app)
-    for module in (health, auth, users, workspaces, sessions, turns):
-        app.include_router(module.router)
+    problems.document(app)
+    app.include_router(health.router, responses=problems.documented(500))
+    for module in (auth, oidc, users, workspaces, sessions, turns):
+        app.include_router(module.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(model_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -69,6 +79,6 @@ def create_app(
                 "last-event-id",
             ],
         )
-    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: on the 413s RequestContext sends too
     return app

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from taleweaver.config import Settings
 from taleweaver.domain.errors import TaleweaverError
@@ -18,7 +20,22 @@ T = TypeVar("T")
 
 
 def _settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        click.echo(f"configuration error: {_config_problem(exc)}", err=True)
+        sys.exit(2)
+
+
+def _config_problem(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ").replace("\n", "\n    ")
+        lines.append(f"\n  {where}: {message}")
+    return "".join(lines)
 
 
 @click.group()
@@ -157,6 +174,102 @@ def audit_verify() -> None:
         return
     click.echo(f"audit log TAMPERED at entry {result.first_bad_seq}: {result.problem}", err=True)
     sys.exit(1)
+
+
+@cli.group()
+def models() -> None:
+    """The configured models: list them, or check that each one answers."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_list(as_json: bool) -> None:
+    """Each model with its provider, price and the tasks routed to it."""
+    from taleweaver.cli.models import describe_models, model_lines
+
+    overview = _run(describe_models(_settings()))
+    if as_json:
+        click.echo(json.dumps(overview, indent=2))
+        return
+    for line in model_lines(overview):
+        click.echo(line)
+    click.echo("")
+    for task, chain in overview["routes"].items():
+        click.echo(f"{task:<10} {' -> '.join(chain) or '-'}")
+
+
+@models.command("test")
+@click.argument("aliases", nargs=-1)
+@click.option("--max-tokens", default=32, show_default=True, type=int)
+def models_test(aliases: tuple[str, ...], max_tokens: int) -> None:
+    """Ask each model (or the ones named) for a short reply; exit 1 if any fails."""
+    from taleweaver.cli.models import trial_line, try_models
+
+    trials = _run(try_models(_settings(), aliases, max_tokens))
+    width = max((len(t.alias) for t in trials), default=0)
+    for trial in trials:
+        click.echo(trial_line(trial, width))
+    if not all(t.ok for t in trials):
+        sys.exit(1)
+
+
+@cli.group()
+def keys() -> None:
+    """Encryption at rest: the keys in use, and rotating them without downtime."""
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Where the keys come from, and how many stored values each table encrypts."""
+    from taleweaver.cli.keys import key_status, status_lines
+
+    for line in status_lines(_run(key_status(_settings()))):
+        click.echo(line)
+
+
+@keys.command("rotate")
+@click.option(
+    "--reencrypt-only",
+    is_flag=True,
+    help="Make no new key: re-encrypt under the current primary (after changing "
+    "TALEWEAVER_ENCRYPTION_KEYS, or to finish an interrupted rotation).",
+)
+@click.option(
+    "--grace",
+    default=2.0,
+    show_default=True,
+    type=float,
+    help="Seconds between writing the new key and re-encrypting.",
+)
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(1, 10_000))
+def keys_rotate(reencrypt_only: bool, grace: float, batch: int) -> None:
+    """Make a new primary key and re-encrypt every stored value under it, while
+    servers keep running; older keys leave the key file once nothing needs them."""
+    from taleweaver.cli.keys import env_rotation, rotate_keys
+
+    settings = _settings()
+    if settings.encryption_keys is not None and not reencrypt_only:
+        click.echo("keys come from the environment; set this on every replica first:")
+        click.echo(env_rotation(settings))
+        click.echo("then, once all run with it: taleweaver keys rotate --reencrypt-only")
+        return
+    done, unused = _run(
+        rotate_keys(settings, new_primary=not reencrypt_only, grace=grace, batch=batch)
+    )
+    click.echo(f"primary key: {done.key_id}")
+    counts = ", ".join(f"{table} {n}" for table, n in done.reencrypted.items())
+    click.echo(f"re-encrypted: {counts}")
+    if done.left_on_old_keys:
+        click.echo(
+            f"{done.left_on_old_keys} values are still under older keys (written during "
+            "the rotation?): run `taleweaver keys rotate --reencrypt-only`; old keys kept",
+            err=True,
+        )
+        sys.exit(1)
+    if done.retired:
+        click.echo(f"retired from the key file: {', '.join(done.retired)}")
+    elif unused and settings.encryption_keys is not None:
+        click.echo(f"no longer needed, drop from TALEWEAVER_ENCRYPTION_KEYS: {', '.join(unused)}")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -8,6 +8,9 @@ TaleweaverError
  ├── PayloadTooLarge     the request body is over the limit (413)
  ├── ModelError          the model failed while generating (502)
  │    └── ModelUnavailable      no model could be reached or loaded (503)
+ ├── BudgetExceeded      a spending limit stops further model calls (402)
+ ├── EncryptionError     a value encrypted at rest cannot be read or sealed (500)
+ │    └── KeyMissing            its key is not in the key ring, or none is configured
  └── TurnCancelled       a turn was cancelled on request (not an error to clients)
 """
 
@@ -71,11 +74,42 @@ class PayloadTooLarge(TaleweaverError):
 
 
 class ModelError(TaleweaverError):
+    """A model call failed. `retryable`, `retry_after` (seconds) and `status` (the
+    provider's HTTP status) tell the router whether trying again may help."""
+
     title = "Model error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
 
 
 class ModelUnavailable(ModelError):
     title = "Model unavailable"
+
+
+class BudgetExceeded(TaleweaverError):
+    title = "Budget exceeded"
+
+
+class EncryptionError(TaleweaverError):
+    """A stored ciphertext failed its integrity check (tampered with, or moved from
+    the row it was sealed for), or a value could not be encrypted."""
+
+    title = "Encryption error"
+
+
+class KeyMissing(EncryptionError):
+    title = "Encryption key missing"
 
 
 class TurnCancelled(TaleweaverError):

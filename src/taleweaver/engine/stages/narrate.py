@@ -5,7 +5,8 @@ from __future__ import annotations
 from taleweaver.domain.choices import ChoiceStreamSplitter
 from taleweaver.domain.errors import ModelError
 from taleweaver.engine.context import TurnContext
-from taleweaver.llm import ChatModel
+from taleweaver.engine.models import call_scope
+from taleweaver.llm import ChatModel, ModelRouter, task_model
 
 
 class Narrate:
@@ -18,15 +19,19 @@ class Narrate:
         self.with_choices = with_choices
 
     async def run(self, ctx: TurnContext) -> None:
-        ctx.model_name = self.model.name
+        scope = call_scope(ctx)
+        # The session's or character's model when it chose one; the route's otherwise.
+        model = task_model(self.model, "narrate", scope)
+        ctx.model_name = model.name
         splitter = ChoiceStreamSplitter() if self.with_choices else None
         raw: list[str] = []
-        async for piece in self.model.stream(ctx.prompt, max_tokens=self.max_tokens):
+        async for piece in model.stream(ctx.prompt, max_tokens=self.max_tokens):
             ctx.tokens += 1
             raw.append(piece)
             shown = splitter.feed(piece) if splitter else piece
             if shown:
                 ctx.emit("token", {"text": shown})
+        ctx.model_name = model.name  # after a fallback: the model that told it
         if splitter is None:
             ctx.reply_text = "".join(raw).strip()
         else:
@@ -38,9 +43,13 @@ class Narrate:
             if ctx.choices:  # a reply that is only choices still reads as a reply
                 ctx.reply_text = "What do you do?"
             else:
-                raise ModelError(f"{self.model.name} returned an empty reply")
+                raise ModelError(f"{model.name} returned an empty reply")
         if self.with_choices:
             ctx.emit("choices", {"choices": _numbered(ctx.choices)})
+        if isinstance(self.model, ModelRouter):
+            for budget in await self.model.budget_status(scope):
+                if budget.level != "ok":
+                    ctx.emit("budget", budget.to_dict())
 
 
 def _numbered(choices: list[str]) -> list[dict[str, object]]:

@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("prompt_tokens", sa.Integer, nullable=False),
         sa.Column("completion_tokens", sa.Integer, nullable=False),
         sa.Column("cost_usd", sa.Float, nullable=False),
+        sa.Column("outcome", sa.String(20), nullable=False),
+        sa.Column("estimated", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_model_usage_workspace", "model_usage", ["workspace_id", "created_at"])

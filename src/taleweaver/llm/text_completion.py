@@ -1,0 +1,97 @@
+"""Base models on an OpenAI-compatible text-completion endpoint (`/completions`),
+the chat rendered through an instruct template."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from taleweaver.domain.prompt import ChatMessage
+from taleweaver.llm.base import text_of
+from taleweaver.llm.http import make_client
+from taleweaver.llm.openai_compat import bearer, list_openai_models
+from taleweaver.llm.openai_sse import openai_stream, pick_text
+from taleweaver.llm.templates import TEMPLATES, InstructTemplate, StopTrimmer
+from taleweaver.llm.types import Finish, StreamItem
+
+__all__ = ["TextCompletionModel"]
+
+
+class TextCompletionModel:
+    def __init__(
+        self,
+        *,
+        model: str,
+        template: InstructTemplate | str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        secrets: Sequence[str] = (),
+        name: str | None = None,
+        include_usage: bool = False,
+        temperature: float | None = None,
+        options: Mapping[str, Any] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.template = TEMPLATES[template] if isinstance(template, str) else template
+        self.name = name or f"openai-text:{model}"
+        self.model = model
+        self._secrets = tuple(secrets) + ((api_key,) if api_key else ())
+        self._include_usage = include_usage
+        self._temperature = temperature
+        self._options = dict(options or {})
+        self._owns_client = client is None
+        if client is None:
+            if base_url is None:
+                raise ValueError("a text-completion model needs a base_url or a client")
+            client = make_client(base_url, headers=bearer(api_key), read_timeout=timeout)
+        self._client = client
+
+    async def generate(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int
+    ) -> AsyncIterator[StreamItem]:
+        body: dict[str, Any] = {
+            **self._options,
+            "model": self.model,
+            "prompt": self.template.render(messages),
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stop": list(self.template.stop),
+        }
+        if self._temperature is not None:
+            body["temperature"] = self._temperature
+        if self._include_usage:
+            body["stream_options"] = {"include_usage": True}
+        trimmer = StopTrimmer(self.template.stop)
+        items = openai_stream(
+            self._client, "completions", body, name=self.name, secrets=self._secrets, pick=pick_text
+        )
+        async with aclosing(items):
+            async for item in items:
+                if type(item) is str:
+                    text = trimmer.feed(item)
+                    if text:
+                        yield text
+                    if trimmer.stopped:  # the model began a new turn: the reply is over
+                        yield Finish("stop")
+                        return
+                elif type(item) is Finish:
+                    rest = trimmer.flush()
+                    if rest:
+                        yield rest
+                    yield item
+                else:
+                    yield item
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
+        return text_of(self.generate(messages, max_tokens=max_tokens))
+
+    async def check(self) -> None:
+        await list_openai_models(self._client, self.name, self._secrets)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
