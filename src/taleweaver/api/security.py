@@ -119,6 +119,7 @@ class Access:
     workspace_id: str
     role: Role
     decision: Decision
+    session_version: int | None = None  # of the session the route names, when it names one
 
     @property
     def owners(self) -> frozenset[str] | None:
@@ -127,8 +128,9 @@ class Access:
 
 async def _placement(
     request: Request, engine: Engine, principal: Principal, header: str | None
-) -> tuple[str, str | None, Role | None]:
-    """Where a request acts: (workspace, owner of the session it names, caller's role)."""
+) -> tuple[str, str | None, Role | None, int | None]:
+    """Where a request acts: (workspace, owner of the session it names, caller's role,
+    that session's version)."""
     session_id = request.path_params.get("session_id")
     if session_id is not None:
         found = await engine.accounts.session_access(principal.user_id, session_id)
@@ -140,7 +142,8 @@ async def _placement(
         workspace_id = await engine.accounts.default_workspace(principal.user_id)
     if workspace_id is None:
         raise NotFound("you are not a member of any workspace")
-    return workspace_id, None, await engine.accounts.role_of(principal.user_id, workspace_id)
+    role = await engine.accounts.role_of(principal.user_id, workspace_id)
+    return workspace_id, None, role, None
 
 
 async def _enforce(
@@ -173,7 +176,9 @@ async def _enforce(
             raise Forbidden("only an instance administrator may do this")
         return principal
     action = Action(marker)
-    workspace_id, owner_id, role = await _placement(request, engine, principal, workspace_header)
+    workspace_id, owner_id, role, version = await _placement(
+        request, engine, principal, workspace_header
+    )
     if principal.key_workspace is not None and principal.key_workspace != workspace_id:
         raise NotFound(f"workspace {workspace_id} not found")
     if role is None:
@@ -195,7 +200,7 @@ async def _enforce(
         raise Forbidden(decision.reason)
     if "session_id" in request.path_params and not may_see(decision, owner_id):
         raise NotFound(f"session {request.path_params['session_id']} not found")
-    return Access(principal, workspace_id, role, decision)
+    return Access(principal, workspace_id, role, decision, version)
 
 
 def _client(request: Request) -> str:

@@ -361,20 +361,21 @@ class Accounts:
 
     async def session_access(
         self, user_id: str, session_id: str
-    ) -> tuple[str, str | None, Role | None] | None:
-        """(workspace, session owner, the user's role there) for a live session, in one
-        read: every request about a session asks this before anything else."""
+    ) -> tuple[str, str | None, Role | None, int] | None:
+        """(workspace, session owner, the user's role there, session version) for a live
+        session, in one read: every request about a session asks this first, and the
+        version spares the turn that follows a read of its own."""
         found = await sqlite_fast.fetch_rows(
             self.db,
-            "SELECT s.workspace_id, s.owner_id, m.role FROM sessions s "
+            "SELECT s.workspace_id, s.owner_id, m.role, s.version FROM sessions s "
             "LEFT JOIN memberships m ON m.workspace_id = s.workspace_id AND m.user_id = :user "
             "WHERE s.id = :sid",
             {"user": user_id, "sid": session_id},
         )
         if not found:
             return None
-        workspace_id, owner_id, role = found[0]
-        return workspace_id, owner_id, Role(role) if role is not None else None
+        workspace_id, owner_id, role, version = found[0]
+        return workspace_id, owner_id, Role(role) if role is not None else None, int(version)
 
     async def default_workspace(self, user_id: str) -> str | None:
         if user_id == LOCAL_USER_ID:

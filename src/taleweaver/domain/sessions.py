@@ -7,7 +7,7 @@ messages read model, so opening a session never needs every reply in memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -119,6 +119,14 @@ class SessionState:
                 last.replies.append(_reply(p["reply"]))
                 last.active = len(last.replies) - 1
         self.version = event.version
+
+    def copy(self) -> SessionState:
+        """An independent copy to fold new events into (`apply` replaces settings and
+        mutates only the last turn, so that is all that needs copying)."""
+        last = self.last_turn
+        if last is not None:
+            last = replace(last, replies=list(last.replies))
+        return replace(self, last_turn=last)
 
     def to_snapshot(self) -> JSON:
         data = asdict(self)

@@ -124,13 +124,15 @@ class TurnRunner:
         session_id: str,
         request: TurnRequest,
         metadata: EventMetadata,
+        *,
+        known_version: int | None = None,
     ) -> TurnHandle:
         """Validate the turn, then run it in the background and return its handle.
 
         Raises before anything streams when the session is missing, busy, or the
         request does not fit its state, so transports can answer with a plain 4xx.
         """
-        state = await self.repository.open(workspace_id, session_id)
+        state = await self.repository.open(workspace_id, session_id, known_version=known_version)
         if session_id in self._running:
             raise Conflict(f"a turn is already running in session {session_id}")
         resolve_input(state, request)

@@ -23,9 +23,17 @@ class SessionRepository:
         # States this process committed or opened, reused while still current.
         self._cache: OrderedDict[str, SessionState] = OrderedDict()
 
-    async def open(self, workspace_id: str, session_id: str) -> SessionState:
-        """The session's current state, ready to take a turn."""
-        version = await self.queries.session_version(session_id)
+    async def open(
+        self, workspace_id: str, session_id: str, *, known_version: int | None = None
+    ) -> SessionState:
+        """The session's current state, ready to take a turn.
+
+        `known_version`: the stream's version as the caller just read it, which
+        spares a read; the commit's expected-version check still guards the rest.
+        """
+        version = known_version
+        if version is None:
+            version = await self.queries.session_version(session_id)
         cached = self._cache.get(session_id)
         if cached is not None and cached.version == version:
             self._cache.move_to_end(session_id)
@@ -60,7 +68,7 @@ class SessionRepository:
 
         Raises `ConcurrencyConflict` if anything else was appended since `state`.
         """
-        after = SessionState.from_snapshot(state.to_snapshot())
+        after = state.copy()
         async with self.store.db.write() as conn:
             recorded = await self.store.append(
                 conn,

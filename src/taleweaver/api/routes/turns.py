@@ -40,7 +40,9 @@ async def post_turn(
 ) -> Response:
     turn = TurnRequest.build(action=body.action, text=body.text, choice=body.choice)
     meta = metadata_for(access.principal.user_id)
-    handle = await engine.turns.start(access.workspace_id, session_id, turn, meta)
+    handle = await engine.turns.start(
+        access.workspace_id, session_id, turn, meta, known_version=access.session_version
+    )
     if wants_stream(request):
         return sse.stream(handle, status_code=201)  # as documented: the turn was created
     result = await handle.wait()
