@@ -59,8 +59,11 @@ def create_app(
     )
     problems.install(app)
     problems.document(app)
+    # Routes are matched in order: the hot path (turns, then sessions) goes first.
+    for module in (turns, sessions):
+        app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(health.router, responses=problems.documented(500))
-    for module in (auth, oidc, users, workspaces, sessions, turns):
+    for module in (auth, oidc, users, workspaces):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(model_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
