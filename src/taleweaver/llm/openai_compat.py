@@ -7,6 +7,7 @@ quirks (see `openai_sse`).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -19,19 +20,29 @@ from taleweaver.llm.http import error_for_status, make_client, redact, transport
 from taleweaver.llm.openai_sse import openai_stream, pick_chat
 from taleweaver.llm.types import Embeddings, StreamItem, Usage
 
-__all__ = ["OpenAICompatibleModel", "OpenAIEmbeddings", "bearer", "list_openai_models"]
+__all__ = [
+    "OpenAICompatibleModel",
+    "OpenAIEmbeddings",
+    "OpenAIServerModel",
+    "bearer",
+    "list_openai_models",
+]
 
 
 def bearer(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-class OpenAICompatibleModel:
-    """One model on an OpenAI-compatible server.
+class OpenAIServerModel(ABC):
+    """What every model on an OpenAI-compatible server shares: its client, the
+    secrets kept out of errors, sampling options, and check/close/stream.
 
     Built alone (`base_url`, `api_key`) it owns its client; built by a provider it
     shares the provider's `client` and is told the `secrets` to keep out of errors.
+    Subclasses say which endpoint they speak by implementing `generate`.
     """
+
+    name_prefix = "openai"
 
     def __init__(
         self,
@@ -47,7 +58,7 @@ class OpenAICompatibleModel:
         temperature: float | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.name = name or f"openai:{model}"
+        self.name = name or f"{self.name_prefix}:{model}"
         self.model = model
         self._secrets = tuple(secrets) + ((api_key,) if api_key else ())
         self._include_usage = include_usage
@@ -56,9 +67,29 @@ class OpenAICompatibleModel:
         self._owns_client = client is None
         if client is None:
             if base_url is None:
-                raise ValueError("an OpenAI-compatible model needs a base_url or a client")
+                raise ValueError(f"{type(self).__name__} needs a base_url or a client")
             client = make_client(base_url, headers=bearer(api_key), read_timeout=timeout)
         self._client = client
+
+    @abstractmethod
+    def generate(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int
+    ) -> AsyncIterator[StreamItem]:
+        """Stream the reply's pieces, usage and finish from this server's endpoint."""
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
+        return text_of(self.generate(messages, max_tokens=max_tokens))
+
+    async def check(self) -> None:
+        await list_openai_models(self._client, self.name, self._secrets)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+class OpenAICompatibleModel(OpenAIServerModel):
+    """One chat model on an OpenAI-compatible server (`/chat/completions`)."""
 
     def generate(
         self, messages: Sequence[ChatMessage], *, max_tokens: int
@@ -82,16 +113,6 @@ class OpenAICompatibleModel:
             secrets=self._secrets,
             pick=pick_chat,
         )
-
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
-        return text_of(self.generate(messages, max_tokens=max_tokens))
-
-    async def check(self) -> None:
-        await list_openai_models(self._client, self.name, self._secrets)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
 
 async def list_openai_models(

@@ -10,9 +10,7 @@ from typing import Any
 import httpx
 
 from taleweaver.domain.prompt import ChatMessage
-from taleweaver.llm.base import text_of
-from taleweaver.llm.http import make_client
-from taleweaver.llm.openai_compat import bearer, list_openai_models
+from taleweaver.llm.openai_compat import OpenAIServerModel
 from taleweaver.llm.openai_sse import openai_stream, pick_text
 from taleweaver.llm.templates import TEMPLATES, InstructTemplate, StopTrimmer
 from taleweaver.llm.types import Finish, StreamItem
@@ -20,7 +18,11 @@ from taleweaver.llm.types import Finish, StreamItem
 __all__ = ["TextCompletionModel"]
 
 
-class TextCompletionModel:
+class TextCompletionModel(OpenAIServerModel):
+    """A base model on `/completions`, its chat rendered through an instruct template."""
+
+    name_prefix = "openai-text"
+
     def __init__(
         self,
         *,
@@ -37,18 +39,18 @@ class TextCompletionModel:
         timeout: float = 60.0,
     ) -> None:
         self.template = TEMPLATES[template] if isinstance(template, str) else template
-        self.name = name or f"openai-text:{model}"
-        self.model = model
-        self._secrets = tuple(secrets) + ((api_key,) if api_key else ())
-        self._include_usage = include_usage
-        self._temperature = temperature
-        self._options = dict(options or {})
-        self._owns_client = client is None
-        if client is None:
-            if base_url is None:
-                raise ValueError("a text-completion model needs a base_url or a client")
-            client = make_client(base_url, headers=bearer(api_key), read_timeout=timeout)
-        self._client = client
+        super().__init__(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            client=client,
+            secrets=secrets,
+            name=name,
+            include_usage=include_usage,
+            temperature=temperature,
+            options=options,
+        )
 
     async def generate(
         self, messages: Sequence[ChatMessage], *, max_tokens: int
@@ -85,13 +87,3 @@ class TextCompletionModel:
                     yield item
                 else:
                     yield item
-
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
-        return text_of(self.generate(messages, max_tokens=max_tokens))
-
-    async def check(self) -> None:
-        await list_openai_models(self._client, self.name, self._secrets)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
