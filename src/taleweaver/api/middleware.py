@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -11,7 +10,8 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taleweaver.api.logs import correlation_id
-from taleweaver.api.problems import unexpected
+from taleweaver.api.problems import problem, unexpected
+from taleweaver.domain.errors import PayloadTooLarge
 
 log = logging.getLogger("taleweaver.http")
 
@@ -48,7 +48,9 @@ class RequestContext:
         try:
             body_receive = await self._limited(headers, receive)
             if body_receive is None:
-                await _too_large(send_with_id, self.max_body_bytes, cid)
+                detail = f"the request body must be at most {self.max_body_bytes} bytes"
+                too_large = problem(413, PayloadTooLarge.title, detail)
+                await too_large(scope, receive, send_with_id)
             else:
                 await self.app(scope, body_receive, send_with_id)
         except Exception:
@@ -99,26 +101,3 @@ class RequestContext:
             return chunks.pop(0) if chunks else await receive()
 
         return replay
-
-
-async def _too_large(send: Send, limit: int, cid: str) -> None:
-    body = json.dumps(
-        {
-            "type": "/problems/payload-too-large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"the request body must be at most {limit} bytes",
-            "correlation_id": cid,
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -25,7 +25,6 @@ from taleweaver.domain.errors import (
     PayloadTooLarge,
     TaleweaverError,
     TooManyRequests,
-    TurnCancelled,
     Unauthorized,
 )
 
@@ -42,7 +41,6 @@ STATUS: list[tuple[type[TaleweaverError], int]] = [
     (ModelUnavailable, 503),
     (ModelError, 502),
     (BudgetExceeded, 402),
-    (TurnCancelled, 409),
 ]
 
 

@@ -1,6 +1,9 @@
 """The error tree every layer raises; transports map each class to one status.
 
 TaleweaverError
+ ├── Unauthorized        no valid credentials (401)
+ ├── Forbidden           credentials valid, action not allowed (403)
+ ├── TooManyRequests     rate limit or login lockout, with a retry delay (429)
  ├── NotFound            a thing the caller named does not exist (404)
  ├── Conflict            the state moved under the caller (409)
  │    └── ConcurrencyConflict   a stale expected version on append
@@ -9,9 +12,8 @@ TaleweaverError
  ├── ModelError          the model failed while generating (502)
  │    └── ModelUnavailable      no model could be reached or loaded (503)
  ├── BudgetExceeded      a spending limit stops further model calls (402)
- ├── EncryptionError     a value encrypted at rest cannot be read or sealed (500)
- │    └── KeyMissing            its key is not in the key ring, or none is configured
- └── TurnCancelled       a turn was cancelled on request (not an error to clients)
+ └── EncryptionError     a value encrypted at rest cannot be read or sealed (500)
+      └── KeyMissing            its key is not in the key ring, or none is configured
 """
 
 from __future__ import annotations
@@ -110,7 +112,3 @@ class EncryptionError(TaleweaverError):
 
 class KeyMissing(EncryptionError):
     title = "Encryption key missing"
-
-
-class TurnCancelled(TaleweaverError):
-    title = "Turn cancelled"

@@ -149,15 +149,6 @@ class Queries:
             for role, content, number, mid, ws, sealed in reversed(found)
         ]
 
-    async def turn_messages(self, session_id: str, turn_id: str) -> list[JSON]:
-        query = (
-            sa.select(*_MESSAGE_COLUMNS)
-            .where(messages.c.session_id == session_id, messages.c.turn_id == turn_id)
-            .order_by(messages.c.seq)
-        )
-        async with self.db.read() as conn:
-            return [self._message_dict(r) for r in await conn.execute(query)]
-
     async def session_version(self, session_id: str) -> int | None:
         found = await sqlite_fast.fetch_rows(
             self.db, "SELECT version FROM sessions WHERE id = :sid", {"sid": session_id}
