@@ -51,6 +51,18 @@ SPEC: dict[str, set[str]] = {
     "audit.read": MANAGES,
     "secrets.manage": MANAGES,
     "usage.read": MANAGES | {"editor"},
+    "world.read": EVERYONE,
+    "world.edit": MANAGES | {"editor"},
+    "world.review": MANAGES | {"editor", "reviewer"},
+    "character.read": EVERYONE,
+    "character.edit": MANAGES | {"editor"},
+    "workspace.export": MANAGES,
+    "safety.manage": MANAGES,
+    # About the owner's own sessions or records: a player or therapist who is not
+    # assigned to the owner is refused like a stranger.
+    "safety.review": MANAGES,
+    "therapy.read": MANAGES,
+    "therapy.write": MANAGES,
 }
 
 
@@ -318,6 +330,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/api/v1/usage"): _collection_case("usage.read", "GET", "/api/v1/usage"),
     ("GET", "/api/v1/sessions/{session_id}/usage"): _session_case("usage.read", "GET", "/usage"),
+    # --- world memory and lorebook routes (#4) ---
+    # --- character, companion and interop routes (#5) ---
+    # --- safety and therapy routes (#6) ---
 }
 
 # Routes that are not about one workspace: who may call them at all.

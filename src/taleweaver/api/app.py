@@ -13,7 +13,22 @@ from taleweaver.api import problems
 from taleweaver.api.headers import SecurityHeaders
 from taleweaver.api.middleware import RequestContext
 from taleweaver.api.ratelimit import RateLimits
-from taleweaver.api.routes import auth, health, oidc, sessions, turns, users, workspaces
+from taleweaver.api.routes import (
+    auth,
+    characters,
+    health,
+    interop,
+    lorebooks,
+    oidc,
+    safety,
+    sessions,
+    summaries,
+    therapy,
+    turns,
+    users,
+    workspaces,
+    world,
+)
 from taleweaver.api.routes import models as model_routes
 from taleweaver.api.routes import secrets as secret_routes
 from taleweaver.api.security import LoginMode
@@ -67,6 +82,8 @@ def create_app(
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(model_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
+    for module in (world, lorebooks, summaries, characters, interop, safety, therapy):
+        app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -49,9 +49,24 @@ class Action(StrEnum):
     SECRETS_MANAGE = "secrets.manage"
     AUDIT_READ = "audit.read"
     USAGE_READ = "usage.read"
+    # World memory: the world bible, lorebooks, recall traces, review and continuity.
+    WORLD_READ = "world.read"
+    WORLD_EDIT = "world.edit"
+    WORLD_REVIEW = "world.review"
+    # Characters and companions; workspace export bundles.
+    CHARACTER_READ = "character.read"
+    CHARACTER_EDIT = "character.edit"
+    WORKSPACE_EXPORT = "workspace.export"
+    # Safety: flagged sessions and crisis events; the workspace's safety settings.
+    SAFETY_REVIEW = "safety.review"
+    SAFETY_MANAGE = "safety.manage"
+    # The therapeutic layer: a player's profile, goals, assessments and progress.
+    THERAPY_READ = "therapy.read"
+    THERAPY_WRITE = "therapy.write"
 
 
-# Actions about one workspace's sessions, where a role may see only some owners.
+# Actions about one workspace's sessions, or about one player, where a role may
+# see only some owners (a player: themselves; a therapist: also their players).
 SESSION_ACTIONS = frozenset(
     {
         Action.SESSION_LIST,
@@ -60,6 +75,9 @@ SESSION_ACTIONS = frozenset(
         Action.SESSION_DELETE,
         Action.SESSION_PLAY,
         Action.SEARCH,
+        Action.SAFETY_REVIEW,
+        Action.THERAPY_READ,
+        Action.THERAPY_WRITE,
     }
 )
 
@@ -70,8 +88,12 @@ _READ = frozenset(
         Action.SEARCH,
         Action.WORKSPACE_READ,
         Action.MEMBERS_READ,
+        Action.WORLD_READ,
+        Action.CHARACTER_READ,
     }
 )
+_AUTHOR = frozenset({Action.WORLD_EDIT, Action.WORLD_REVIEW, Action.CHARACTER_EDIT})
+_CARE = frozenset({Action.SAFETY_REVIEW, Action.THERAPY_READ, Action.THERAPY_WRITE})
 _PLAY = frozenset(
     {
         Action.SESSION_CREATE,
@@ -87,17 +109,29 @@ _MANAGE = frozenset(
         Action.SECRETS_MANAGE,
         Action.AUDIT_READ,
         Action.USAGE_READ,
+        Action.WORKSPACE_EXPORT,
+        Action.SAFETY_MANAGE,
     }
 )
 
 GRANTS: dict[Role, frozenset[Action]] = {
-    Role.OWNER: _READ | _PLAY | _MANAGE | {Action.WORKSPACE_DELETE},
-    Role.ADMIN: _READ | _PLAY | _MANAGE,
-    Role.EDITOR: _READ | _PLAY | {Action.USAGE_READ},
-    Role.REVIEWER: _READ,
+    Role.OWNER: _READ | _PLAY | _AUTHOR | _CARE | _MANAGE | {Action.WORKSPACE_DELETE},
+    Role.ADMIN: _READ | _PLAY | _AUTHOR | _CARE | _MANAGE,
+    Role.EDITOR: _READ | _PLAY | _AUTHOR | {Action.USAGE_READ},
+    Role.REVIEWER: _READ | {Action.WORLD_REVIEW},
+    # A player's own therapy records are theirs to read and keep up to date.
     Role.PLAYER: _PLAY
-    | {Action.SESSION_LIST, Action.SESSION_READ, Action.SEARCH, Action.WORKSPACE_READ},
-    Role.THERAPIST: _READ,
+    | {
+        Action.SESSION_LIST,
+        Action.SESSION_READ,
+        Action.SEARCH,
+        Action.WORKSPACE_READ,
+        Action.WORLD_READ,
+        Action.CHARACTER_READ,
+        Action.THERAPY_READ,
+        Action.THERAPY_WRITE,
+    },
+    Role.THERAPIST: _READ | _CARE,
     Role.VIEWER: _READ,
 }
 
@@ -107,7 +141,7 @@ OWN_SESSIONS_ONLY = frozenset({Role.PLAYER, Role.THERAPIST})
 REQUIRED_SCOPE: dict[Action, Scope] = {
     action: (
         Scope.READ
-        if action in _READ or action == Action.USAGE_READ
+        if action in _READ | {Action.USAGE_READ, Action.SAFETY_REVIEW, Action.THERAPY_READ}
         else Scope.ADMIN
         if action in _MANAGE | {Action.WORKSPACE_DELETE}
         else Scope.WRITE

@@ -280,5 +280,22 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         sys.exit(1)
 
 
+def _register_feature_commands() -> None:
+    from taleweaver.cli import (
+        characters_cmd,
+        interop_cmd,
+        safety_cmd,
+        therapy_cmd,
+        world_cmd,
+    )
+
+    for module in (world_cmd, characters_cmd, interop_cmd, safety_cmd, therapy_cmd):
+        for command in module.commands:
+            cli.add_command(command)
+
+
+_register_feature_commands()
+
+
 def main() -> None:
     cli()

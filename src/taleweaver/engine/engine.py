@@ -14,6 +14,7 @@ from taleweaver.engine.pipeline import Capabilities
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
+from taleweaver.safety.protocol import CrisisProtocol
 from taleweaver.store import migrate
 from taleweaver.store.database import Database, sqlite_url
 from taleweaver.store.events import EventStore
@@ -39,8 +40,11 @@ class Engine:
         *,
         usage: UsageLedger | None = None,
         budgets: Budgets | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.db = db
+        # The process's settings (defaults when a caller built the engine by hand).
+        self.settings = settings or Settings()
         self.caps = caps
         self.repository = repository
         self.usage = usage or UsageLedger(db)
@@ -54,7 +58,25 @@ class Engine:
         )
         self.credentials = Credentials(db, self.audit)
         self.sessions = Sessions(repository, caps.queries)
+        self._wire_features()
         self.turns = TurnRunner(repository, caps)
+
+    # Set by the safety feature's wiring; the therapy layer raises crises through it.
+    crisis: CrisisProtocol
+
+    def _wire_features(self) -> None:
+        """Build each feature's services and plug its hooks into the pipeline's
+        capabilities (sources for recall, the extractor, continuity, safety).
+
+        A capability a caller set itself (tests do) is left as it is.
+        """
+        # world memory (#4)
+        # lorebooks (#4)
+        # characters and companions (#5)
+        # interop: imports, exports, backups (#5)
+        # safety (#6)
+        # therapy (#6)
+        # rolling summaries (#4)
 
     @property
     def model(self) -> ChatModel:
@@ -93,7 +115,7 @@ class Engine:
         else:
             caps = replace(caps, queries=queries)
         budgets = Budgets(settings.budgets, ledger)
-        engine = cls(db, caps, repository, usage=ledger, budgets=budgets)
+        engine = cls(db, caps, repository, usage=ledger, budgets=budgets, settings=settings)
         if settings.auto_migrate:
             await engine.accounts.ensure_local_user()
         return engine

@@ -19,7 +19,13 @@ from taleweaver.engine.stages import (
     Understand,
 )
 from taleweaver.llm import ChatModel
-from taleweaver.memory import ContinuityChecker, Extractor, NoContinuityCheck, NoExtraction
+from taleweaver.memory import (
+    ContextSource,
+    ContinuityChecker,
+    Extractor,
+    NoContinuityCheck,
+    NoExtraction,
+)
 from taleweaver.safety import AllowAll, SafetyChecker
 from taleweaver.store.queries import Queries
 
@@ -39,6 +45,8 @@ class Capabilities:
     safety: SafetyChecker = field(default_factory=AllowAll)
     extractor: Extractor = field(default_factory=NoExtraction)
     continuity: ContinuityChecker = field(default_factory=NoContinuityCheck)
+    # What recall asks for pieces of the context pack (world, lorebooks, characters...).
+    context_sources: list[ContextSource] = field(default_factory=list)
     max_reply_tokens: int = 400
     history_messages: int = 40
 
@@ -63,7 +71,12 @@ def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
         [
             Understand(),
             InputSafety(caps.safety),
-            Recall(caps.queries, spec.system_prompt, history_messages=caps.history_messages),
+            Recall(
+                caps.queries,
+                spec.system_prompt,
+                sources=caps.context_sources,
+                history_messages=caps.history_messages,
+            ),
             Narrate(caps.model, max_tokens=caps.max_reply_tokens, with_choices=spec.with_choices),
             OutputSafety(caps.safety),
             Extract(caps.extractor),

@@ -1,5 +1,6 @@
 """World memory seams: what is extracted from replies and checked against canon."""
 
+from taleweaver.memory.context import ContextPiece, ContextSource, RecallQuery
 from taleweaver.memory.seams import (
     ContinuityChecker,
     Extractor,
@@ -9,9 +10,12 @@ from taleweaver.memory.seams import (
 )
 
 __all__ = [
+    "ContextPiece",
+    "ContextSource",
     "ContinuityChecker",
     "Extractor",
     "NoContinuityCheck",
     "NoExtraction",
+    "RecallQuery",
     "ReplyUnderReview",
 ]
