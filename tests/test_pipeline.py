@@ -88,6 +88,17 @@ async def test_regenerate_keeps_every_alternative(engine: Engine) -> None:
     assert narrator["active"] == 1
 
 
+async def test_a_choice_after_regenerate_picks_from_the_new_telling(engine: Engine) -> None:
+    engine.caps.model = ScriptedModel(
+        [STORY, "The hall is loud.\n\nChoices:\n1. Shout back\n2. Hide\n", "Then..."]
+    )
+    sid = await new_story(engine)
+    await run_turn(engine, sid, say("I enter"))
+    await run_turn(engine, sid, act(TurnAction.REGENERATE))
+    turn = await run_turn(engine, sid, TurnRequest.build(action=None, text=None, choice=2))
+    assert turn["input"] == {"text": "Hide", "choice": 2}
+
+
 async def test_regenerate_prompt_excludes_the_reply_it_replaces(engine: Engine) -> None:
     model = ScriptedModel(["First telling.", "Second telling."])
     engine.caps.model = model

@@ -19,6 +19,7 @@ class SessionKind(StrEnum):
     STORY = "story"
     COMPANION = "companion"
     STUDIO = "studio"
+    THERAPY = "therapy"
 
 
 class EventType(StrEnum):
@@ -55,6 +56,8 @@ def validate_title(title: str) -> str:
 class Reply:
     text: str
     choices: list[str] = field(default_factory=list)
+    # Per choice, the kind's annotation (see KindSpec.tagged_choices); empty if none.
+    choice_tags: list[str | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -64,6 +67,8 @@ class LastTurn:
     input_text: str | None
     replies: list[Reply]
     active: int = 0
+    # The annotation of the option the player chose, when the kind tags options.
+    input_tag: str | None = None
 
     @property
     def reply(self) -> Reply:
@@ -110,10 +115,13 @@ class SessionState:
                 number=p["number"],
                 input_text=p["input"]["text"],
                 replies=[_reply(p["reply"])],
+                input_tag=p["input"].get("tag"),
             )
         elif kind in (EventType.TURN_REGENERATED, EventType.TURN_EDITED):
             last = self.last_turn
-            if last is not None and last.turn_id == p["turn_id"]:
+            # A regenerate or edit is a turn of its own (its own turn_id) that
+            # rewrites the last turn, which it names by number.
+            if last is not None and last.number == p["number"]:
                 if kind == EventType.TURN_EDITED:
                     last.input_text = p["input_text"]
                 last.replies.append(_reply(p["reply"]))
@@ -143,11 +151,16 @@ class SessionState:
                 turn_id=last["turn_id"],
                 number=last["number"],
                 input_text=last["input_text"],
-                replies=[Reply(**r) for r in last["replies"]],
+                replies=[_reply(r) for r in last["replies"]],
                 active=last["active"],
+                input_tag=last.get("input_tag"),
             )
         return cls(**values)
 
 
 def _reply(data: JSON) -> Reply:
-    return Reply(text=data["text"], choices=list(data.get("choices") or []))
+    return Reply(
+        text=data["text"],
+        choices=list(data.get("choices") or []),
+        choice_tags=list(data.get("choice_tags") or []),
+    )
