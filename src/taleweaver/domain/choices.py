@@ -157,3 +157,21 @@ class ChoiceStreamSplitter:
         if _MAYBE_ITEM_START.match(text) or partial.lstrip()[:1] in "*_#":
             return False
         return not any(h.startswith(text) or text.startswith(h) for h in _HEADERS)
+
+
+_TAG = re.compile(r"^\s*\[(?P<tag>[^\[\]\n]{1,60})\]\s*(?P<text>\S.*)$", re.DOTALL)
+
+
+def split_tags(choices: list[str]) -> tuple[list[str], list[str | None]]:
+    """Separate leading `[tag]` annotations from the options a player sees.
+
+    Kinds that ask the narrator to annotate options (therapy tags each option's
+    type and goal) keep the tag with the turn, never in front of the player.
+    """
+    texts: list[str] = []
+    tags: list[str | None] = []
+    for choice in choices:
+        found = _TAG.match(choice)
+        texts.append(found["text"].strip() if found else choice)
+        tags.append(found["tag"].strip() if found else None)
+    return texts, tags

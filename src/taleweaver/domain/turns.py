@@ -67,6 +67,8 @@ class ResolvedInput:
 
     text: str | None
     choice: int | None = None
+    # The chosen option's annotation, when the reply's kind tags its options.
+    tag: str | None = None
 
 
 def resolve_input(state: SessionState, request: TurnRequest) -> ResolvedInput:
@@ -90,7 +92,9 @@ def resolve_input(state: SessionState, request: TurnRequest) -> ResolvedInput:
                 f"choice {request.choice} does not exist; the last reply offered "
                 f"{len(choices)} (numbered from 1)"
             )
-        return ResolvedInput(choices[request.choice - 1], choice=request.choice)
+        tags = last.reply.choice_tags
+        tag = tags[request.choice - 1] if len(tags) >= request.choice else None
+        return ResolvedInput(choices[request.choice - 1], choice=request.choice, tag=tag)
     if request.action == TurnAction.REGENERATE:
         return ResolvedInput(last.input_text)
     return ResolvedInput(request.text)  # EDIT
@@ -108,8 +112,12 @@ class SafetyVerdict:
     crisis: bool = False
     crisis_level: CrisisLevel = "none"
     categories: tuple[str, ...] = field(default_factory=tuple)
+    # What the safety layer did: none, crisis_protocol, paused, support_offered,
+    # content_warning, regenerated, replaced.
     action: str = "none"
     response: str | None = None  # shown instead of the narrator when blocked
+    # Which content rules an output broke (named to the model when it is asked again).
+    violations: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, object]:
         return {

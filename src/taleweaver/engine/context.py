@@ -25,6 +25,8 @@ class TurnContext:
     context_trace: list[JSON] = field(default_factory=list)
     reply_text: str = ""
     choices: list[str] = field(default_factory=list)
+    # Per choice, the annotation a kind asked for (None where there was none).
+    choice_tags: list[str | None] = field(default_factory=list)
     tokens: int = 0
     model_name: str = ""
     safety_in: SafetyVerdict = SAFE

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from taleweaver.domain.sessions import SessionKind, SessionState
 from taleweaver.engine.stages.recall import SystemPrompt
+from taleweaver.therapy.prompt import therapy_prompt
 
 
 def _story_prompt(state: SessionState) -> str:
@@ -43,10 +44,13 @@ def _studio_prompt(state: SessionState) -> str:
 class KindSpec:
     system_prompt: SystemPrompt
     with_choices: bool
+    # Options come annotated with a leading `[tag]`, kept apart from what is shown.
+    tagged_choices: bool = False
 
 
 KINDS: dict[SessionKind, KindSpec] = {
     SessionKind.STORY: KindSpec(_story_prompt, with_choices=True),
     SessionKind.COMPANION: KindSpec(_companion_prompt, with_choices=False),
     SessionKind.STUDIO: KindSpec(_studio_prompt, with_choices=False),
+    SessionKind.THERAPY: KindSpec(therapy_prompt, with_choices=True, tagged_choices=True),
 }

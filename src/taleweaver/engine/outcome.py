@@ -12,7 +12,17 @@ from taleweaver.engine.context import TurnContext
 
 
 def _reply(ctx: TurnContext) -> JSON:
-    return {"text": ctx.reply_text, "choices": list(ctx.choices)}
+    reply: JSON = {"text": ctx.reply_text, "choices": list(ctx.choices)}
+    if any(ctx.choice_tags):
+        reply["choice_tags"] = list(ctx.choice_tags)
+    return reply
+
+
+def _input(ctx: TurnContext) -> JSON:
+    given: JSON = {"text": ctx.input.text, "choice": ctx.input.choice}
+    if ctx.input.tag is not None:
+        given["tag"] = ctx.input.tag
+    return given
 
 
 def completed_events(ctx: TurnContext) -> list[NewEvent]:
@@ -33,7 +43,7 @@ def completed_events(ctx: TurnContext) -> list[NewEvent]:
     if ctx.request.action == TurnAction.EDIT:
         return [NewEvent(EventType.TURN_EDITED, common | {"input_text": ctx.input.text})]
     payload = common | {
-        "input": {"text": ctx.input.text, "choice": ctx.input.choice},
+        "input": _input(ctx),
         "message_ids": {"player": new_id(), "narrator": new_id()},
     }
     return [NewEvent(EventType.TURN_COMMITTED, payload)]

@@ -77,7 +77,12 @@ def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
                 sources=caps.context_sources,
                 history_messages=caps.history_messages,
             ),
-            Narrate(caps.model, max_tokens=caps.max_reply_tokens, with_choices=spec.with_choices),
+            Narrate(
+                caps.model,
+                max_tokens=caps.max_reply_tokens,
+                with_choices=spec.with_choices,
+                tagged_choices=spec.tagged_choices,
+            ),
             OutputSafety(caps.safety),
             Extract(caps.extractor),
             Continuity(caps.continuity),

@@ -33,6 +33,9 @@ class RecallQuery:
     # The most recent messages, oldest first, as (role, text), role "player" or
     # "narrator"; sources scan the tail of this window.
     recent: list[tuple[str, str]] = field(default_factory=list)
+    # The annotation of the option the player chose last turn (kinds that tag
+    # their options: see KindSpec.tagged_choices), if any.
+    last_choice_tag: str | None = None
 
     @property
     def world_id(self) -> str | None:

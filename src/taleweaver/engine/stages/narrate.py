@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taleweaver.domain.choices import ChoiceStreamSplitter
+from taleweaver.domain.choices import ChoiceStreamSplitter, split_tags
 from taleweaver.domain.errors import ModelError
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.models import call_scope
@@ -13,10 +13,18 @@ class Narrate:
     name = "narrate"
     runs_when_halted = False
 
-    def __init__(self, model: ChatModel, *, max_tokens: int, with_choices: bool) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        max_tokens: int,
+        with_choices: bool,
+        tagged_choices: bool = False,
+    ) -> None:
         self.model = model
         self.max_tokens = max_tokens
         self.with_choices = with_choices
+        self.tagged_choices = tagged_choices
 
     async def run(self, ctx: TurnContext) -> None:
         scope = call_scope(ctx)
@@ -39,6 +47,8 @@ class Narrate:
             if rest:
                 ctx.emit("token", {"text": rest})
             ctx.reply_text, ctx.choices = parsed.prose, parsed.choices
+            if self.tagged_choices:
+                ctx.choices, ctx.choice_tags = split_tags(ctx.choices)
         if not ctx.reply_text:
             if ctx.choices:  # a reply that is only choices still reads as a reply
                 ctx.reply_text = "What do you do?"

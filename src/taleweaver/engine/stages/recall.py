@@ -118,6 +118,7 @@ class Recall:
             player_id=None if actor == "system" else actor,
             current_text=ctx.input.text,
             recent=[(m["role"], m["content"]) for m in history],
+            last_choice_tag=last.input_tag if (last := ctx.session.last_turn) else None,
         )
         found = await asyncio.gather(*(source.gather(query) for source in self.sources))
         return [piece for pieces in found for piece in pieces]
