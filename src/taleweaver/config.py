@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     history_messages: int = 40
     auto_migrate: bool = True
     max_body_bytes: int = 64 * 1024
+    # Uploads (POST .../import: cards, chats, lorebooks, worlds, bundles); each
+    # importer enforces its own, tighter limits per format on top of this.
+    max_upload_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
     # Access: with a loopback bind and at most one account no login is asked for.
     bind_host: str = "127.0.0.1"

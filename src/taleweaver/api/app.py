@@ -99,6 +99,10 @@ def create_app(
                 "last-event-id",
             ],
         )
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(SecurityHeaders)  # outermost: on the 413s RequestContext sends too
     return app

@@ -20,12 +20,18 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class RequestContext:
     """Tags each request with a correlation id (X-Request-ID, kept when a client sends
-    a sane one), logs it once when done, refuses bodies over `max_body_bytes`, and
-    answers an unhandled error with a bare 500 problem."""
+    a sane one), logs it once when done, refuses bodies over `max_body_bytes` (or
+    `upload_bytes` for an import), and answers an unhandled error with a bare 500
+    problem."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, upload_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.upload_bytes = upload_bytes
+
+    def _limit(self, scope: Scope) -> int:
+        is_upload = scope["method"] == "POST" and scope["path"].endswith("/import")
+        return self.upload_bytes if is_upload else self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,9 +52,10 @@ class RequestContext:
             await send(message)
 
         try:
-            body_receive = await self._limited(headers, receive)
+            limit = self._limit(scope)
+            body_receive = await self._limited(headers, receive, limit)
             if body_receive is None:
-                detail = f"the request body must be at most {self.max_body_bytes} bytes"
+                detail = f"the request body must be at most {limit} bytes"
                 too_large = problem(413, PayloadTooLarge.title, detail)
                 await too_large(scope, receive, send_with_id)
             else:
@@ -74,12 +81,13 @@ class RequestContext:
             )
             correlation_id.reset(token)
 
-    async def _limited(self, headers: dict[bytes, bytes], receive: Receive) -> Receive | None:
+    @staticmethod
+    async def _limited(headers: dict[bytes, bytes], receive: Receive, limit: int) -> Receive | None:
         """The receive to pass on, or None when the body is over the limit."""
         length = headers.get(b"content-length")
         if length is not None:
             try:
-                too_big = int(length) > self.max_body_bytes
+                too_big = int(length) > limit
             except ValueError:
                 too_big = True
             return None if too_big else receive
@@ -92,7 +100,7 @@ class RequestContext:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             if not message.get("more_body", False):
                 break
