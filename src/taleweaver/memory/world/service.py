@@ -1,0 +1,87 @@
+"""World memory's services, built once per engine."""
+
+from __future__ import annotations
+
+from taleweaver.domain.errors import NotFound
+from taleweaver.domain.events import JSON, EventMetadata
+from taleweaver.llm import ChatModel, ModelRouter
+from taleweaver.memory.world.bible import WorldBible
+from taleweaver.memory.world.continuity import WorldContinuity
+from taleweaver.memory.world.embedding import VectorSync, router_embedder
+from taleweaver.memory.world.extraction import SessionWorld, WorldExtractor
+from taleweaver.memory.world.recall import WorldRecall
+from taleweaver.memory.world.review import ReviewQueue
+from taleweaver.memory.world.search import HybridSearch
+from taleweaver.memory.world.transfer import export_world, import_world
+from taleweaver.memory.world.vectors import TextEmbedder, VectorIndex
+from taleweaver.store.database import Database
+from taleweaver.store.events import EventStore
+
+
+class WorldMemory:
+    def __init__(
+        self,
+        db: Database,
+        store: EventStore,
+        model: ChatModel | None,
+        session_world: SessionWorld,
+        *,
+        embedder: TextEmbedder | None = None,
+    ) -> None:
+        self.db = db
+        self.bible = WorldBible(db, store)
+        self.vectors = VectorIndex(db)
+        if embedder is None and isinstance(model, ModelRouter):
+            embedder = router_embedder(model)
+        self.embedder = embedder
+        self.sync = VectorSync(db, self.vectors, embedder) if embedder is not None else None
+        if self.sync is not None:
+            self.bible.listeners.append(self.sync)
+        self.search = HybridSearch(db, self.vectors, embedder)
+        self.recall = WorldRecall(db, self.search)
+        self.extractor = WorldExtractor(db, model, session_world, use_model=_can_extract(model))
+        self.continuity = WorldContinuity(db, self.bible, session_world)
+        self.review = ReviewQueue(db, store, self.bible)
+
+    async def export(self, workspace_id: str, world_id: str) -> JSON:
+        return await export_world(self.bible, workspace_id, world_id)
+
+    async def import_(
+        self, workspace_id: str, data: JSON, meta: EventMetadata, *, world_id: str | None = None
+    ) -> JSON:
+        return await import_world(self.bible, workspace_id, data, meta, world_id=world_id)
+
+    async def reindex(self, workspace_id: str, world_id: str) -> int:
+        """Embed every entity whose vector is missing or stale; 0 without an embedder."""
+        await self.bible.world(workspace_id, world_id)
+        if self.sync is None:
+            return 0
+        return await self.sync.sync(workspace_id, world_id, None)
+
+    async def search_hits(
+        self, workspace_id: str, world_id: str, text: str, *, limit: int = 10
+    ) -> list[JSON]:
+        hits = await self.search.search(workspace_id, world_id, text, limit=limit)
+        return [
+            {
+                "entity": h.entity,
+                "score": round(h.score, 6),
+                "reasons": h.reasons,
+                "detail": h.detail,
+            }
+            for h in hits
+        ]
+
+
+def _can_extract(model: ChatModel | None) -> bool:
+    """Whether the extract task has a model worth asking: not the bundled tiny local
+    model, which cannot follow a JSON schema (the heuristic does better)."""
+    if model is None:
+        return False
+    if isinstance(model, ModelRouter):
+        chain = model.chain("extract")
+        return bool(chain) and chain[0].provider.kind != "embedded"
+    return True
+
+
+__all__ = ["NotFound", "WorldMemory"]
