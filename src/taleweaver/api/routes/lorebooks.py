@@ -2,6 +2,279 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel, Field
+
+from taleweaver.api.deps import EngineDep
+from taleweaver.api.schemas import Strict
+from taleweaver.api.security import Access, requires
+from taleweaver.auth import Action
+from taleweaver.domain.lorebook import Logic, Position, Role
 
 router = APIRouter(prefix="/api/v1", tags=["lorebooks"])
+
+Format = Literal["sillytavern", "lorebook_v3", "character_book", "novelai"]
+MAX_TEXT = 100_000
+
+
+class LorebookSummary(BaseModel):
+    id: str
+    name: str
+    format: str
+    entries: int
+    world_id: str | None
+
+
+class LorebookPublic(LorebookSummary):
+    version: int
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LorebookDetail(LorebookPublic):
+    items: list[dict[str, Any]] = Field(description="The entries, in Taleweaver's field names.")
+
+
+class BookSettingsUpdate(Strict):
+    scan_depth: int | None = Field(default=None, ge=0, le=1000)
+    token_budget: int | None = Field(default=None, ge=1)
+    recursive: bool | None = None
+    max_recursion_steps: int | None = Field(default=None, ge=0, le=64)
+    case_sensitive: bool | None = None
+    match_whole_words: bool | None = None
+    use_group_scoring: bool | None = None
+
+
+class LorebookUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    world_id: str | None = Field(default=None, min_length=1, max_length=64)
+    settings: BookSettingsUpdate | None = None
+
+
+class EntryFields(Strict):
+    """An entry's fields; on update, only those sent change."""
+
+    keys: list[str] | None = None
+    secondary_keys: list[str] | None = None
+    content: str | None = Field(default=None, max_length=MAX_TEXT)
+    comment: str | None = Field(default=None, max_length=1000)
+    enabled: bool | None = None
+    constant: bool | None = None
+    selective: bool | None = None
+    logic: Logic | None = None
+    order: int | None = Field(default=None, ge=-(2**31), lt=2**31)
+    position: Position | None = None
+    depth: int | None = Field(default=None, ge=0, le=10_000)
+    role: Role | None = None
+    scan_depth: int | None = Field(default=None, ge=0, le=1000)
+    case_sensitive: bool | None = None
+    match_whole_words: bool | None = None
+    use_group_scoring: bool | None = None
+    exclude_recursion: bool | None = None
+    prevent_recursion: bool | None = None
+    delay_until_recursion: int | None = Field(default=None, ge=0, le=1000)
+    probability: int | None = Field(default=None, ge=0, le=100)
+    use_probability: bool | None = None
+    group: str | None = Field(default=None, max_length=1000)
+    group_override: bool | None = None
+    group_weight: int | None = Field(default=None, ge=0, le=1_000_000)
+    sticky: int | None = Field(default=None, ge=0, le=100_000)
+    cooldown: int | None = Field(default=None, ge=0, le=100_000)
+    delay: int | None = Field(default=None, ge=0, le=100_000)
+    ignore_budget: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """What was sent; an explicit null resets an optional setting to the book's."""
+        sent = self.model_dump(mode="json", exclude_unset=True)
+        resettable = {"scan_depth", "case_sensitive", "match_whole_words", "use_group_scoring"}
+        return {k: v for k, v in sent.items() if v is not None or k in resettable}
+
+
+class EntryCreate(EntryFields):
+    uid: str | None = Field(default=None, min_length=1, max_length=200)
+    content: str = Field(max_length=MAX_TEXT)
+
+
+class DryRunMessage(Strict):
+    role: Literal["player", "narrator"]
+    text: str = Field(max_length=MAX_TEXT)
+
+
+class DryRun(Strict):
+    messages: list[DryRunMessage | str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Recent messages, oldest first: plain strings alternate player and "
+        "narrator, ending with the narrator's.",
+    )
+    text: str | None = Field(default=None, max_length=MAX_TEXT, description="The player's words.")
+    seed: str = Field(default="dry-run", max_length=200, description="Fixes probability rolls.")
+
+    def pairs(self) -> list[tuple[str, str]]:
+        count = len(self.messages)
+        pairs: list[tuple[str, str]] = []
+        for index, message in enumerate(self.messages):
+            if isinstance(message, str):
+                # Counted back from the end: the last message is the narrator's.
+                role = "narrator" if (count - index) % 2 == 1 else "player"
+                pairs.append((role, message))
+            else:
+                pairs.append((message.role, message.text))
+        return pairs
+
+
+class DryRunEntry(BaseModel):
+    ref: str
+    uid: str
+    comment: str
+    reason: str
+    step: int
+    matched: list[str]
+    position: str
+    content: str
+
+
+class DryRunSkipped(BaseModel):
+    ref: str
+    uid: str
+    why: str
+
+
+class DryRunResult(BaseModel):
+    activated: list[DryRunEntry]
+    cut: list[DryRunSkipped]
+    rejected: list[DryRunSkipped]
+    steps: int
+
+
+@router.post("/lorebooks/import", status_code=201)
+async def import_lorebook(
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_EDIT)],
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            description="The lorebook file's JSON: SillyTavern World Info, a character card "
+            "or its character_book, a lorebook_v3 file, or a NovelAI lorebook."
+        ),
+    ],
+    world_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> LorebookSummary:
+    summary = await engine.lorebooks.import_book(
+        access.workspace_id, body, world_id=world_id, name=name, actor=access.principal.user_id
+    )
+    return LorebookSummary.model_validate(summary)
+
+
+@router.get("/lorebooks")
+async def list_lorebooks(
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_READ)],
+    world_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> list[LorebookPublic]:
+    books = await engine.lorebooks.list_books(access.workspace_id, world_id=world_id)
+    return [LorebookPublic.model_validate(b) for b in books]
+
+
+@router.get("/lorebooks/{lorebook_id}")
+async def get_lorebook(
+    lorebook_id: str, engine: EngineDep, access: Annotated[Access, requires(Action.WORLD_READ)]
+) -> LorebookDetail:
+    return LorebookDetail.model_validate(
+        await engine.lorebooks.get_book(access.workspace_id, lorebook_id)
+    )
+
+
+@router.patch("/lorebooks/{lorebook_id}")
+async def update_lorebook(
+    lorebook_id: str,
+    body: LorebookUpdate,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_EDIT)],
+) -> LorebookPublic:
+    changes = body.model_dump(exclude_unset=True)
+    if body.settings is not None:
+        changes["settings"] = body.settings.model_dump(exclude_unset=True)
+    updated = await engine.lorebooks.update_book(
+        access.workspace_id, lorebook_id, changes, actor=access.principal.user_id
+    )
+    return LorebookPublic.model_validate(updated)
+
+
+@router.delete("/lorebooks/{lorebook_id}", status_code=204)
+async def delete_lorebook(
+    lorebook_id: str, engine: EngineDep, access: Annotated[Access, requires(Action.WORLD_EDIT)]
+) -> Response:
+    await engine.lorebooks.delete_book(
+        access.workspace_id, lorebook_id, actor=access.principal.user_id
+    )
+    return Response(status_code=204)
+
+
+@router.get("/lorebooks/{lorebook_id}/export")
+async def export_lorebook(
+    lorebook_id: str,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_READ)],
+    format: Format = "sillytavern",
+) -> dict[str, Any]:
+    """The book as a file in the chosen format; in the format it came in, the same JSON."""
+    return await engine.lorebooks.export_book(access.workspace_id, lorebook_id, format)
+
+
+@router.post("/lorebooks/{lorebook_id}/entries", status_code=201)
+async def add_entry(
+    lorebook_id: str,
+    body: EntryCreate,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_EDIT)],
+) -> dict[str, Any]:
+    fields = body.changes()
+    return await engine.lorebooks.add_entry(
+        access.workspace_id, lorebook_id, fields, actor=access.principal.user_id
+    )
+
+
+@router.patch("/lorebooks/{lorebook_id}/entries/{uid}")
+async def update_entry(
+    lorebook_id: str,
+    uid: str,
+    body: EntryFields,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_EDIT)],
+) -> dict[str, Any]:
+    return await engine.lorebooks.update_entry(
+        access.workspace_id, lorebook_id, uid, body.changes(), actor=access.principal.user_id
+    )
+
+
+@router.delete("/lorebooks/{lorebook_id}/entries/{uid}", status_code=204)
+async def delete_entry(
+    lorebook_id: str,
+    uid: str,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_EDIT)],
+) -> Response:
+    await engine.lorebooks.delete_entry(
+        access.workspace_id, lorebook_id, uid, actor=access.principal.user_id
+    )
+    return Response(status_code=204)
+
+
+@router.post("/lorebooks/{lorebook_id}/activate")
+async def dry_run(
+    lorebook_id: str,
+    body: DryRun,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.WORLD_READ)],
+) -> DryRunResult:
+    """Which entries would activate for these messages, and why. Nothing is stored."""
+    result = await engine.lorebooks.dry_run(
+        access.workspace_id, lorebook_id, messages=body.pairs(), text=body.text, seed=body.seed
+    )
+    return DryRunResult.model_validate(result)

@@ -4,6 +4,11 @@ Revision ID: 0006
 Revises: 0005
 """
 
+from alembic import op
+
+from taleweaver.store.lorebook_schema import TABLES
+from taleweaver.store.schema import metadata
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -11,8 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    metadata.create_all(op.get_bind(), tables=TABLES)
 
 
 def downgrade() -> None:
-    pass
+    metadata.drop_all(op.get_bind(), tables=list(reversed(TABLES)))

@@ -1,0 +1,16 @@
+"""Lorebooks: keyword-activated context imported from the formats users bring."""
+
+from taleweaver.memory.lorebook.formats import FORMATS, parse_lorebook, to_format
+from taleweaver.memory.lorebook.matcher import AutomatonIndex, PreparedBooks
+from taleweaver.memory.lorebook.service import Lorebooks
+from taleweaver.memory.lorebook.source import LorebookSource
+
+__all__ = [
+    "FORMATS",
+    "AutomatonIndex",
+    "LorebookSource",
+    "Lorebooks",
+    "PreparedBooks",
+    "parse_lorebook",
+    "to_format",
+]

@@ -1,0 +1,484 @@
+"""Lorebooks: storage, import and export, editing, and activation with per-session state.
+
+Every query is scoped by workspace: a book in another workspace does not exist.
+A change bumps the book's version, which retires its prepared automaton.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taleweaver.auth import AuditLog
+from taleweaver.domain.errors import InvalidInput, NotFound
+from taleweaver.domain.events import JSON
+from taleweaver.domain.lorebook import (
+    Book,
+    Outcome,
+    PreparedBook,
+    Segment,
+    activate,
+    entry_from_json,
+    entry_to_json,
+    make_entry,
+    settings_from_json,
+    settings_to_json,
+    update_entry,
+)
+from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH
+from taleweaver.memory.context import RecallQuery
+from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
+from taleweaver.memory.lorebook.matcher import PreparedBooks
+from taleweaver.store.database import Database
+from taleweaver.store.lorebook_schema import lorebook_entries, lorebook_timed, lorebooks
+
+MAX_NAME = 200
+MAX_ID = 64
+INSERT_BATCH = 2000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _summary(row: Any) -> JSON:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "format": row.format,
+        "entries": row.entry_count,
+        "world_id": row.world_id,
+        "version": row.version,
+        "settings": row.settings,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def _world_id(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or len(value) > MAX_ID or "\x00" in value):
+        raise InvalidInput(f"world_id must be 1 to {MAX_ID} characters")
+    return value
+
+
+def _storable(data: Any, what: str) -> None:
+    """PostgreSQL cannot store a NUL character in text or JSON: refuse it up front."""
+    if "\\u0000" in json.dumps(data):
+        raise InvalidInput(f"{what} contains a NUL character (\\u0000), which cannot be stored")
+
+
+def _name(value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise InvalidInput("a lorebook needs a name")
+    return name[:MAX_NAME]
+
+
+def window(current: str | None, recent: Sequence[tuple[str, str]]) -> list[Segment]:
+    """The scan window: the player's words, then recent messages newest first."""
+    segments = [Segment("player message", current or "")]
+    for back, (role, text) in enumerate(reversed(recent[-MAX_SCAN_DEPTH:]), start=1):
+        segments.append(Segment(f"{role} message ({back} back)", text))
+    return segments
+
+
+class Lorebooks:
+    def __init__(self, db: Database, audit: AuditLog, *, cache: PreparedBooks | None = None):
+        self.db = db
+        self.audit = audit
+        self.prepared = cache or PreparedBooks()
+
+    # --- import and export --------------------------------------------------------
+
+    async def import_book(
+        self,
+        workspace_id: str,
+        data: bytes | JSON,
+        *,
+        world_id: str | None = None,
+        name: str | None = None,
+        actor: str,
+    ) -> JSON:
+        """Detect the format, store the book and its entries; nothing is stored on error."""
+        if isinstance(data, bytes | bytearray):
+            try:
+                data = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InvalidInput(f"the lorebook file is not valid JSON: {exc}") from None
+        _storable([data, name], "the lorebook")
+        book = parse_lorebook(data, name=_name(name) if name is not None else None)
+        book_id = uuid.uuid4().hex
+        stamp = _now()
+        async with self.db.write() as conn:
+            await conn.execute(
+                lorebooks.insert().values(
+                    id=book_id,
+                    workspace_id=workspace_id,
+                    world_id=_world_id(world_id),
+                    name=_name(book.name),
+                    format=book.format,
+                    settings=settings_to_json(book.settings),
+                    envelope=book.envelope,
+                    version=1,
+                    entry_count=len(book.entries),
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+            rows = [
+                {
+                    "lorebook_id": book_id,
+                    "uid": entry.uid,
+                    "workspace_id": workspace_id,
+                    "seq": seq,
+                    "data": entry_to_json(entry),
+                    "raw": raw,
+                }
+                for seq, (entry, raw) in enumerate(zip(book.entries, book.raw_entries, strict=True))
+            ]
+            for start in range(0, len(rows), INSERT_BATCH):
+                await conn.execute(lorebook_entries.insert(), rows[start : start + INSERT_BATCH])
+            await self.audit.record(
+                actor,
+                "lorebook.imported",
+                workspace_id=workspace_id,
+                target=book_id,
+                details={"format": book.format, "entries": len(book.entries)},
+                conn=conn,
+            )
+        return {
+            "id": book_id,
+            "name": _name(book.name),
+            "format": book.format,
+            "entries": len(book.entries),
+            "world_id": world_id,
+        }
+
+    async def export_book(self, workspace_id: str, lorebook_id: str, fmt: str) -> JSON:
+        return to_format(await self.book(workspace_id, lorebook_id), fmt)
+
+    async def book(self, workspace_id: str, lorebook_id: str) -> Book:
+        """The stored book, as the format module reads and writes it."""
+        async with self.db.read() as conn:
+            row = await self._row(conn, workspace_id, lorebook_id)
+            entries = await self._entries(conn, lorebook_id)
+        return Book(
+            name=row.name,
+            format=row.format,
+            settings=settings_from_json(row.settings),
+            entries=tuple(entry_from_json(e.data) for e in entries),
+            raw_entries=tuple(e.raw for e in entries),
+            envelope=row.envelope,
+        )
+
+    # --- reading and editing ------------------------------------------------------
+
+    async def list_books(self, workspace_id: str, *, world_id: str | None = None) -> list[JSON]:
+        query = sa.select(lorebooks).where(lorebooks.c.workspace_id == workspace_id)
+        if world_id is not None:
+            query = query.where(lorebooks.c.world_id == world_id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query.order_by(lorebooks.c.created_at))).all()
+        return [_summary(row) for row in rows]
+
+    async def get_book(self, workspace_id: str, lorebook_id: str) -> JSON:
+        async with self.db.read() as conn:
+            row = await self._row(conn, workspace_id, lorebook_id)
+            entries = await self._entries(conn, lorebook_id)
+        return _summary(row) | {"items": [e.data for e in entries]}
+
+    async def update_book(
+        self, workspace_id: str, lorebook_id: str, changes: JSON, *, actor: str
+    ) -> JSON:
+        """Change a book's name, world or settings (`changes` holds only what changes)."""
+        values: JSON = {}
+        _storable(changes, "the change")
+        async with self.db.write() as conn:
+            row = await self._row(conn, workspace_id, lorebook_id)
+            if "name" in changes:
+                values["name"] = _name(changes["name"])
+            if "world_id" in changes:
+                values["world_id"] = _world_id(changes["world_id"])
+            if "settings" in changes:
+                merged = dict(row.settings) | changes["settings"]
+                values["settings"] = settings_to_json(settings_from_json(merged))
+            await self._bump(conn, row, **values)
+            await self.audit.record(
+                actor, "lorebook.updated", workspace_id=workspace_id, target=lorebook_id, conn=conn
+            )
+        return await self._summary(workspace_id, lorebook_id)
+
+    async def delete_book(self, workspace_id: str, lorebook_id: str, *, actor: str) -> None:
+        async with self.db.write() as conn:
+            await self._row(conn, workspace_id, lorebook_id)
+            await conn.execute(
+                lorebook_entries.delete().where(lorebook_entries.c.lorebook_id == lorebook_id)
+            )
+            await conn.execute(lorebooks.delete().where(lorebooks.c.id == lorebook_id))
+            await self.audit.record(
+                actor, "lorebook.deleted", workspace_id=workspace_id, target=lorebook_id, conn=conn
+            )
+        self.prepared.forget(lorebook_id)
+
+    async def add_entry(
+        self, workspace_id: str, lorebook_id: str, fields: JSON, *, actor: str
+    ) -> JSON:
+        _storable(fields, "the entry")
+        async with self.db.write() as conn:
+            await self.db.lock(conn)
+            row = await self._row(conn, workspace_id, lorebook_id)
+            entries = await self._entries(conn, lorebook_id)
+            uid = fields.get("uid")
+            if uid is None:
+                numbers = [int(e.uid) for e in entries if e.uid.isdigit()]
+                uid = str(max(numbers, default=-1) + 1)
+            elif not isinstance(uid, str) or not uid.strip() or len(uid) > MAX_NAME:
+                raise InvalidInput(f"uid must be 1 to {MAX_NAME} characters")
+            if any(e.uid == uid for e in entries):
+                raise InvalidInput(f"entry {uid} already exists in this lorebook")
+            entry = make_entry(uid, {k: v for k, v in fields.items() if k != "uid"})
+            await conn.execute(
+                lorebook_entries.insert().values(
+                    lorebook_id=lorebook_id,
+                    uid=uid,
+                    workspace_id=workspace_id,
+                    seq=max((e.seq for e in entries), default=-1) + 1,
+                    data=entry_to_json(entry),
+                    raw=None,
+                )
+            )
+            await self._bump(conn, row, entry_count=row.entry_count + 1)
+            await self.audit.record(
+                actor,
+                "lorebook.entry_added",
+                workspace_id=workspace_id,
+                target=f"{lorebook_id}/{uid}",
+                conn=conn,
+            )
+        return entry_to_json(entry)
+
+    async def update_entry(
+        self, workspace_id: str, lorebook_id: str, uid: str, changes: JSON, *, actor: str
+    ) -> JSON:
+        _storable(changes, "the entry")
+        async with self.db.write() as conn:
+            row = await self._row(conn, workspace_id, lorebook_id)
+            stored = await self._entry_row(conn, lorebook_id, uid)
+            entry = update_entry(entry_from_json(stored.data), changes)
+            await conn.execute(
+                lorebook_entries.update()
+                .where(lorebook_entries.c.lorebook_id == lorebook_id)
+                .where(lorebook_entries.c.uid == uid)
+                .values(data=entry_to_json(entry))
+            )
+            await self._bump(conn, row)
+            await self.audit.record(
+                actor,
+                "lorebook.entry_updated",
+                workspace_id=workspace_id,
+                target=f"{lorebook_id}/{uid}",
+                conn=conn,
+            )
+        return entry_to_json(entry)
+
+    async def delete_entry(
+        self, workspace_id: str, lorebook_id: str, uid: str, *, actor: str
+    ) -> None:
+        async with self.db.write() as conn:
+            row = await self._row(conn, workspace_id, lorebook_id)
+            await self._entry_row(conn, lorebook_id, uid)
+            await conn.execute(
+                lorebook_entries.delete()
+                .where(lorebook_entries.c.lorebook_id == lorebook_id)
+                .where(lorebook_entries.c.uid == uid)
+            )
+            await self._bump(conn, row, entry_count=row.entry_count - 1)
+            await self.audit.record(
+                actor,
+                "lorebook.entry_deleted",
+                workspace_id=workspace_id,
+                target=f"{lorebook_id}/{uid}",
+                conn=conn,
+            )
+
+    # --- activation -----------------------------------------------------------------
+
+    async def dry_run(
+        self,
+        workspace_id: str,
+        lorebook_id: str,
+        *,
+        messages: Sequence[tuple[str, str]],
+        text: str | None,
+        seed: str = "dry-run",
+    ) -> JSON:
+        """Which entries would activate for these messages, and why; nothing is stored."""
+        async with self.db.read() as conn:
+            row = await self._row(conn, workspace_id, lorebook_id)
+            book = await self._prepare(conn, row)
+        outcome = activate(
+            [book],
+            window(text, messages),
+            clock=len(messages) + 1,
+            seed=seed,
+            budget_tokens=book.settings.token_budget,
+        )
+        return describe(outcome)
+
+    async def activate_for_session(
+        self, query: RecallQuery
+    ) -> tuple[list[PreparedBook], Outcome] | None:
+        """Run activation over the session's books, saving its timed effects; None if
+        the session has no lorebook."""
+        conditions = []
+        if query.world_id is not None:
+            conditions.append(lorebooks.c.world_id == query.world_id)
+        listed = query.settings.get("lorebook_ids")
+        ids = [i for i in listed if isinstance(i, str)] if isinstance(listed, list) else []
+        if ids:
+            conditions.append(lorebooks.c.id.in_(ids))
+        if not conditions:
+            return None
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(lorebooks)
+                    .where(lorebooks.c.workspace_id == query.workspace_id)
+                    .where(sa.or_(*conditions))
+                    .order_by(lorebooks.c.created_at, lorebooks.c.id)
+                )
+            ).all()
+            if not rows:
+                return None
+            books = [await self._prepare(conn, row) for row in rows]
+            state = await conn.scalar(
+                sa.select(lorebook_timed.c.state)
+                .where(lorebook_timed.c.session_id == query.session_id)
+                .where(lorebook_timed.c.workspace_id == query.workspace_id)
+            )
+        outcome = activate(
+            books,
+            window(query.current_text, query.recent),
+            # Chat length in messages, the player's words this turn included.
+            clock=2 * query.turn_number - 1,
+            timed_state=state or {},
+            seed=f"{query.session_id}:{query.turn_number}",
+            budget_tokens=_budget(query.settings, books),
+        )
+        if outcome.timed != (state or {"sticky": {}, "cooldown": {}}):
+            await self._save_timed(query, outcome.timed)
+        return books, outcome
+
+    async def _save_timed(self, query: RecallQuery, state: JSON) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                lorebook_timed.delete()
+                .where(lorebook_timed.c.session_id == query.session_id)
+                .where(lorebook_timed.c.workspace_id == query.workspace_id)
+            )
+            await conn.execute(
+                lorebook_timed.insert().values(
+                    session_id=query.session_id,
+                    workspace_id=query.workspace_id,
+                    state=state,
+                    updated_at=_now(),
+                )
+            )
+
+    async def _prepare(self, conn: AsyncConnection, row: Any) -> PreparedBook:
+        cached = self.prepared.get(row.id, row.version)
+        if cached is not None:
+            return cached
+        entries = [entry_from_json(e.data) for e in await self._entries(conn, row.id)]
+        return self.prepared.build(
+            row.id, row.version, row.name, settings_from_json(row.settings), entries
+        )
+
+    # --- rows -------------------------------------------------------------------------
+
+    async def _row(self, conn: AsyncConnection, workspace_id: str, lorebook_id: str) -> Any:
+        if "\x00" in lorebook_id:
+            raise NotFound(f"lorebook {lorebook_id!r} not found")
+        row = (
+            await conn.execute(
+                sa.select(lorebooks)
+                .where(lorebooks.c.id == lorebook_id)
+                .where(lorebooks.c.workspace_id == workspace_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"lorebook {lorebook_id} not found")
+        return row
+
+    async def _entries(self, conn: AsyncConnection, lorebook_id: str) -> list[Any]:
+        query = (
+            sa.select(lorebook_entries)
+            .where(lorebook_entries.c.lorebook_id == lorebook_id)
+            .order_by(lorebook_entries.c.seq)
+        )
+        return list((await conn.execute(query)).all())
+
+    async def _entry_row(self, conn: AsyncConnection, lorebook_id: str, uid: str) -> Any:
+        if "\x00" in uid:
+            raise NotFound(f"entry {uid!r} not found in lorebook {lorebook_id}")
+        row = (
+            await conn.execute(
+                sa.select(lorebook_entries)
+                .where(lorebook_entries.c.lorebook_id == lorebook_id)
+                .where(lorebook_entries.c.uid == uid)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"entry {uid} not found in lorebook {lorebook_id}")
+        return row
+
+    async def _bump(self, conn: AsyncConnection, row: Any, **values: Any) -> None:
+        await conn.execute(
+            lorebooks.update()
+            .where(lorebooks.c.id == row.id)
+            .values(version=lorebooks.c.version + 1, updated_at=_now(), **values)
+        )
+
+    async def _summary(self, workspace_id: str, lorebook_id: str) -> JSON:
+        async with self.db.read() as conn:
+            return _summary(await self._row(conn, workspace_id, lorebook_id))
+
+
+def _budget(settings: JSON, books: Sequence[PreparedBook]) -> int | None:
+    """The session's lorebook budget (tokens): its own setting, else the largest a book sets."""
+    own = settings.get("lorebook_budget")
+    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        return own
+    budgets = [b.settings.token_budget for b in books if b.settings.token_budget]
+    return max(budgets) if budgets else None
+
+
+def describe(outcome: Outcome) -> JSON:
+    """An activation as the dry-run route reports it."""
+    return {
+        "activated": [
+            {
+                "ref": f"{a.book_id}/{a.entry.uid}",
+                "uid": a.entry.uid,
+                "comment": a.entry.comment,
+                "reason": a.reason,
+                "step": a.step,
+                "matched": list(a.matched),
+                "position": a.entry.position.value,
+                "content": a.entry.content,
+            }
+            for a in outcome.activated
+        ],
+        "cut": [{"ref": s.ref, "uid": s.uid, "why": s.why} for s in outcome.cut],
+        "rejected": [{"ref": s.ref, "uid": s.uid, "why": s.why} for s in outcome.rejected],
+        "steps": outcome.steps,
+    }
+
+
+__all__ = ["Lorebooks", "describe", "window"]
