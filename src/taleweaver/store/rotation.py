@@ -31,6 +31,7 @@ from taleweaver.store.sealing import (
     snapshot_aad,
     title_aad,
 )
+from taleweaver.store.summaries_schema import summaries, summary_aad
 
 __all__ = ["TARGETS", "Rotation", "pending", "reencrypt", "rotate"]
 
@@ -101,6 +102,14 @@ TARGETS = (
         sa.case((messages.c.sealed, messages.c.content)),
         messages.c.content,
         lambda row, keys: keys.reseal(row.content, message_aad(row.workspace_id, row.id)),
+    ),
+    _Target(
+        "summaries",
+        summaries,
+        (summaries.c.id,),
+        sa.case((summaries.c.sealed, summaries.c.text)),
+        summaries.c.text,
+        lambda row, keys: keys.reseal(row.text, summary_aad(row.workspace_id, row.id)),
     ),
     _Target(
         "sessions",
