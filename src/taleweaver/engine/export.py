@@ -1,4 +1,5 @@
-"""A session rendered for people (Markdown, text) or for tools (JSON)."""
+"""A session rendered for people (Markdown, text), for tools (JSON), or for
+SillyTavern (chat JSONL)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,45 @@ import json
 from datetime import datetime
 from typing import Any
 
+from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON
+from taleweaver.engine.sessions import Sessions
+from taleweaver.interop.limits import gc_paused
+from taleweaver.interop.sillytavern import import_record, render_chat
+
+# Accepted names of each format, and the media type and file suffix it is served as.
+FORMATS: dict[str, str] = {
+    "md": "md",
+    "markdown": "md",
+    "txt": "txt",
+    "text": "txt",
+    "json": "json",
+    "jsonl": "jsonl",
+    "sillytavern": "jsonl",
+}
+MEDIA_TYPES = {
+    "md": "text/markdown; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+}
+ALL = 10**9
+MAX_FORK_DEPTH = 50
+
+
+def canonical_format(fmt: str) -> str:
+    try:
+        return FORMATS[fmt.lower()]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown export format {fmt!r}: use one of {', '.join(sorted(FORMATS))}"
+        ) from None
 
 
 def render_export(session: JSON, messages: list[JSON], events: list[JSON], fmt: str) -> str:
+    fmt = canonical_format(fmt)
+    if fmt == "jsonl":
+        raise InvalidInput("chat JSONL is rendered from events: use export_session")
     if fmt == "json":
         return json.dumps(
             {"session": session, "messages": messages, "events": events},
@@ -18,17 +54,59 @@ def render_export(session: JSON, messages: list[JSON], events: list[JSON], fmt: 
         )
     markdown = fmt == "md"
     lines = [f"# {session['title']}" if markdown else session["title"], ""]
+    speaker = _speaker(session)
     for message in messages:
+        content = message["content"]
         if message["role"] == "player":
-            lines.append(
-                f"> **You:** {message['content']}" if markdown else f"> {message['content']}"
-            )
+            lines.append(f"> **You:** {content}" if markdown else f"> {content}")
+        elif not content and not message["choices"]:
+            continue  # an imported player line that had no reply
         else:
-            lines.append(message["content"])
+            lines.append(f"**{speaker}:** {content}" if markdown and speaker else content)
             for number, choice in enumerate(message["choices"], 1):
                 lines.append(f"{number}. {choice}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _speaker(session: JSON) -> str | None:
+    """A companion's name, to label its lines in Markdown."""
+    character = (session.get("settings") or {}).get("character") or {}
+    name = character.get("name") if isinstance(character, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+async def export_session(sessions: Sessions, workspace_id: str, session_id: str, fmt: str) -> str:
+    """The session in `fmt` (see FORMATS), read from its messages and events."""
+    fmt = canonical_format(fmt)
+    session = await sessions.get(workspace_id, session_id)
+    if fmt == "jsonl":
+        with gc_paused():
+            events = await sessions.events(workspace_id, session_id, after=0, limit=ALL)
+            imported = await _fork_origin_import(sessions, events[0].payload if events else {})
+            return "".join(line + "\n" for line in render_chat(events, imported))
+    messages = await sessions.messages(workspace_id, session_id, after_turn=0, limit=ALL)
+    recorded: list[JSON] = []
+    if fmt == "json":
+        events = await sessions.events(workspace_id, session_id, after=0, limit=ALL)
+        recorded = [e.to_dict() for e in events]
+    return render_export(session, messages, recorded, fmt)
+
+
+async def _fork_origin_import(sessions: Sessions, created: JSON) -> JSON | None:
+    """A fork's chat header lives in the imported session it was forked from."""
+    store = sessions.repository.store
+    for _ in range(MAX_FORK_DEPTH):
+        if import_record(created) is not None:
+            return import_record(created)
+        origin = (created.get("forked_from") or {}).get("session_id")
+        if not origin:
+            return None
+        first = await store.read_stream(origin, limit=1)
+        if not first:
+            return None
+        created = first[0].payload
+    return None
 
 
 def _default(value: Any) -> str:

@@ -163,16 +163,27 @@ class Queries:
         session_id: str | None = None,
         owners: frozenset[str] | None = None,
         limit: int = 20,
+        character: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        context: int = 0,
     ) -> list[JSON]:
         """Full-text search over messages, best match first; sealed messages are in no
-        index (their plaintext must not be, their ciphertext would match nothing)."""
+        index (their plaintext must not be, their ciphertext would match nothing).
+
+        `character` keeps sessions whose settings name that character (by name, any
+        case, or by id in `character_ids`); `since`/`until` bound when a message was
+        written; `context` adds that many neighbouring messages on each side."""
         words = _WORD.findall(text)
         if not words:
             return []
         cols = ", ".join(
-            f"m.{c}" for c in ("id", "session_id", "turn_id", "turn_number", "role", "content")
+            f"m.{c}"
+            for c in ("id", "session_id", "turn_id", "turn_number", "role", "content", "seq")
         )
         params: dict[str, Any] = {"ws": workspace_id, "limit": limit}
+        postgres = self.db.dialect == "postgresql"
         scope = " AND NOT m.sealed"
         if session_id is not None:
             scope = " AND m.session_id = :sid"
@@ -181,10 +192,38 @@ class Queries:
             names = [f":owner{i}" for i in range(len(owners))]
             scope += f" AND s.owner_id IN ({', '.join(names) or 'NULL'})"
             params |= {n[1:]: o for n, o in zip(names, sorted(owners), strict=True)}
-        if self.db.dialect == "postgresql":
+        if kind is not None:
+            scope += " AND s.kind = :kind"
+            params["kind"] = kind
+        for name, bound, op in (("since", since, ">="), ("until", until, "<=")):
+            if bound is not None:
+                scope += f" AND m.created_at {op} :{name}"
+                at = _utc(bound).astimezone(UTC)
+                params[name] = at if postgres else sqlite_fast.stamp(at)
+        if character is not None:
+            params["character"] = character
+            params["character_name"] = character.casefold()
+            if postgres:
+                named = (
+                    "(lower(e.payload->'settings'->'character'->>'name') = :character_name "
+                    "OR e.payload->'settings'->'character_ids' "
+                    "@> to_jsonb(CAST(:character AS text)))"
+                )
+            else:
+                named = (
+                    "(lower(json_extract(e.payload, '$.settings.character.name')) = "
+                    ":character_name OR EXISTS (SELECT 1 FROM json_each(e.payload, "
+                    "'$.settings.character_ids') WHERE value = :character))"
+                )
+            scope += (
+                " AND m.session_id IN (SELECT e.stream_id FROM events e WHERE "
+                f"e.workspace_id = :ws AND e.type = 'session.created' AND {named})"
+            )
+        if postgres:
             params["q"] = " ".join(words)
             sql = (
-                f"SELECT {cols}, s.title AS session_title, s.sealed AS title_sealed, "
+                f"SELECT {cols}, m.created_at, s.kind AS session_kind, s.title AS session_title, "
+                "s.sealed AS title_sealed, "
                 "ts_headline('english', m.content, plainto_tsquery('english', :q), "
                 "'StartSel=[, StopSel=], MaxFragments=1, MaxWords=20, MinWords=5') AS snippet "
                 "FROM messages m JOIN sessions s ON s.id = m.session_id "
@@ -196,7 +235,8 @@ class Queries:
             # Each word quoted, so user input can never be FTS5 query syntax.
             params["q"] = " ".join('"' + w.replace('"', "") + '"' for w in words)
             sql = (
-                f"SELECT {cols}, s.title AS session_title, s.sealed AS title_sealed, "
+                f"SELECT {cols}, m.created_at, s.kind AS session_kind, s.title AS session_title, "
+                "s.sealed AS title_sealed, "
                 "snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet "
                 "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
                 "JOIN sessions s ON s.id = m.session_id "
@@ -205,11 +245,41 @@ class Queries:
             )
         async with self.db.read() as conn:
             rows = (await conn.execute(sa.text(sql), params)).all()
-        found = []
-        for r in rows:
-            data = dict(r._mapping)
-            data["session_title"] = self._title(
-                workspace_id, data["session_id"], data["session_title"], data.pop("title_sealed")
-            )
-            found.append(data)
+            found = []
+            for r in rows:
+                data = dict(r._mapping)
+                data["created_at"] = _parse_stamp(data["created_at"])
+                data["session_title"] = self._title(
+                    workspace_id,
+                    data["session_id"],
+                    data["session_title"],
+                    data.pop("title_sealed"),
+                )
+                found.append(data)
+            if context > 0 and found:
+                near = sa.or_(
+                    *(
+                        sa.and_(
+                            messages.c.session_id == hit["session_id"],
+                            messages.c.seq.between(hit["seq"] - context, hit["seq"] + context),
+                        )
+                        for hit in found
+                    )
+                )
+                query = sa.select(*_MESSAGE_COLUMNS, messages.c.seq).where(near)
+                neighbours: dict[str, list[JSON]] = {}
+                for row in await conn.execute(query.order_by(messages.c.seq)):
+                    neighbours.setdefault(row.session_id, []).append(self._message_dict(row))
+                for hit in found:
+                    low, high = hit["seq"] - context, hit["seq"] + context
+                    hit["context"] = [
+                        m for m in neighbours.get(hit["session_id"], []) if low <= m["seq"] <= high
+                    ]
         return found
+
+
+def _parse_stamp(value: Any) -> datetime:
+    """A timestamp from a raw SQL row (SQLite hands back its stored text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return _utc(value)

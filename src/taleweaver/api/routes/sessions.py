@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from taleweaver.api.deps import EngineDep, metadata_for
+from taleweaver.api.interop_schemas import SearchContext, SearchResult
 from taleweaver.api.schemas import (
     EventPublic,
     MessagePublic,
-    SearchHit,
     SessionCreate,
     SessionFork,
     SessionPage,
@@ -134,7 +135,13 @@ async def list_messages(
     access: Annotated[Access, requires(Action.SESSION_READ)],
     after_turn: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    around: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_CURSOR, description="Show the two turns on each side of this one."),
+    ] = None,
 ) -> list[MessagePublic]:
+    if around is not None:  # where a search hit links to
+        after_turn, limit = max(around - 3, 0), 10
     rows = await engine.sessions.messages(
         access.workspace_id, session_id, after_turn=after_turn, limit=limit
     )
@@ -161,23 +168,41 @@ async def search(
     access: Annotated[Access, requires(Action.SEARCH)],
     q: Annotated[str, Query(min_length=1, max_length=500)],
     session_id: str | None = None,
+    character: Annotated[
+        str | None, Query(max_length=200, description="A character's name or id.")
+    ] = None,
+    kind: SessionKind | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> list[SearchHit]:
-    """Full-text search over every message in the workspace (or one session)."""
-    rows = await engine.sessions.search(
-        access.workspace_id, q, session_id=session_id, owners=access.owners, limit=limit
+) -> list[SearchResult]:
+    """Full-text search over every message in the workspace (or one session), filtered
+    by character, session kind and when the message was written; each hit comes with
+    its neighbouring messages and a link to the conversation around it."""
+    rows = await engine.interop.search(
+        access.workspace_id,
+        q,
+        session_id=session_id,
+        owners=access.owners,
+        limit=limit,
+        character=character,
+        kind=kind,
+        since=since,
+        until=until,
     )
     return [
-        SearchHit(
+        SearchResult(
             message_id=r["id"],
             session_id=r["session_id"],
             session_title=r["session_title"],
+            session_kind=r["session_kind"],
             turn_id=r["turn_id"],
             turn_number=r["turn_number"],
             role=r["role"],
             snippet=r["snippet"],
-            link=f"/api/v1/sessions/{r['session_id']}/messages?after_turn="
-            f"{max(r['turn_number'] - 3, 0)}&limit=6",
+            created_at=r["created_at"],
+            context=[SearchContext.model_validate(m) for m in r.get("context", [])],
+            link=f"/api/v1/sessions/{r['session_id']}/messages?around={r['turn_number']}",
         )
         for r in rows
     ]

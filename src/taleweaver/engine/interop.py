@@ -1,0 +1,153 @@
+"""The interop service the engine exposes as `engine.interop`: chat imports,
+session exports, search with context, workspace bundles, and importing any file
+a user brings (cards and lorebooks go to their own features)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from taleweaver.domain.errors import InvalidInput
+from taleweaver.domain.events import JSON, EventMetadata
+from taleweaver.engine.chat_import import ChatImporter
+from taleweaver.engine.export import export_session
+from taleweaver.engine.sessions import Sessions
+from taleweaver.interop import bundles, detect
+from taleweaver.interop.limits import check_size
+from taleweaver.store.events import EventStore
+
+SEARCH_CONTEXT = 2  # messages shown on each side of a hit
+
+
+class Interop:
+    """`features` is the object that carries the other features' services
+    (`characters`, `lorebooks`): the engine."""
+
+    def __init__(self, sessions: Sessions, store: EventStore, features: object) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.features = features
+        self.chats = ChatImporter(sessions, self._character_links)
+
+    async def import_chat(
+        self,
+        workspace_id: str,
+        data: bytes,
+        *,
+        title: str | None = None,
+        owner_id: str | None = None,
+        metadata: EventMetadata,
+    ) -> JSON:
+        return await self.chats.import_sillytavern(
+            workspace_id, data, title=title, owner_id=owner_id, metadata=metadata
+        )
+
+    async def export_session(self, workspace_id: str, session_id: str, fmt: str) -> str:
+        return await export_session(self.sessions, workspace_id, session_id, fmt)
+
+    async def search(
+        self,
+        workspace_id: str,
+        text: str,
+        *,
+        session_id: str | None = None,
+        owners: frozenset[str] | None = None,
+        limit: int = 20,
+        character: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[JSON]:
+        if since is not None and until is not None and since > until:
+            raise InvalidInput("'since' must not be after 'until'")
+        if session_id is not None:
+            await self.sessions.repository.open(workspace_id, session_id)
+        return await self.sessions.queries.search(
+            workspace_id,
+            text,
+            session_id=session_id,
+            owners=owners,
+            limit=limit,
+            character=character,
+            kind=kind,
+            since=since,
+            until=until,
+            context=SEARCH_CONTEXT,
+        )
+
+    async def export_workspace(self, workspace_id: str) -> bytes:
+        return await bundles.export_workspace(self.store, workspace_id)
+
+    async def import_workspace(
+        self, workspace_id: str, data: bytes, *, ids: bundles.IdMode = "auto"
+    ) -> bundles.ImportReport:
+        return await bundles.import_workspace(self.store, workspace_id, data, ids=ids)
+
+    async def import_file(
+        self,
+        workspace_id: str,
+        data: bytes,
+        *,
+        filename: str | None,
+        owner_id: str | None,
+        metadata: EventMetadata,
+    ) -> tuple[str, JSON]:
+        """Recognise the file and import it where it belongs: (kind, what was made)."""
+        check_size(data, "file")
+        kind = detect.sniff(data, filename)
+        if kind == detect.CHAT:
+            made = await self.import_chat(workspace_id, data, owner_id=owner_id, metadata=metadata)
+            return kind, made
+        if kind == detect.BUNDLE:
+            return kind, (await self.import_workspace(workspace_id, data)).to_dict()
+        if kind == detect.BACKUP:
+            raise InvalidInput(
+                "this is an instance backup: restore it with `taleweaver restore FILE`"
+            )
+        if kind == detect.CARD:
+            characters = self._feature("characters", "import_card", "character cards")
+            made = await characters.import_card(
+                workspace_id, data, filename=filename, actor=metadata.actor
+            )
+            return kind, _as_json(made)
+        lorebooks = self._feature("lorebooks", "import_book", "lorebooks")
+        made = await lorebooks.import_book(workspace_id, data, world_id=None, actor=metadata.actor)
+        return kind, _as_json(made)
+
+    async def _character_links(self, workspace_id: str, name: str) -> JSON:
+        """An imported chat speaks with the workspace's character of that name, when
+        there is exactly one: its card and lorebooks then shape the replies."""
+        characters = getattr(self.features, "characters", None)
+        if characters is None or not hasattr(characters, "list") or not name.strip():
+            return {}
+        wanted = name.strip().casefold()
+        found = [
+            c
+            for c in await characters.list(workspace_id, name=name.strip())
+            if str(c.get("name", "")).strip().casefold() == wanted
+        ]
+        if len(found) != 1:
+            return {}
+        ids = [str(found[0]["id"])]
+        links: JSON = {"character_ids": ids}
+        if hasattr(characters, "lorebook_ids"):
+            links["lorebook_ids"] = await characters.lorebook_ids(workspace_id, ids)
+        return links
+
+    def _feature(self, name: str, method: str, what: str) -> Any:
+        service = getattr(self.features, name, None)
+        if service is None or not hasattr(service, method):
+            raise InvalidInput(f"this instance cannot import {what} yet")
+        return service
+
+
+def _as_json(value: Any) -> JSON:
+    if isinstance(value, dict):
+        return value
+    if hasattr(value, "to_dict"):
+        made: JSON = value.to_dict()
+        return made
+    if hasattr(value, "model_dump"):
+        dumped: JSON = value.model_dump(mode="json")
+        return dumped
+    return {"result": str(value)}

@@ -1,0 +1,391 @@
+"""Backing up and restoring a whole instance, while it keeps running.
+
+An archive is a zip with `manifest.json` (format, app version, dialect, Alembic
+revision, row counts, a SHA-256 per entry) and the data:
+- SQLite: `database.sqlite`, a copy made with SQLite's online backup API, which
+  is consistent while writers keep committing;
+- PostgreSQL: `tables/<name>.jsonl`, every table read in one SERIALIZABLE READ
+  ONLY DEFERRABLE transaction, so all tables show the same instant.
+
+Restore checks every checksum and that the archive's schema revision is the code's
+head, refuses an instance that already holds data unless forced, and is all or
+nothing: SQLite gets a complete new file renamed over the old one, PostgreSQL one
+transaction (migrations included, DDL being transactional there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taleweaver import __version__
+from taleweaver.auth import LOCAL_USER_ID
+from taleweaver.domain.errors import Conflict, InvalidInput
+from taleweaver.domain.events import JSON
+from taleweaver.interop import rows as tablerows
+from taleweaver.store import migrate
+from taleweaver.store.database import Database
+from taleweaver.store.schema import events, users
+
+FORMAT = "taleweaver-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SQLITE_ENTRY = "database.sqlite"
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BackupReport:
+    path: Path
+    manifest: JSON
+
+    @property
+    def rows(self) -> int:
+        return sum(int(t["rows"]) for t in self.manifest["tables"].values())
+
+
+def sqlite_path(db: Database) -> Path:
+    database = make_url(db.url).database
+    if not database or database == ":memory:":
+        raise InvalidInput("an in-memory SQLite database cannot be backed up or restored")
+    return Path(database)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(dialect: str, revision: str | None) -> JSON:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "app_version": __version__,
+        "dialect": dialect,
+        "alembic_revision": revision,
+        "created_at": datetime.now(UTC).isoformat(),
+        "tables": {},
+        "entries": {},
+    }
+
+
+# --- backup ---------------------------------------------------------------------------
+
+
+async def backup(db: Database, out: Path) -> BackupReport:
+    """Write a consistent archive of the whole instance to `out` (atomically)."""
+    out, partial = _destination(out)
+    try:
+        if db.dialect == "sqlite":
+            manifest = await asyncio.to_thread(_backup_sqlite, sqlite_path(db), partial)
+        else:
+            manifest = await _backup_postgres(db, partial)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return BackupReport(out, manifest)
+
+
+def _destination(out: Path) -> tuple[Path, Path]:
+    """Where the archive goes, and where it is written until complete."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out, out.with_name(out.name + ".partial")
+
+
+def _backup_sqlite(source: Path, out: Path) -> JSON:
+    if not source.exists():
+        raise InvalidInput(f"no database at {source}")
+    with tempfile.TemporaryDirectory(dir=out.parent) as work:
+        copy = Path(work) / SQLITE_ENTRY
+        src = sqlite3.connect(source)
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst)  # all pages in one step: one consistent read snapshot
+            dst.execute("PRAGMA journal_mode=DELETE")  # a standalone file, no -wal beside it
+            revision, counts = _sqlite_facts(dst)
+        finally:
+            dst.close()
+            src.close()
+        manifest = _manifest("sqlite", revision)
+        manifest["tables"] = {name: {"rows": n} for name, n in counts.items()}
+        manifest["entries"] = {SQLITE_ENTRY: _sha256(copy)}
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(copy, SQLITE_ENTRY)
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _sqlite_facts(conn: sqlite3.Connection) -> tuple[str | None, dict[str, int]]:
+    known = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    revision = None
+    if "alembic_version" in known:
+        found = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        revision = found[0] if found else None
+    counts = {
+        t.name: int(conn.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0])
+        for t in tablerows.tables()
+        if t.name in known
+    }
+    return revision, counts
+
+
+async def _backup_postgres(db: Database, out: Path) -> JSON:
+    async with db.engine.connect() as conn:
+        conn = await conn.execution_options(
+            isolation_level="SERIALIZABLE", postgresql_readonly=True, postgresql_deferrable=True
+        )
+        async with conn.begin():
+            revision = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+            manifest = _manifest("postgresql", revision)
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+                for table in tablerows.tables():
+                    entry = f"tables/{table.name}.jsonl"
+                    digest = hashlib.sha256()
+                    count = 0
+                    with archive.open(entry, "w") as sink:
+                        query = sa.select(table).order_by(*tablerows.order_by(table))
+                        result = await conn.stream(query)
+                        async for partition in result.partitions(_CHUNK):
+                            block = "".join(
+                                json.dumps(tablerows.encode(table, r._mapping)) + "\n"
+                                for r in partition
+                            ).encode()
+                            digest.update(block)
+                            sink.write(block)
+                            count += len(partition)
+                    manifest["tables"][table.name] = {"rows": count}
+                    manifest["entries"][entry] = digest.hexdigest()
+                archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
+    return manifest
+
+
+# --- restore --------------------------------------------------------------------------
+
+
+def read_manifest(archive: zipfile.ZipFile) -> JSON:
+    """The archive's manifest, once every entry matches its checksum."""
+    try:
+        manifest = json.loads(archive.read(MANIFEST))
+    except KeyError:
+        raise InvalidInput("not a Taleweaver backup: it has no manifest.json") from None
+    except ValueError as exc:
+        raise InvalidInput(f"the backup's manifest is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InvalidInput("not a Taleweaver backup: the manifest names another format")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InvalidInput(
+            f"backup format version {manifest.get('format_version')} is not supported "
+            f"(this version reads {FORMAT_VERSION})"
+        )
+    entries = manifest.get("entries")
+    if not isinstance(entries, dict) or not entries:
+        raise InvalidInput("the backup's manifest lists no entries")
+    names = set(archive.namelist()) - {MANIFEST}
+    if names != set(entries):
+        raise InvalidInput("the backup has entries its manifest does not list, or lacks some")
+    for name, expected in entries.items():
+        digest = hashlib.sha256()
+        with archive.open(name) as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):  # type: ignore[misc]
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise InvalidInput(f"the backup is damaged or was altered: {name} fails its checksum")
+    head = migrate.head_revision()
+    if manifest.get("alembic_revision") != head:
+        raise InvalidInput(
+            f"the backup's schema revision is {manifest.get('alembic_revision')!r} but this "
+            f"version of Taleweaver is at {head!r}: restore it with the version that made it "
+            "(then upgrade), or back up again with this one"
+        )
+    return manifest
+
+
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {path}") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput(f"not a Taleweaver backup (not a zip archive): {exc}") from exc
+
+
+async def restore(db: Database, path: Path, *, force: bool = False) -> JSON:
+    """Restore an archive into `db` (the engine must not be running on it)."""
+    with _open_archive(path) as archive:
+        manifest = read_manifest(archive)
+        held = await _held_data(db)
+        if held and not force:
+            raise Conflict(
+                f"this instance already holds data ({held}); restore into an empty "
+                "database, or pass --force to replace everything in it"
+            )
+        if db.dialect == "sqlite":
+            await db.dispose()  # the file is about to be replaced under its connections
+            await asyncio.to_thread(_restore_sqlite_file, archive, manifest, sqlite_path(db))
+        else:
+            async with db.engine.begin() as conn:
+                await _restore_rows(conn, archive, manifest)
+    return manifest
+
+
+async def _held_data(db: Database) -> str | None:
+    """What makes the instance non-empty, or None."""
+    try:
+        async with db.read() as conn:
+            count = await conn.scalar(sa.select(sa.func.count()).select_from(events))
+            accounts = await conn.scalar(
+                sa.select(sa.func.count()).select_from(users).where(users.c.id != LOCAL_USER_ID)
+            )
+    except sa.exc.DBAPIError:
+        return None  # no schema yet
+    if not count and not accounts:
+        return None
+    return f"{count} events, {accounts} accounts"
+
+
+def _restore_sqlite_file(archive: zipfile.ZipFile, manifest: JSON, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        fresh = Path(work) / "restored.sqlite"
+        if manifest["dialect"] == "sqlite":
+            with archive.open(SQLITE_ENTRY) as src, fresh.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            conn = sqlite3.connect(fresh)
+            try:
+                if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                    raise InvalidInput("the backup's database fails SQLite's integrity check")
+            finally:
+                conn.close()
+        else:
+            asyncio.run(_load_into_new_sqlite(archive, manifest, fresh))
+        # A -wal left beside the old file would be replayed into the new one.
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        os.replace(fresh, target)
+
+
+async def _load_into_new_sqlite(archive: zipfile.ZipFile, manifest: JSON, path: Path) -> None:
+    db = Database(f"sqlite:///{path}")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await _restore_rows(conn, archive, manifest)
+    finally:
+        await db.dispose()
+
+
+async def _restore_rows(conn: AsyncConnection, archive: zipfile.ZipFile, manifest: JSON) -> None:
+    """Schema to head, every table emptied, then every row inserted: one transaction."""
+
+    def upgrade(sync: sa.Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(migrate.MIGRATIONS))
+        config.attributes["connection"] = sync
+        command.upgrade(config, "head")
+
+    await conn.run_sync(upgrade)
+    known = tablerows.tables()
+    for table in reversed(known):
+        await conn.execute(table.delete())
+    with _row_source(archive, manifest) as source:
+        for table in known:
+            batch: list[dict[str, Any]] = []
+            for row in source(table):
+                batch.append(row)
+                if len(batch) >= _CHUNK:
+                    await conn.execute(table.insert(), batch)
+                    batch = []
+            if batch:
+                await conn.execute(table.insert(), batch)
+    if conn.dialect.name == "postgresql":
+        await _reset_sequences(conn, known)
+
+
+class _RowSource:
+    """Rows of each table from an archive, decoded for inserting."""
+
+    def __init__(self, archive: zipfile.ZipFile, manifest: JSON, work: Path) -> None:
+        self.archive = archive
+        self.engine: sa.Engine | None = None
+        if manifest["dialect"] == "sqlite":
+            copy = work / SQLITE_ENTRY
+            with archive.open(SQLITE_ENTRY) as src, copy.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            self.engine = sa.create_engine(f"sqlite:///{copy}")
+
+    def __call__(self, table: sa.Table) -> Iterator[dict[str, Any]]:
+        if self.engine is not None:
+            with self.engine.connect() as conn:
+                present = sa.inspect(conn).has_table(table.name)
+                if not present:
+                    return
+                for row in conn.execute(sa.select(table).order_by(*tablerows.order_by(table))):
+                    yield tablerows.decode(table, tablerows.encode(table, row._mapping))
+            return
+        entry = f"tables/{table.name}.jsonl"
+        if entry not in self.archive.namelist():
+            return
+        with self.archive.open(entry) as f:
+            for number, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
+                try:
+                    data = json.loads(line)
+                except ValueError as exc:
+                    raise InvalidInput(f"{entry} line {number} is not JSON") from exc
+                yield tablerows.decode(table, data)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+@contextmanager
+def _row_source(archive: zipfile.ZipFile, manifest: JSON) -> Iterator[_RowSource]:
+    with tempfile.TemporaryDirectory() as work:
+        source = _RowSource(archive, manifest, Path(work))
+        try:
+            yield source
+        finally:
+            source.close()
+
+
+async def _reset_sequences(conn: AsyncConnection, known: list[sa.Table]) -> None:
+    """Serial columns continue after the restored rows, not from 1."""
+    for table in known:
+        pk = list(table.primary_key.columns)
+        if len(pk) != 1 or not isinstance(pk[0].type, sa.Integer):
+            continue
+        column = pk[0].name
+        sequence = await conn.scalar(
+            sa.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column}
+        )
+        if sequence:
+            await conn.execute(
+                sa.text(
+                    f'SELECT setval(:s, COALESCE((SELECT MAX("{column}") FROM "{table.name}"), 0)'
+                    f" + 1, false)"
+                ),
+                {"s": sequence},
+            )

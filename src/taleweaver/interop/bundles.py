@@ -1,0 +1,415 @@
+"""A workspace as a portable bundle, and a bundle imported into a workspace.
+
+A bundle is a zip: `manifest.json`, `events.jsonl` (every stream of the workspace
+in commit order: sessions, worlds, whatever else lives in the event log) and
+`tables/<name>.jsonl` for each feature table keyed by `workspace_id` that events
+do not derive (characters, assets, lorebooks...; found in the schema metadata, so
+tables added later are carried too). Accounts, memberships, secrets (sealed with
+this instance's keys), usage and the audit chain stay with the instance.
+
+Ids: preserved when none of the bundle's ids exist in the target instance (a
+restore into a new instance), remapped to fresh ones otherwise (a copy beside the
+original); `ids=` forces either. Remapping replaces every occurrence of an old id
+(stream ids, message ids, primary keys of feature rows) in payloads and rows. The
+workspace id is always the target's. Events keep their recorded time and
+metadata, so export → import → export gives the same content (ids aside when
+remapped). The import is one transaction: a bad bundle writes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taleweaver import __version__
+from taleweaver.domain.errors import Conflict, InvalidInput, NotFound
+from taleweaver.domain.events import JSON, RecordedEvent
+from taleweaver.domain.sessions import EventType
+from taleweaver.interop import rows as tablerows
+from taleweaver.interop.limits import check_size
+from taleweaver.interop.readmodel import project_new_stream
+from taleweaver.store import migrate
+from taleweaver.store.events import EventStore
+from taleweaver.store.schema import events, workspaces
+
+FORMAT = "taleweaver-workspace"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+EVENTS = "events.jsonl"
+IdMode = Literal["auto", "preserve", "remap"]
+
+# Tables with a workspace_id that a bundle leaves out: the event log and its read
+# models (rebuilt from the events), and what belongs to the instance, not the story.
+INSTANCE_TABLES = frozenset(
+    {
+        "workspaces",
+        "events",
+        "snapshots",
+        "sessions",
+        "messages",
+        "memberships",
+        "assignments",
+        "secrets",
+        "audit_log",
+        "api_keys",
+        "model_usage",
+        "users",
+        "identities",
+        "login_sessions",
+    }
+)
+
+
+def feature_tables() -> list[sa.Table]:
+    return [
+        t
+        for t in tablerows.tables()
+        if "workspace_id" in t.columns and t.name not in INSTANCE_TABLES
+    ]
+
+
+@dataclass(slots=True)
+class Bundle:
+    manifest: JSON
+    events: list[JSON] = field(default_factory=list)
+    tables: dict[str, list[JSON]] = field(default_factory=dict)
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+async def export_workspace(store: EventStore, workspace_id: str) -> bytes:
+    db = store.db
+    async with db.read() as conn:
+        found = (
+            await conn.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id))
+        ).first()
+        if found is None:
+            raise NotFound(f"workspace {workspace_id} not found")
+        streams = [
+            r[0]
+            for r in await conn.execute(
+                sa.select(events.c.stream_id)
+                .where(events.c.workspace_id == workspace_id)
+                .group_by(events.c.stream_id)
+                .order_by(sa.func.min(events.c.position))
+            )
+        ]
+        tables: dict[str, list[JSON]] = {}
+        for table in feature_tables():
+            query = (
+                sa.select(table)
+                .where(table.c.workspace_id == workspace_id)
+                .order_by(*tablerows.order_by(table))
+            )
+            tables[table.name] = [
+                tablerows.encode(table, r._mapping) for r in await conn.execute(query)
+            ]
+    recorded: list[RecordedEvent] = []
+    for stream_id in streams:
+        recorded += await store.read_stream(stream_id)
+    recorded.sort(key=lambda e: e.position)
+    lines = [_event_line(e) for e in recorded]
+    manifest: JSON = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "app_version": __version__,
+        "alembic_revision": migrate.head_revision(),
+        "exported_at": datetime.now(UTC).isoformat(),
+        "workspace": {"id": workspace_id, "name": found.name},
+        "streams": len(streams),
+        "events": len(lines),
+        "tables": {name: len(rows) for name, rows in tables.items()},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
+        archive.writestr(EVENTS, "".join(json.dumps(line) + "\n" for line in lines))
+        for name, rows in tables.items():
+            archive.writestr(f"tables/{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return buffer.getvalue()
+
+
+def _event_line(event: RecordedEvent) -> JSON:
+    return {
+        "stream_id": event.stream_id,
+        "version": event.version,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "payload": event.payload,
+        "metadata": event.metadata,
+        "recorded_at": event.recorded_at.isoformat(),
+    }
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def read_bundle(data: bytes) -> Bundle:
+    check_size(data, "bundle")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise InvalidInput(f"not a workspace bundle (not a zip archive): {exc}") from exc
+    with archive:
+        try:
+            manifest = json.loads(archive.read(MANIFEST))
+        except KeyError:
+            raise InvalidInput("not a workspace bundle: it has no manifest.json") from None
+        except ValueError as exc:
+            raise InvalidInput(f"the bundle's manifest is not JSON: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise InvalidInput("not a workspace bundle: the manifest names another format")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise InvalidInput(f"bundle format version {manifest.get('format_version')} is unknown")
+        bundle = Bundle(manifest)
+        bundle.events = [_check_event(e) for e in _jsonl(archive, EVENTS)]
+        for name in archive.namelist():
+            if name.startswith("tables/") and name.endswith(".jsonl"):
+                table = name.removeprefix("tables/").removesuffix(".jsonl")
+                if table in INSTANCE_TABLES:
+                    raise InvalidInput(f"a bundle may not carry the {table} table")
+                bundle.tables[table] = list(_jsonl(archive, name))
+    return bundle
+
+
+def _jsonl(archive: zipfile.ZipFile, name: str) -> Iterable[JSON]:
+    try:
+        raw = archive.read(name)
+    except KeyError:
+        raise InvalidInput(f"the bundle lacks {name}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC errors included
+        raise InvalidInput(f"the bundle is damaged: {name}: {exc}") from exc
+    for number, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInput(f"{name} line {number} is not JSON") from exc
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{name} line {number} is not an object")
+        yield value
+
+
+def _check_event(line: JSON) -> JSON:
+    needed = {"stream_id": str, "version": int, "type": str, "payload": dict, "recorded_at": str}
+    for key, kind in needed.items():
+        if not isinstance(line.get(key), kind):
+            raise InvalidInput(f"an event in the bundle lacks a valid '{key}'")
+    return line
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+def _replace_ids(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return ids.get(value, value)
+    if isinstance(value, list):
+        return [_replace_ids(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_ids(v, ids) for k, v in value.items()}
+    return value
+
+
+def _new_ids(bundle: Bundle) -> dict[str, str]:
+    """A fresh id for every id in the bundle that is unique across an instance.
+
+    A stream named `<kind>:<id>` (a world's) follows its id, so the stream and
+    the rows keyed by the id still meet after remapping."""
+    mapping: dict[str, str] = {}
+    for name, rows in bundle.tables.items():
+        table = tablerows.table_named(name)
+        keys = [c.name for c in table.primary_key.columns if c.name != "workspace_id"]
+        if len(keys) == 1 and isinstance(table.columns[keys[0]].type, sa.String):
+            for row in rows:
+                if row.get(keys[0]) is not None:
+                    mapping.setdefault(str(row[keys[0]]), uuid.uuid4().hex)
+    for line in bundle.events:
+        message_ids = line["payload"].get("message_ids")
+        if isinstance(message_ids, dict):
+            for value in message_ids.values():
+                mapping.setdefault(str(value), uuid.uuid4().hex)
+    for line in bundle.events:
+        stream = line["stream_id"]
+        if stream in mapping:
+            continue
+        prefix, colon, rest = stream.rpartition(":")
+        if colon and rest:
+            mapping[stream] = f"{prefix}:{mapping.setdefault(rest, uuid.uuid4().hex)}"
+        else:
+            mapping[stream] = uuid.uuid4().hex
+    return mapping
+
+
+async def _taken(conn: AsyncConnection, bundle: Bundle) -> bool:
+    streams = sorted({line["stream_id"] for line in bundle.events})
+    for start in range(0, len(streams), 500):
+        chunk = streams[start : start + 500]
+        if await conn.scalar(sa.select(events.c.stream_id).where(events.c.stream_id.in_(chunk))):
+            return True
+    for name, rows in bundle.tables.items():
+        table = tablerows.table_named(name)
+        keys = [c for c in table.primary_key.columns if c.name != "workspace_id"]
+        if len(keys) != 1 or not rows or not isinstance(keys[0].type, sa.String):
+            continue
+        values = sorted({str(r[keys[0].name]) for r in rows if r.get(keys[0].name) is not None})
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            if await conn.scalar(sa.select(keys[0]).where(keys[0].in_(chunk))):
+                return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    workspace_id: str
+    ids: str
+    streams: int
+    events: int
+    rows: dict[str, int]
+    sessions: list[str]
+
+    def to_dict(self) -> JSON:
+        return {
+            "workspace_id": self.workspace_id,
+            "ids": self.ids,
+            "streams": self.streams,
+            "events": self.events,
+            "rows": self.rows,
+            "sessions": self.sessions,
+        }
+
+
+async def import_workspace(
+    store: EventStore, workspace_id: str, data: bytes, *, ids: IdMode = "auto"
+) -> ImportReport:
+    bundle = read_bundle(data)
+    carried = {t.name: t for t in feature_tables()}
+    for name in bundle.tables:
+        if name not in carried:
+            tablerows.table_named(name)  # unknown here: "from another version"
+            raise InvalidInput(f"a bundle may not carry the {name} table")
+    tables = {name: t for name, t in carried.items() if name in bundle.tables}  # parents first
+    db = store.db
+    async with db.write() as conn:
+        await db.lock(conn)
+        if (
+            await conn.scalar(sa.select(workspaces.c.id).where(workspaces.c.id == workspace_id))
+            is None
+        ):
+            raise NotFound(f"workspace {workspace_id} not found")
+        taken = await _taken(conn, bundle)
+        if ids == "preserve" and taken:
+            raise Conflict(
+                "the bundle's ids already exist in this instance: import with remapped ids"
+            )
+        remap = ids == "remap" or (ids == "auto" and taken)
+        mapping = _new_ids(bundle) if remap else {}
+        recorded = await _append(conn, store, workspace_id, bundle.events, mapping)
+        counts: dict[str, int] = {}
+        for name, table in tables.items():
+            rows = [
+                tablerows.decode(table, _replace_ids(r, mapping) | {"workspace_id": workspace_id})
+                for r in bundle.tables[name]
+            ]
+            counts[name] = len(rows)
+            try:
+                for start in range(0, len(rows), 1000):
+                    await conn.execute(table.insert(), rows[start : start + 1000])
+            except sa.exc.IntegrityError as exc:
+                raise Conflict(
+                    f"the bundle's {name} rows cannot be stored here: {exc.orig}"
+                ) from exc
+    sessions = sorted({e.stream_id for e in recorded if e.type == EventType.SESSION_CREATED})
+    return ImportReport(
+        workspace_id,
+        "remapped" if remap else "preserved",
+        len({e.stream_id for e in recorded}),
+        len(recorded),
+        counts,
+        sessions,
+    )
+
+
+async def _append(
+    conn: AsyncConnection,
+    store: EventStore,
+    workspace_id: str,
+    lines: Sequence[JSON],
+    mapping: dict[str, str],
+) -> list[RecordedEvent]:
+    """Append the bundle's events with their own times and metadata, in their order,
+    then build the session read models from them in the same transaction."""
+    head = int(
+        await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))) or 0
+    )
+    sealer = store.sealer
+    sealed = sealer is not None and await sealer.sensitive(conn, workspace_id)
+    recorded: list[RecordedEvent] = []
+    rows: list[JSON] = []
+    versions: dict[str, int] = {}
+    for offset, line in enumerate(lines, 1):
+        stream_id = str(mapping.get(line["stream_id"], line["stream_id"]))
+        version = int(line["version"])
+        if version != versions.get(stream_id, 0) + 1:
+            raise InvalidInput(f"stream {line['stream_id']} in the bundle skips a version")
+        versions[stream_id] = version
+        payload = _replace_ids(line["payload"], mapping)
+        if "workspace_id" in payload:
+            payload["workspace_id"] = workspace_id
+        try:
+            at = datetime.fromisoformat(line["recorded_at"])
+        except ValueError as exc:
+            raise InvalidInput(f"bad recorded_at in the bundle: {line['recorded_at']!r}") from exc
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        event = RecordedEvent(
+            stream_id=stream_id,
+            workspace_id=workspace_id,
+            version=version,
+            position=head + offset,
+            type=line["type"],
+            schema_version=int(line.get("schema_version") or 1),
+            payload=payload,
+            metadata=meta if isinstance(meta := line.get("metadata"), dict) else {},
+            recorded_at=at,
+        )
+        recorded.append(event)
+        stored = payload
+        if sealed and sealer is not None:
+            stored = sealer.seal_payload(workspace_id, stream_id, version, payload)
+        rows.append(
+            {
+                "position": event.position,
+                "stream_id": stream_id,
+                "version": version,
+                "workspace_id": workspace_id,
+                "type": event.type,
+                "schema_version": event.schema_version,
+                "payload": stored,
+                "metadata": event.metadata,
+                "recorded_at": at,
+            }
+        )
+    try:
+        for start in range(0, len(rows), 1000):
+            await conn.execute(events.insert(), rows[start : start + 1000])
+    except sa.exc.IntegrityError as exc:
+        raise Conflict("the bundle's streams already exist here: import with remapped ids") from exc
+    by_stream: dict[str, list[RecordedEvent]] = {}
+    for event in recorded:
+        by_stream.setdefault(event.stream_id, []).append(event)
+    for stream in by_stream.values():
+        await project_new_stream(conn, stream, sealer)
+    return recorded
