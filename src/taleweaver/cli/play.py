@@ -49,6 +49,8 @@ async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, handle.cancel)
     pending = ""  # trailing whitespace, written only if more text follows
+    # Output safety may rewrite or replace a reply already streamed to the screen.
+    replaced = False
     try:
         async for event in handle.subscribe():
             if event.name == "token":
@@ -61,8 +63,13 @@ async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
                 click.echo()
                 for choice in event.data["choices"]:
                     click.echo(f"  {choice['number']}. {choice['text']}")
+            elif event.name == "safety" and event.data["action"] in ("regenerated", "replaced"):
+                replaced = True
+                click.echo(f"\n[that reply broke a content rule and was {event.data['action']}]")
             elif event.name == "done" and event.data["turn"]["status"] == "cancelled":
                 click.echo("\n[stopped: this reply was not kept]")
+            elif event.name == "done" and replaced and event.data["turn"].get("reply"):
+                click.echo(event.data["turn"]["reply"]["text"])
             elif event.name == "error":
                 click.echo(f"\n[the narrator failed: {event.data['detail']}]")
         click.echo()

@@ -1,4 +1,4 @@
-"""Safety checks on player input and narrator output."""
+"""Safety checks on player input and narrator output; the crisis protocol."""
 
 from taleweaver.safety.checker import AllowAll, SafetyChecker, SafetySubject
 

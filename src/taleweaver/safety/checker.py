@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import SAFE, SafetyVerdict
@@ -18,6 +18,11 @@ class SafetySubject:
     session_id: str
     workspace_id: str
     kind: SessionKind
+    # Who asked for the turn (the request's actor), the turn, and the session's
+    # settings (world_id...): what content rules and a crisis signal need.
+    actor: str | None = None
+    turn_id: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class SafetyChecker(Protocol):

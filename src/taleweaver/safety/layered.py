@@ -1,0 +1,130 @@
+"""The safety checker the pipeline calls: rules, the model (by policy), crisis and pause
+on input; content rules on output."""
+
+from __future__ import annotations
+
+from taleweaver.auth.principal import LOCAL_USER_ID
+from taleweaver.domain.safety import Assessment, assess, find_topics, rank
+from taleweaver.domain.turns import SAFE, CrisisLevel, SafetyVerdict
+from taleweaver.llm import ChatModel
+from taleweaver.llm.routing import CallScope
+from taleweaver.safety.checker import SafetySubject
+from taleweaver.safety.classifier import ModelClassifier
+from taleweaver.safety.content import ContentPreferences
+from taleweaver.safety.crisis import CrisisService
+from taleweaver.safety.flags import Flags
+from taleweaver.safety.policy import Policy, apply
+from taleweaver.safety.protocol import CrisisSignal
+from taleweaver.safety.resources import render
+from taleweaver.safety.rules import RulesProvider
+
+# From this level on the crisis protocol runs; below it (low) the turn carries a warning.
+CRISIS_FROM: CrisisLevel = "moderate"
+
+
+class LayeredChecker:
+    """Implements `SafetyChecker`. `narrator` is the model an output that broke a
+    content rule is asked again with (OutputSafety does the asking)."""
+
+    def __init__(
+        self,
+        rules: RulesProvider,
+        crisis: CrisisService,
+        flags: Flags,
+        content: ContentPreferences,
+        *,
+        policy: Policy = Policy.RULES,
+        classifier: ModelClassifier | None = None,
+        narrator: ChatModel | None = None,
+    ) -> None:
+        self.rules = rules
+        self.crisis = crisis
+        self.flags = flags
+        self.content = content
+        self.policy = policy
+        self.classifier = classifier
+        self.narrator = narrator
+
+    async def detect(self, text: str, scope: CallScope | None = None) -> Assessment:
+        """What the configured policy concludes about one player message."""
+        found = assess(text, self.rules.current(), direction="input")
+        classifier = self.classifier
+        if classifier is None or not text.strip():
+            return found
+
+        async def ask() -> Assessment | None:
+            return await classifier.classify(text, scope or CallScope())
+
+        return await apply(self.policy, found, ask)
+
+    async def check(self, subject: SafetySubject) -> SafetyVerdict:
+        if subject.direction == "input":
+            return await self._input(subject)
+        return await self._output(subject)
+
+    async def _player(self, subject: SafetySubject) -> str:
+        owner = await self.flags.session_owner(subject.workspace_id, subject.session_id)
+        return owner or subject.actor or LOCAL_USER_ID
+
+    async def _input(self, subject: SafetySubject) -> SafetyVerdict:
+        scope = CallScope(subject.workspace_id, subject.session_id, subject.turn_id)
+        found = await self.detect(subject.text, scope)
+        if rank(found.level) >= rank(CRISIS_FROM):
+            player = await self._player(subject)
+            response = await self.crisis.raise_crisis(
+                CrisisSignal(
+                    workspace_id=subject.workspace_id,
+                    user_id=player,
+                    level=found.level,
+                    categories=list(found.categories),
+                    source="turn",
+                    session_id=subject.session_id,
+                    ref=subject.turn_id,
+                    detail=found.to_dict() | {"rules_version": self.rules.version},
+                )
+            )
+            return SafetyVerdict(
+                "blocked", True, found.level, found.categories, "crisis_protocol", render(response)
+            )
+        pause = await self.flags.pause_of(subject.workspace_id, subject.session_id)
+        if pause is not None:
+            support = await self.crisis.support(subject.workspace_id, await self._player(subject))
+            return SafetyVerdict(
+                "blocked",
+                False,
+                pause["level"],
+                tuple(pause["categories"]),
+                "paused",
+                render(support),
+            )
+        if found.level == "low":
+            return SafetyVerdict("warning", False, "low", found.categories, "support_offered")
+        return SAFE
+
+    async def _output(self, subject: SafetySubject) -> SafetyVerdict:
+        world = subject.settings.get("world_id")
+        prefs = await self.content.effective(
+            subject.workspace_id, str(world) if world else None, await self._player(subject)
+        )
+        broken = [
+            f"forbidden in this world: {t}" for t in find_topics(subject.text, prefs.forbidden)
+        ]
+        broken += [f"the player avoids: {t}" for t in find_topics(subject.text, prefs.avoid_topics)]
+        harmful = assess(subject.text, self.rules.current(), direction="output")
+        broken += [f"unsafe content ({f.rule})" for f in harmful.findings]
+        if broken:
+            return SafetyVerdict(
+                "blocked",
+                categories=("content_rule",),
+                action="violation",
+                violations=tuple(broken),
+            )
+        warned = find_topics(subject.text, prefs.trigger_warnings)
+        if warned:
+            return SafetyVerdict(
+                "warning",
+                categories=("trigger_warning",),
+                action="content_warning",
+                violations=tuple(warned),
+            )
+        return SAFE

@@ -1,0 +1,90 @@
+"""The safety feature, assembled once per engine: rules, checker, crisis protocol,
+flags, content preferences, webhooks and the narrator context source.
+
+`TALEWEAVER_SAFETY_POLICY` picks how rules and the model classifier combine
+(`rules`, `rules-or-model`, `model-confirms-rules`); unset, it is
+`rules-or-model` when a model is routed to the `safety` task, else `rules`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from taleweaver.auth.audit import AuditLog
+from taleweaver.domain.events import JSON
+from taleweaver.llm import ChatModel
+from taleweaver.safety.classifier import ModelClassifier
+from taleweaver.safety.content import ContentPreferences
+from taleweaver.safety.crisis import AUDIT_ACTOR, CrisisService
+from taleweaver.safety.flags import Flags
+from taleweaver.safety.layered import LayeredChecker
+from taleweaver.safety.policy import Policy
+from taleweaver.safety.rules import RulesProvider
+from taleweaver.safety.source import ContentPreferencesSource
+from taleweaver.safety.webhooks import Webhooks
+from taleweaver.store.database import Database
+
+POLICY_ENV = "TALEWEAVER_SAFETY_POLICY"
+
+
+def configured_policy(model_routed: bool) -> Policy:
+    value = os.environ.get(POLICY_ENV)
+    if value:
+        return Policy.parse(value)
+    return Policy.RULES_OR_MODEL if model_routed else Policy.RULES
+
+
+class SafetyService:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        model: ChatModel,
+        *,
+        model_routed: bool = False,
+        rules_path: Path | None = None,
+        webhooks: Webhooks | None = None,
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.rules = RulesProvider(rules_path)
+        self.flags = Flags(db)
+        self.content = ContentPreferences(db)
+        self.webhooks = webhooks or Webhooks(db)
+        self.crisis = CrisisService(db, audit, self.flags, self.content, self.webhooks)
+        self.policy = configured_policy(model_routed)
+        classifier = ModelClassifier(model) if self.policy != Policy.RULES else None
+        self.checker = LayeredChecker(
+            self.rules,
+            self.crisis,
+            self.flags,
+            self.content,
+            policy=self.policy,
+            classifier=classifier,
+            narrator=model,
+        )
+        self.source = ContentPreferencesSource(self.content)
+
+    async def resume(self, workspace_id: str, session_id: str, *, actor: str) -> JSON:
+        """Lift the pause on a session (a therapist or admin decided the story may go on)."""
+        async with self.db.write() as conn:
+            resolved = await self.flags.resume(workspace_id, session_id, actor=actor, conn=conn)
+            await self.audit.record(
+                actor,
+                "safety.resumed",
+                workspace_id=workspace_id,
+                target=session_id,
+                details={"flags_resolved": resolved},
+                conn=conn,
+            )
+        return {"session_id": session_id, "paused": False, "flags_resolved": resolved}
+
+    async def paused(self, workspace_id: str, session_id: str) -> bool:
+        return await self.flags.pause_of(workspace_id, session_id) is not None
+
+    async def aclose(self) -> None:
+        await self.webhooks.aclose()
+
+
+__all__ = ["AUDIT_ACTOR", "SafetyService", "configured_policy"]
