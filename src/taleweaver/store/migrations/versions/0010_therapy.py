@@ -4,6 +4,11 @@ Revision ID: 0010
 Revises: 0009
 """
 
+from alembic import op
+
+from taleweaver.store.schema import metadata
+from taleweaver.store.therapy_schema import TABLES
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
@@ -11,8 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    metadata.create_all(op.get_bind(), tables=TABLES)
 
 
 def downgrade() -> None:
-    pass
+    metadata.drop_all(op.get_bind(), tables=list(reversed(TABLES)))
