@@ -6,10 +6,17 @@ import sys
 
 from benchmarks import (
     append_throughput,
+    card_import,
+    chat_interop,
     embedded_speed,
+    lorebook_activation,
     open_session,
     router_overhead,
+    safety_check,
+    summaries,
+    therapy_overhead,
     turn_overhead,
+    world_recall,
 )
 
 
@@ -20,6 +27,13 @@ def main() -> int:
         open_session.run(),
         router_overhead.run(),
         embedded_speed.run(),
+        lorebook_activation.run(),
+        world_recall.run(),
+        summaries.run(),
+        card_import.run(),
+        chat_interop.run(),
+        safety_check.run(),
+        therapy_overhead.run(),
     ]
     print(f"\n{sum(results)}/{len(results)} benchmarks meet their targets")
     return 0

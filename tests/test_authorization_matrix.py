@@ -265,6 +265,207 @@ def _assign(world: World, workspace: str, role: str) -> Request:
     return "PUT", f"/api/v1/workspaces/{workspace}/assignments", {"json": body}
 
 
+def _therapy_player(world: World, workspace: str) -> str:
+    """The workspace owner, with a consented therapy profile (their records are the target)."""
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        client.put(
+            "/api/v1/players/me/profile",
+            json={"consent": {"therapy_data": True}},
+            headers={"X-Workspace": workspace},
+        ).raise_for_status()
+    return world.users[owner]
+
+
+def _therapy_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    def build(world: World, workspace: str, role: str) -> Request:
+        player = _therapy_player(world, workspace)
+        headers = {"X-Workspace": workspace}
+        return method, f"/api/v1/players/{player}{suffix}", kwargs | {"headers": headers}
+
+    return Case(action, build)
+
+
+def _therapy_goal_case(method: str, **kwargs: Any) -> Case:
+    def build(world: World, workspace: str, role: str) -> Request:
+        player = _therapy_player(world, workspace)
+        owner = "owner" if workspace == world.own else "stranger"
+        headers = {"X-Workspace": workspace}
+        with world.client(owner) as client:
+            goal = client.post(
+                "/api/v1/players/me/goals", json={"title": "Matrix goal"}, headers=headers
+            )
+            goal.raise_for_status()
+        path = f"/api/v1/players/{player}/goals/{goal.json()['id']}"
+        return method, path, kwargs | {"headers": headers}
+
+    return Case("therapy.write", build)
+
+
+def _therapy_compatibility(world: World, workspace: str, role: str) -> Request:
+    body = {"user_id": _therapy_player(world, workspace), "world": {"intensity": 2}}
+    headers = {"X-Workspace": workspace}
+    return "POST", "/api/v1/therapy/compatibility", {"json": body, "headers": headers}
+
+
+_W = "/api/v1/worlds/{world_id}"
+
+
+_WORLD_SHARED: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _world_fixture(world: World, workspace: str, *, story: bool = False) -> dict[str, str]:
+    """A fresh world in `workspace` (made by its owner) with two near-duplicate NPCs,
+    a fact, a relation and an entry; with `story`, also a session that played a turn
+    in it, a pending artifact and an open finding."""
+    owner = "owner" if workspace == world.own else "stranger"
+    headers = {"X-Workspace": workspace}
+    with world.client(owner) as client:
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code in (200, 201), response.text
+            return response.json()
+
+        wid = post("/api/v1/worlds", {"name": "Matrix world"})["id"]
+        base = f"/api/v1/worlds/{wid}"
+        mira = post(f"{base}/entities", {"type": "npc", "name": "Mira Vance"})["id"]
+        mirra = post(f"{base}/entities", {"type": "npc", "name": "Mirra Vance"})["id"]
+        fact = post(f"{base}/entities/{mira}/facts", {"attribute": "age", "value": 30})["id"]
+        rel = post(f"{base}/entities/{mira}/relations", {"type": "ally_of", "target_id": mirra})
+        entry = post(f"{base}/entries", {"title": "Notes", "body": "[[Mira Vance]]"})["id"]
+        ids = {
+            "world_id": wid,
+            "entity_id": mira,
+            "fact_id": fact,
+            "relation_id": rel["id"],
+            "entry_id": entry,
+        }
+        if not story:
+            return ids
+        session = post(
+            "/api/v1/sessions", {"kind": "story", "title": "W", "settings": {"world_id": wid}}
+        )["id"]
+        turn = post(f"/api/v1/sessions/{session}/turns", {"text": "greet Thessaly Crane"})
+        queue = client.get(f"{base}/review", headers=headers).json()
+        findings = post(f"{base}/continuity", {})
+    return ids | {
+        "session_id": session,
+        "turn_id": turn["id"],
+        "artifact_id": queue[0]["id"] if queue else "none",
+        "finding_id": findings[0]["id"] if findings else "none",
+    }
+
+
+def _world_shared(world: World, workspace: str) -> dict[str, str]:
+    """One story world per workspace for every case that leaves it usable: a refused
+    request changes nothing, and an allowed one adds, edits or decides (a second
+    decision on the same artifact is a 409, still not a refusal)."""
+    key = (world.base_url, workspace)
+    if key not in _WORLD_SHARED:
+        _WORLD_SHARED[key] = _world_fixture(world, workspace, story=True)
+    return _WORLD_SHARED[key]
+
+
+def _world_case(action: str, method: str, path: str, **kwargs: Any) -> Case:
+    def build(world: World, workspace: str, role: str) -> Request:
+        # Deleting needs its own world: the next role must still find the thing.
+        fresh = method == "DELETE"
+        ids = _world_fixture(world, workspace) if fresh else _world_shared(world, workspace)
+        filled = path.format(**ids)
+        body = kwargs.get("json")
+        if isinstance(body, dict) and body.get("world_id") == "{world_id}":
+            kwargs_ = kwargs | {"json": body | {"world_id": ids["world_id"]}}
+        else:
+            kwargs_ = kwargs
+        return method, filled, kwargs_ | {"headers": {"X-Workspace": workspace}}
+
+    return Case(action, build)
+
+
+def _world_turn_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    """A route about a turn of a session that plays in a world."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        ids = _world_shared(world, workspace)
+        body = kwargs.get("json")
+        extra = kwargs
+        if isinstance(body, dict):
+            extra = kwargs | {"json": body | {"world_id": ids["world_id"]}}
+        path = f"/api/v1/sessions/{ids['session_id']}/turns/{ids['turn_id']}{suffix}"
+        return method, path, extra
+
+    return Case(action, build)
+
+
+def _lorebook_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    """A route about one lorebook (with entry 0), imported fresh by the workspace's owner."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        owner = "owner" if workspace == world.own else "stranger"
+        headers = {"X-Workspace": workspace}
+        book = {"entries": {"0": {"uid": 0, "key": ["lantern"], "content": "A lantern."}}}
+        with world.client(owner) as client:
+            made = client.post("/api/v1/lorebooks/import", json=book, headers=headers)
+            assert made.status_code == 201, made.text
+        path = f"/api/v1/lorebooks/{made.json()['id']}{suffix}"
+        return method, path, kwargs | {"headers": headers}
+
+    return Case(action, build)
+
+
+def _safety_case(action: str, method: str, path: str, **kwargs: Any) -> Case:
+    """A safety route; "{owner}" in the path, query or body is the workspace owner's id
+    (a player or an unassigned therapist reaching it is refused like a stranger)."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        owner = world.users["owner" if workspace == world.own else "stranger"]
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, str):
+                return value.replace("{owner}", owner)
+            if isinstance(value, dict):
+                return {k: fill(v) for k, v in value.items()}
+            return value
+
+        extra = {k: fill(v) for k, v in kwargs.items()}
+        return method, fill(path), extra | {"headers": {"X-Workspace": workspace}}
+
+    return Case(action, build)
+
+
+# A two-line SillyTavern chat for the import route (interop, #5).
+_INTEROP_CHAT = (
+    b'{"user_name": "Ada", "character_name": "Sera", "chat_metadata": {}}\n'
+    b'{"name": "Sera", "is_user": false, "mes": "Hello."}\n'
+)
+
+
+def _character_card() -> bytes:
+    """A small PNG character card (it has an avatar, so every character route answers)."""
+    from tests.data.cards.factory import png_card, v3_card
+
+    return png_card(ccv3=v3_card("Matrix"))
+
+
+def _character_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    """A route on one character, imported fresh by the workspace's owner."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        owner = "owner" if workspace == world.own else "stranger"
+        with world.client(owner) as client:
+            created = client.post(
+                "/api/v1/characters/import",
+                content=_character_card(),
+                headers={"X-Workspace": workspace, "Content-Type": "image/png"},
+            )
+            assert created.status_code == 201, created.text
+        path = f"/api/v1/characters/{created.json()['id']}{suffix}"
+        return method, path, kwargs | {"headers": {"X-Workspace": workspace}}
+
+    return Case(action, build)
+
+
 # (method, path template) of every workspace-scoped route -> what it does.
 ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions"): _collection_case(
@@ -331,8 +532,223 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/usage"): _collection_case("usage.read", "GET", "/api/v1/usage"),
     ("GET", "/api/v1/sessions/{session_id}/usage"): _session_case("usage.read", "GET", "/usage"),
     # --- world memory and lorebook routes (#4) ---
+    ("POST", "/api/v1/lorebooks/import"): _collection_case(
+        "world.edit", "POST", "/api/v1/lorebooks/import", json={"entries": {}}
+    ),
+    ("GET", "/api/v1/lorebooks"): _collection_case("world.read", "GET", "/api/v1/lorebooks"),
+    ("GET", "/api/v1/lorebooks/{lorebook_id}"): _lorebook_case("world.read", "GET", ""),
+    ("PATCH", "/api/v1/lorebooks/{lorebook_id}"): _lorebook_case(
+        "world.edit", "PATCH", "", json={"name": "Renamed"}
+    ),
+    ("DELETE", "/api/v1/lorebooks/{lorebook_id}"): _lorebook_case("world.edit", "DELETE", ""),
+    ("GET", "/api/v1/lorebooks/{lorebook_id}/export"): _lorebook_case(
+        "world.read", "GET", "/export", params={"format": "novelai"}
+    ),
+    ("POST", "/api/v1/lorebooks/{lorebook_id}/entries"): _lorebook_case(
+        "world.edit", "POST", "/entries", json={"keys": ["x"], "content": "X."}
+    ),
+    ("PATCH", "/api/v1/lorebooks/{lorebook_id}/entries/{uid}"): _lorebook_case(
+        "world.edit", "PATCH", "/entries/0", json={"content": "Changed."}
+    ),
+    ("DELETE", "/api/v1/lorebooks/{lorebook_id}/entries/{uid}"): _lorebook_case(
+        "world.edit", "DELETE", "/entries/0"
+    ),
+    ("POST", "/api/v1/lorebooks/{lorebook_id}/activate"): _lorebook_case(
+        "world.read", "POST", "/activate", json={"text": "a lantern"}
+    ),
+    ("POST", "/api/v1/worlds"): _collection_case(
+        "world.edit", "POST", "/api/v1/worlds", json={"name": "New world"}
+    ),
+    ("GET", "/api/v1/worlds"): _collection_case("world.read", "GET", "/api/v1/worlds"),
+    ("POST", "/api/v1/worlds/import"): _collection_case(
+        "world.edit",
+        "POST",
+        "/api/v1/worlds/import",
+        json={"format": "taleweaver.world", "version": 1, "world": {"name": "I"}},
+    ),
+    ("GET", _W): _world_case("world.read", "GET", _W),
+    ("PATCH", _W): _world_case("world.edit", "PATCH", _W, json={"name": "Renamed"}),
+    ("DELETE", _W): _world_case("world.edit", "DELETE", _W),
+    ("GET", _W + "/export"): _world_case("world.read", "GET", _W + "/export"),
+    ("POST", _W + "/entities"): _world_case(
+        "world.edit", "POST", _W + "/entities", json={"type": "npc", "name": "Ossian"}
+    ),
+    ("GET", _W + "/entities"): _world_case("world.read", "GET", _W + "/entities"),
+    ("GET", _W + "/entities/{entity_id}"): _world_case(
+        "world.read", "GET", _W + "/entities/{entity_id}"
+    ),
+    ("PATCH", _W + "/entities/{entity_id}"): _world_case(
+        "world.edit", "PATCH", _W + "/entities/{entity_id}", json={"summary": "A smuggler."}
+    ),
+    ("DELETE", _W + "/entities/{entity_id}"): _world_case(
+        "world.edit", "DELETE", _W + "/entities/{entity_id}"
+    ),
+    ("GET", _W + "/entities/{entity_id}/history"): _world_case(
+        "world.read", "GET", _W + "/entities/{entity_id}/history"
+    ),
+    ("POST", _W + "/entities/{entity_id}/facts"): _world_case(
+        "world.edit",
+        "POST",
+        "/api/v1/worlds/{world_id}/entities/{entity_id}/facts",
+        json={"attribute": "home", "value": "Harrowgate"},
+    ),
+    ("GET", _W + "/facts"): _world_case("world.read", "GET", _W + "/facts"),
+    ("DELETE", _W + "/facts/{fact_id}"): _world_case(
+        "world.edit", "DELETE", _W + "/facts/{fact_id}"
+    ),
+    ("POST", _W + "/entities/{entity_id}/relations"): _world_case(
+        "world.edit",
+        "POST",
+        "/api/v1/worlds/{world_id}/entities/{entity_id}/relations",
+        json={"type": "rival_of", "target_id": "missing"},
+    ),
+    ("DELETE", _W + "/relations/{relation_id}"): _world_case(
+        "world.edit", "DELETE", _W + "/relations/{relation_id}"
+    ),
+    ("POST", _W + "/entries"): _world_case(
+        "world.edit", "POST", _W + "/entries", json={"title": "Lore", "body": "#tag"}
+    ),
+    ("GET", _W + "/entries"): _world_case("world.read", "GET", _W + "/entries"),
+    ("GET", _W + "/entries/{entry_id}"): _world_case(
+        "world.read", "GET", _W + "/entries/{entry_id}"
+    ),
+    ("PATCH", _W + "/entries/{entry_id}"): _world_case(
+        "world.edit", "PATCH", _W + "/entries/{entry_id}", json={"body": "New"}
+    ),
+    ("DELETE", _W + "/entries/{entry_id}"): _world_case(
+        "world.edit", "DELETE", _W + "/entries/{entry_id}"
+    ),
+    ("GET", _W + "/search"): _world_case("world.read", "GET", _W + "/search", params={"q": "Mira"}),
+    ("GET", _W + "/review"): _world_case("world.read", "GET", _W + "/review"),
+    ("POST", _W + "/review/{artifact_id}"): _world_case(
+        "world.review", "POST", _W + "/review/{artifact_id}", json={"decision": "reject"}
+    ),
+    ("POST", _W + "/continuity"): _world_case("world.review", "POST", _W + "/continuity"),
+    ("GET", _W + "/continuity"): _world_case("world.read", "GET", _W + "/continuity"),
+    ("POST", _W + "/continuity/{finding_id}"): _world_case(
+        "world.review", "POST", _W + "/continuity/{finding_id}", json={"action": "ignore"}
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/turns/{turn_id}/context"): _session_case(
+        "session.read", "GET", "/turns/{turn_id}/context"
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/apply"): _world_turn_case(
+        "world.edit", "POST", "/apply", json={"target": "blueprint"}
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/summaries"): _session_case(
+        "session.read", "GET", "/summaries"
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/summaries/rebuild"): _session_case(
+        "session.update", "POST", "/summaries/rebuild"
+    ),
     # --- character, companion and interop routes (#5) ---
+    ("POST", "/api/v1/characters/import"): Case(
+        "character.edit",
+        lambda world, workspace, role: (
+            "POST",
+            "/api/v1/characters/import",
+            {"content": _character_card(), "headers": {"X-Workspace": workspace}},
+        ),
+    ),
+    ("GET", "/api/v1/characters"): _collection_case("character.read", "GET", "/api/v1/characters"),
+    ("GET", "/api/v1/characters/{character_id}"): _character_case("character.read", "GET", ""),
+    ("PATCH", "/api/v1/characters/{character_id}"): _character_case(
+        "character.edit", "PATCH", "", json={"personality": "calm"}
+    ),
+    ("DELETE", "/api/v1/characters/{character_id}"): _character_case(
+        "character.edit", "DELETE", ""
+    ),
+    ("GET", "/api/v1/characters/{character_id}/export"): _character_case(
+        "character.read", "GET", "/export", params={"format": "json"}
+    ),
+    ("GET", "/api/v1/characters/{character_id}/avatar"): _character_case(
+        "character.read", "GET", "/avatar"
+    ),
+    ("GET", "/api/v1/characters/{character_id}/relationship"): _character_case(
+        "character.read", "GET", "/relationship"
+    ),
+    ("POST", "/api/v1/characters/{character_id}/sessions"): _character_case(
+        "session.create", "POST", "/sessions", json={"greeting": 0}
+    ),
+    ("POST", "/api/v1/sessions/import"): _collection_case(
+        "session.create", "POST", "/api/v1/sessions/import", content=_INTEROP_CHAT
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/export"): _session_case(
+        "session.read", "GET", "/export", params={"format": "jsonl"}
+    ),
+    ("GET", "/api/v1/workspaces/{workspace_id}/export"): _workspace_case(
+        "workspace.export", "GET", "/export"
+    ),
+    ("POST", "/api/v1/workspaces/{workspace_id}/import"): _workspace_case(
+        "workspace.export", "POST", "/import", content=b"not a bundle"
+    ),
     # --- safety and therapy routes (#6) ---
+    ("GET", "/api/v1/safety/flags"): _safety_case(
+        "safety.review", "GET", "/api/v1/safety/flags", params={"player_id": "{owner}"}
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/safety/resume"): _session_case(
+        "safety.review", "POST", "/safety/resume"
+    ),
+    ("GET", "/api/v1/safety/content"): _safety_case("world.read", "GET", "/api/v1/safety/content"),
+    ("PUT", "/api/v1/safety/content"): _safety_case(
+        "safety.manage", "PUT", "/api/v1/safety/content", json={"forbidden": ["spiders"]}
+    ),
+    ("GET", "/api/v1/safety/worlds/{world_id}/content"): _safety_case(
+        "world.read", "GET", "/api/v1/safety/worlds/w1/content"
+    ),
+    ("PUT", "/api/v1/safety/worlds/{world_id}/content"): _safety_case(
+        "safety.manage", "PUT", "/api/v1/safety/worlds/w1/content", json={"forbidden": ["gore"]}
+    ),
+    ("GET", "/api/v1/safety/preferences/{user_id}"): _safety_case(
+        "therapy.read", "GET", "/api/v1/safety/preferences/{owner}"
+    ),
+    ("PUT", "/api/v1/safety/preferences/{user_id}"): _safety_case(
+        "therapy.write", "PUT", "/api/v1/safety/preferences/{owner}", json={"locale": "en-GB"}
+    ),
+    ("PUT", "/api/v1/safety/webhook"): _safety_case(
+        "safety.review",
+        "PUT",
+        "/api/v1/safety/webhook",
+        json={"url": "http://127.0.0.1:9/hook", "user_id": "{owner}"},
+    ),
+    ("GET", "/api/v1/safety/webhook"): _safety_case(
+        "safety.review", "GET", "/api/v1/safety/webhook", params={"user_id": "{owner}"}
+    ),
+    ("POST", "/api/v1/safety/rules/reload"): _safety_case(
+        "safety.manage", "POST", "/api/v1/safety/rules/reload"
+    ),
+    ("POST", "/api/v1/safety/check"): _safety_case(
+        "safety.manage", "POST", "/api/v1/safety/check", json={"text": "I open the door"}
+    ),
+    ("GET", "/api/v1/players/{user_id}/profile"): _therapy_case("therapy.read", "GET", "/profile"),
+    ("PUT", "/api/v1/players/{user_id}/profile"): _therapy_case(
+        "therapy.write", "PUT", "/profile", json={"consent": {"therapy_data": True}}
+    ),
+    ("GET", "/api/v1/players/{user_id}/goals"): _therapy_case("therapy.read", "GET", "/goals"),
+    ("POST", "/api/v1/players/{user_id}/goals"): _therapy_case(
+        "therapy.write", "POST", "/goals", json={"title": "Breathe"}
+    ),
+    ("PATCH", "/api/v1/players/{user_id}/goals/{goal_id}"): _therapy_goal_case(
+        "PATCH", json={"progress": 10}
+    ),
+    ("DELETE", "/api/v1/players/{user_id}/goals/{goal_id}"): _therapy_goal_case("DELETE"),
+    ("GET", "/api/v1/players/{user_id}/markers"): _therapy_case("therapy.read", "GET", "/markers"),
+    ("POST", "/api/v1/players/{user_id}/markers"): _therapy_case(
+        "therapy.write", "POST", "/markers", json={"type": "insight"}
+    ),
+    ("GET", "/api/v1/players/{user_id}/assessments"): _therapy_case(
+        "therapy.read", "GET", "/assessments"
+    ),
+    ("POST", "/api/v1/players/{user_id}/assessments"): _therapy_case(
+        "therapy.write", "POST", "/assessments", json={"instrument": "gad7", "answers": [0] * 7}
+    ),
+    ("GET", "/api/v1/players/{user_id}/progress"): _therapy_case(
+        "therapy.read", "GET", "/progress"
+    ),
+    ("GET", "/api/v1/players/{user_id}/emotions"): _therapy_case(
+        "therapy.read", "GET", "/emotions"
+    ),
+    ("GET", "/api/v1/players/{user_id}/export"): _therapy_case("therapy.read", "GET", "/export"),
+    ("POST", "/api/v1/therapy/compatibility"): Case("therapy.read", _therapy_compatibility),
 }
 
 # Routes that are not about one workspace: who may call them at all.
@@ -352,6 +768,7 @@ OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/workspaces"): SELF,
     ("GET", "/api/v1/users"): INSTANCE_ADMIN,
     ("POST", "/api/v1/users"): INSTANCE_ADMIN,
+    ("GET", "/api/v1/therapy/instruments"): SELF,
 }
 
 

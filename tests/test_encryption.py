@@ -591,7 +591,8 @@ async def test_keys_rotate_on_the_command_line_reports_counts_and_status(
     rotated = await asyncio.to_thread(run, "rotate", "--grace", "0")
     assert rotated.returncode == 0, rotated.stderr
     assert (
-        "re-encrypted: secrets 0, events 2, snapshots 0, messages 2, summaries 0, sessions 1" in rotated.stdout
+        "re-encrypted: secrets 0, events 2, snapshots 0, messages 2, summaries 0, sessions 1"
+        in rotated.stdout
     )
     assert "retired from the key file" in rotated.stdout
     status = await asyncio.to_thread(run, "status")

@@ -67,7 +67,7 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
 
 @pytest.fixture
 def app_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"max_body_bytes": 2_000_000})
+    return settings.model_copy(update={"max_upload_bytes": 2_000_000})
 
 
 def server(settings: Settings) -> LoopbackServer:

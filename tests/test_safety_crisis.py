@@ -134,23 +134,8 @@ def say(text: str) -> TurnRequest:
     return TurnRequest.build(action=None, text=text, choice=None)
 
 
-# What touches storage in a new way runs on both backends; the rest on SQLite only.
-BOTH_BACKENDS = {
-    "test_a_crisis_message_pauses_the_story_and_runs_the_whole_protocol",
-    "test_a_paused_session_answers_every_turn_with_support_until_resumed",
-    "test_resources_follow_the_players_locale_then_the_workspace_then_english",
-    "test_a_failing_webhook_is_retried_with_backoff_until_delivered",
-    "test_the_preferences_source_explains_each_piece",
-    "test_an_output_breaking_a_world_rule_is_regenerated_with_the_rule_named",
-}
-
-
 @pytest.fixture
-async def clinic(
-    request: pytest.FixtureRequest, db_spec: Any, make_engine: Callable[..., Any]
-) -> Clinic:
-    if db_spec.backend != "sqlite" and request.node.originalname not in BOTH_BACKENDS:
-        pytest.skip("runs on SQLite; its storage paths are covered on PostgreSQL elsewhere")
+async def clinic(make_engine: Callable[..., Any]) -> Clinic:
     engine: Engine = await make_engine(ScriptedModel([STORY]))
     return await open_clinic(engine)
 

@@ -15,6 +15,7 @@ from pydantic_settings import SettingsError
 
 from taleweaver.config import Settings
 from taleweaver.domain.errors import TaleweaverError
+from taleweaver.domain.sessions import SessionKind
 
 T = TypeVar("T")
 
@@ -103,7 +104,7 @@ def sessions() -> None:
 
 
 @sessions.command("list")
-@click.option("--kind", type=click.Choice(["story", "companion", "studio"]))
+@click.option("--kind", type=click.Choice([kind.value for kind in SessionKind]))
 @click.option("--archived/--active", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def sessions_list(kind: str | None, archived: bool | None, as_json: bool) -> None:

@@ -7,20 +7,29 @@ from dataclasses import replace
 
 from taleweaver.auth import Accounts, AuditLog, Credentials
 from taleweaver.auth.secret_store import SecretStore
+from taleweaver.characters import Characters, CharacterSource
 from taleweaver.config import Settings
+from taleweaver.domain.crisis import CrisisProtocol
 from taleweaver.engine.encryption import key_ring_from_settings
-from taleweaver.engine.models import router_from_settings
+from taleweaver.engine.interop import Interop
+from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
-from taleweaver.safety.protocol import CrisisProtocol
+from taleweaver.memory import NoContinuityCheck, NoExtraction
+from taleweaver.memory.lorebook import Lorebooks, LorebookSource
+from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
+from taleweaver.memory.world import WorldMemory
+from taleweaver.safety import AllowAll
+from taleweaver.safety.service import SafetyService
 from taleweaver.store import migrate
 from taleweaver.store.database import Database, sqlite_url
 from taleweaver.store.events import EventStore
 from taleweaver.store.queries import Queries
 from taleweaver.store.repository import SessionRepository
 from taleweaver.store.sealing import Sealer
+from taleweaver.therapy import TherapyService, TherapySource
 
 
 def database_from_settings(settings: Settings) -> Database:
@@ -61,22 +70,62 @@ class Engine:
         self._wire_features()
         self.turns = TurnRunner(repository, caps)
 
-    # Set by the safety feature's wiring; the therapy layer raises crises through it.
-    crisis: CrisisProtocol
-
     def _wire_features(self) -> None:
         """Build each feature's services and plug its hooks into the pipeline's
-        capabilities (sources for recall, the extractor, continuity, safety).
+        capabilities: sources for recall, the extractor, continuity and safety.
 
         A capability a caller set itself (tests do) is left as it is.
         """
-        # world memory (#4)
-        # lorebooks (#4)
-        # characters and companions (#5)
-        # interop: imports, exports, backups (#5)
-        # safety (#6)
-        # therapy (#6)
-        # rolling summaries (#4)
+        caps = self.caps
+        self.world = WorldMemory(self.db, self.repository.store, caps.model, self._session_world)
+        self.lorebooks = Lorebooks(self.db, self.audit)
+        self.characters = Characters(
+            self.db,
+            self.repository,
+            audit=self.audit,
+            users=self.accounts,
+            lorebooks=self.lorebooks,
+        )
+        self.interop = Interop(
+            self.sessions, self.repository.store, self.characters, self.lorebooks
+        )
+        self.safety = SafetyService(
+            self.db, self.audit, caps.model, model_routed=bool(self.settings.routes.safety)
+        )
+        # The therapy layer raises crises (a positive PHQ-9 item 9) through safety's protocol.
+        self.crisis: CrisisProtocol = self.safety.crisis
+        self.therapy = TherapyService(
+            self.db, self.repository.store, caps.queries, self.audit, self.crisis
+        )
+        self.summaries = Summaries(
+            SummaryStore(self.db, self.sealer),
+            caps.queries,
+            lambda: self.caps.model,
+            model_choices=self._session_models,
+        )
+        if isinstance(caps.extractor, NoExtraction):
+            caps.extractor = self.world.extractor
+        if isinstance(caps.continuity, NoContinuityCheck):
+            caps.continuity = self.world.continuity
+        if isinstance(caps.safety, AllowAll):
+            caps.safety = self.safety.checker
+        caps.context_sources += [
+            self.world.recall,
+            LorebookSource(self.lorebooks),
+            CharacterSource(self.characters),
+            self.safety.source,
+            TherapySource(self.therapy),
+            SummarySource(self.summaries, history_messages=caps.history_messages),
+        ]
+
+    async def _session_world(self, workspace_id: str, session_id: str) -> str | None:
+        state = await self.repository.open(workspace_id, session_id)
+        value = state.settings.get("world_id")
+        return str(value) if value else None
+
+    async def _session_models(self, workspace_id: str, session_id: str) -> dict[str, str]:
+        state = await self.repository.open(workspace_id, session_id)
+        return model_overrides(state.settings)
 
     @property
     def model(self) -> ChatModel:
@@ -169,7 +218,9 @@ class Engine:
         return report
 
     async def close(self) -> None:
+        await self.summaries.aclose()
         await self.turns.shutdown()
+        await self.safety.aclose()  # crisis webhooks in flight get a few seconds
         await self.model.aclose()
         await self.usage.flush()
         await self.db.dispose()

@@ -5,8 +5,8 @@ a user brings (cards and lorebooks go to their own features)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
+from taleweaver.characters import Characters
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.engine.chat_import import ChatImporter
@@ -14,19 +14,24 @@ from taleweaver.engine.export import export_session
 from taleweaver.engine.sessions import Sessions
 from taleweaver.interop import bundles, detect
 from taleweaver.interop.limits import check_size
+from taleweaver.memory.lorebook import Lorebooks
 from taleweaver.store.events import EventStore
 
 SEARCH_CONTEXT = 2  # messages shown on each side of a hit
 
 
 class Interop:
-    """`features` is the object that carries the other features' services
-    (`characters`, `lorebooks`): the engine."""
-
-    def __init__(self, sessions: Sessions, store: EventStore, features: object) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        store: EventStore,
+        characters: Characters,
+        lorebooks: Lorebooks,
+    ) -> None:
         self.sessions = sessions
         self.store = store
-        self.features = features
+        self.characters = characters
+        self.lorebooks = lorebooks
         self.chats = ChatImporter(sessions, self._character_links)
 
     async def import_chat(
@@ -105,20 +110,20 @@ class Interop:
                 "this is an instance backup: restore it with `taleweaver restore FILE`"
             )
         if kind == detect.CARD:
-            characters = self._feature("characters", "import_card", "character cards")
-            made = await characters.import_card(
+            made = await self.characters.import_card(
                 workspace_id, data, filename=filename, actor=metadata.actor
             )
-            return kind, _as_json(made)
-        lorebooks = self._feature("lorebooks", "import_book", "lorebooks")
-        made = await lorebooks.import_book(workspace_id, data, world_id=None, actor=metadata.actor)
-        return kind, _as_json(made)
+            return kind, made
+        made = await self.lorebooks.import_book(
+            workspace_id, data, world_id=None, actor=metadata.actor
+        )
+        return kind, made
 
     async def _character_links(self, workspace_id: str, name: str) -> JSON:
         """An imported chat speaks with the workspace's character of that name, when
         there is exactly one: its card and lorebooks then shape the replies."""
-        characters = getattr(self.features, "characters", None)
-        if characters is None or not hasattr(characters, "list") or not name.strip():
+        characters = self.characters
+        if not name.strip():
             return {}
         wanted = name.strip().casefold()
         found = [
@@ -129,25 +134,7 @@ class Interop:
         if len(found) != 1:
             return {}
         ids = [str(found[0]["id"])]
-        links: JSON = {"character_ids": ids}
-        if hasattr(characters, "lorebook_ids"):
-            links["lorebook_ids"] = await characters.lorebook_ids(workspace_id, ids)
-        return links
-
-    def _feature(self, name: str, method: str, what: str) -> Any:
-        service = getattr(self.features, name, None)
-        if service is None or not hasattr(service, method):
-            raise InvalidInput(f"this instance cannot import {what} yet")
-        return service
-
-
-def _as_json(value: Any) -> JSON:
-    if isinstance(value, dict):
-        return value
-    if hasattr(value, "to_dict"):
-        made: JSON = value.to_dict()
-        return made
-    if hasattr(value, "model_dump"):
-        dumped: JSON = value.model_dump(mode="json")
-        return dumped
-    return {"result": str(value)}
+        return {
+            "character_ids": ids,
+            "lorebook_ids": await characters.lorebook_ids(workspace_id, ids),
+        }

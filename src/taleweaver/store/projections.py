@@ -16,8 +16,22 @@ from taleweaver.domain.errors import KeyMissing
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.domain.sessions import EventType
 from taleweaver.store import sqlite_fast
+from taleweaver.store.characters_schema import character_sessions
+from taleweaver.store.lorebook_schema import lorebook_timed
 from taleweaver.store.schema import messages, sessions, snapshots
 from taleweaver.store.sealing import Sealer
+from taleweaver.store.summaries_schema import summaries, summary_progress
+from taleweaver.store.therapy_schema import therapy_checkpoints
+
+# State derived from one session that goes with it. Records about people (usage,
+# safety flags, therapy progress) outlive it under their own retention rules.
+_SESSION_STATE = (
+    summaries,
+    summary_progress,
+    lorebook_timed,
+    character_sessions,
+    therapy_checkpoints,
+)
 
 _MESSAGE_COLUMNS = [c.name for c in messages.columns]
 _JSON_COLUMNS = {"choices", "alternatives"}
@@ -122,6 +136,8 @@ async def _update_session(conn: AsyncConnection, sid: str, **values: object) -> 
 
 
 async def _delete_session(conn: AsyncConnection, sid: str) -> None:
+    for table in _SESSION_STATE:
+        await conn.execute(table.delete().where(table.c.session_id == sid))
     await conn.execute(messages.delete().where(messages.c.session_id == sid))
     await conn.execute(sessions.delete().where(sessions.c.id == sid))
     await conn.execute(snapshots.delete().where(snapshots.c.stream_id == sid))
