@@ -41,6 +41,9 @@ async def _prepare(data_dir: Path) -> str:
     for i in range(PRIOR_TURNS):
         request = TurnRequest.build(action=None, text=f"I walk on, step {i}", choice=None)
         await (await engine.turns.start("local", session["id"], request, meta)).wait()
+    # Played at a person's pace, a session's summaries are written as it goes; here
+    # the turns come back to back, so let the last summaries land before measuring.
+    await engine.summaries.settle()
     await engine.close()
     session_id: str = session["id"]
     return session_id

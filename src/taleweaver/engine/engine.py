@@ -77,7 +77,7 @@ class Engine:
         A capability a caller set itself (tests do) is left as it is.
         """
         caps = self.caps
-        self.world = WorldMemory(self.db, self.repository.store, caps.model, self._session_world)
+        self.world = WorldMemory(self.db, self.repository.store, caps.model)
         self.lorebooks = Lorebooks(self.db, self.audit)
         self.characters = Characters(
             self.db,
@@ -117,11 +117,6 @@ class Engine:
             TherapySource(self.therapy),
             SummarySource(self.summaries, history_messages=caps.history_messages),
         ]
-
-    async def _session_world(self, workspace_id: str, session_id: str) -> str | None:
-        state = await self.repository.open(workspace_id, session_id)
-        value = state.settings.get("world_id")
-        return str(value) if value else None
 
     async def _session_models(self, workspace_id: str, session_id: str) -> dict[str, str]:
         state = await self.repository.open(workspace_id, session_id)

@@ -17,6 +17,8 @@ class ReplyUnderReview:
     turn_id: str
     player_text: str | None
     reply_text: str
+    # The world the session plays in (its settings' world_id), if any.
+    world_id: str | None = None
 
 
 class Extractor(Protocol):

@@ -5,6 +5,7 @@ check on its output."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -90,9 +91,17 @@ def _prefs_view(user_id: str, row: Any) -> JSON:
     }
 
 
+# How long a turn may use content rules read a moment ago. Every turn reads them
+# twice (the narrator's prompt, then the check on its reply); a change made here
+# is seen at once, one made through another replica within this many seconds.
+EFFECTIVE_TTL_S = 2.0
+_KEPT = 1024
+
+
 class ContentPreferences:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._recent: dict[tuple[str, str | None, str | None], tuple[float, Effective]] = {}
 
     async def rules(self, workspace_id: str, scope: str) -> JSON:
         async with self.db.read() as conn:
@@ -125,6 +134,7 @@ class ContentPreferences:
             safety_content_rules.c.workspace_id == workspace_id,
             safety_content_rules.c.scope == scope,
         )
+        self._recent.clear()
         async with self.db.write() as conn:
             updated = await conn.execute(
                 safety_content_rules.update().where(*where).values(**values)
@@ -168,6 +178,7 @@ class ContentPreferences:
             safety_preferences.c.workspace_id == workspace_id,
             safety_preferences.c.user_id == user_id,
         )
+        self._recent.clear()
         async with self.db.write() as conn:
             updated = await conn.execute(safety_preferences.update().where(*where).values(**values))
             if updated.rowcount == 0:
@@ -184,6 +195,19 @@ class ContentPreferences:
         """The world's rules (the workspace's when the session has no world, or the
         world has none of its own) and the player's preferences: one read, as every
         turn asks this twice (the narrator's prompt and the check on its reply)."""
+        key = (workspace_id, world_id, user_id)
+        kept = self._recent.get(key)
+        if kept is not None and kept[0] > time.monotonic():
+            return kept[1]
+        found = await self._read_effective(workspace_id, world_id, user_id)
+        if len(self._recent) >= _KEPT:
+            self._recent.clear()
+        self._recent[key] = (time.monotonic() + EFFECTIVE_TTL_S, found)
+        return found
+
+    async def _read_effective(
+        self, workspace_id: str, world_id: str | None, user_id: str | None
+    ) -> Effective:
         world = world_scope(world_id) if world_id else WORKSPACE_SCOPE
         rows = await sqlite_fast.fetch_rows(
             self.db,

@@ -13,6 +13,7 @@ def under_review(ctx: TurnContext) -> ReplyUnderReview:
         turn_id=ctx.turn_id,
         player_text=ctx.input.text,
         reply_text=ctx.reply_text,
+        world_id=str(world) if (world := ctx.session.settings.get("world_id")) else None,
     )
 
 

@@ -5,7 +5,6 @@ a whole world checked on demand; findings cite both sides, and each resolution
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from rapidfuzz import fuzz
@@ -32,24 +31,22 @@ from taleweaver.memory.world.bible import WorldBible, new_id
 from taleweaver.store.database import Database
 from taleweaver.store.world_schema import world_entities, world_facts, world_findings
 
-SessionWorld = Callable[[str, str], Awaitable[str | None]]
 ACTIONS = frozenset({"merge", "fork", "supersede", "ignore"})
 # A dead character's name followed by something they do ("Aldric draws his sword").
 _ACTS = r"(?<!\w){name}(?!\w)\s+(?!(?:is|was|had|has|lies|lay|remains)\b)(\w+(?:s|ed))\b"
 
 
 class WorldContinuity:
-    def __init__(self, db: Database, bible: WorldBible, session_world: SessionWorld) -> None:
+    def __init__(self, db: Database, bible: WorldBible) -> None:
         self.db = db
         self.bible = bible
-        self.session_world = session_world
 
     # --- before a reply commits ----------------------------------------------------------
 
     async def check(self, reply: ReplyUnderReview, artifacts: list[JSON]) -> list[JSON]:
         world_id = next((a["world_id"] for a in artifacts if a.get("world_id")), None)
         if world_id is None:
-            world_id = await self.session_world(reply.workspace_id, reply.session_id)
+            world_id = reply.world_id
         if not world_id:
             return []
         async with self.db.read() as conn:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -32,7 +31,6 @@ MODEL_VERSION = "model-1"
 HEURISTIC_VERSION = "heuristic-1"
 ATTEMPTS = 3
 MAX_TOKENS = 800
-SessionWorld = Callable[[str, str], Awaitable[str | None]]
 Scalar = str | int | float | bool
 Time = int | str | None
 
@@ -125,13 +123,11 @@ class WorldExtractor:
         self,
         db: Database,
         model: ChatModel | None,
-        session_world: SessionWorld,
         *,
         use_model: bool = True,
     ) -> None:
         self.db = db
         self.model = model
-        self.session_world = session_world
         mode = os.environ.get("TALEWEAVER_WORLD_EXTRACTION", "auto")
         self.use_model = use_model and model is not None and mode in ("auto", "model")
         self.enabled = mode != "off"
@@ -139,7 +135,7 @@ class WorldExtractor:
     async def extract(self, reply: ReplyUnderReview) -> list[JSON]:
         if not self.enabled:
             return []
-        world_id = await self.session_world(reply.workspace_id, reply.session_id)
+        world_id = reply.world_id
         if not world_id:
             return []
         async with self.db.read() as conn:

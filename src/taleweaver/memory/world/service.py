@@ -8,7 +8,7 @@ from taleweaver.llm import ChatModel, ModelRouter
 from taleweaver.memory.world.bible import WorldBible
 from taleweaver.memory.world.continuity import WorldContinuity
 from taleweaver.memory.world.embedding import VectorSync, router_embedder
-from taleweaver.memory.world.extraction import SessionWorld, WorldExtractor
+from taleweaver.memory.world.extraction import WorldExtractor
 from taleweaver.memory.world.recall import WorldRecall
 from taleweaver.memory.world.review import ReviewQueue
 from taleweaver.memory.world.search import HybridSearch
@@ -24,7 +24,6 @@ class WorldMemory:
         db: Database,
         store: EventStore,
         model: ChatModel | None,
-        session_world: SessionWorld,
         *,
         embedder: TextEmbedder | None = None,
     ) -> None:
@@ -39,8 +38,8 @@ class WorldMemory:
             self.bible.listeners.append(self.sync)
         self.search = HybridSearch(db, self.vectors, embedder)
         self.recall = WorldRecall(db, self.search)
-        self.extractor = WorldExtractor(db, model, session_world, use_model=_can_extract(model))
-        self.continuity = WorldContinuity(db, self.bible, session_world)
+        self.extractor = WorldExtractor(db, model, use_model=_can_extract(model))
+        self.continuity = WorldContinuity(db, self.bible)
         self.review = ReviewQueue(db, store, self.bible)
 
     async def export(self, workspace_id: str, world_id: str) -> JSON:
