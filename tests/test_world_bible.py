@@ -285,7 +285,7 @@ async def test_recall_never_leaks_another_workspaces_world(engine: Engine) -> No
     del model
 
 
-async def test_hybrid_recall_beats_each_retrieval_alone(database: Any) -> None:
+async def test_hybrid_recall_is_at_least_as_good_as_each_retrieval_alone(database: Any) -> None:
     from benchmarks.world_recall import quality
 
     scores = await quality(database)
