@@ -1,7 +1,7 @@
 """Tables for safety (flags, crisis events, content rules).
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 """
 
 from alembic import op
@@ -16,7 +16,7 @@ from taleweaver.store.safety_schema import (
 from taleweaver.store.schema import metadata
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
