@@ -13,13 +13,7 @@ from taleweaver.characters.storage import Asset
 from taleweaver.domain.characters import Card, to_v2, to_v3
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON
-from taleweaver.interop.cards import (
-    EMBEDDED,
-    dump_card,
-    write_charx,
-    write_png_card,
-)
-from taleweaver.interop.cards.png import is_png
+from taleweaver.interop import EMBEDDED, dump_card, is_png, write_charx, write_png_card
 
 EXPORT_FORMATS = ("png", "json", "charx")
 MEDIA_TYPES = {"png": "image/png", "json": "application/json", "charx": "application/zip"}

@@ -16,7 +16,7 @@ from taleweaver.characters.storage import Asset, CharacterStore, clean_tags, now
 from taleweaver.domain.characters import EDITABLE_FIELDS, Card, apply_edit, normalise_card
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata
-from taleweaver.interop.cards import read_card_file
+from taleweaver.interop import read_card_file
 from taleweaver.store.database import Database
 from taleweaver.store.repository import SessionRepository
 

@@ -14,7 +14,7 @@ from taleweaver.characters.service import Characters
 from taleweaver.characters.tone import Relationship
 from taleweaver.domain.characters import Card, CardMember, pick_speaker
 from taleweaver.domain.macros import MacroContext, expand
-from taleweaver.memory.context import ContextPiece, Placement, RecallQuery
+from taleweaver.memory import ContextPiece, Placement, RecallQuery
 
 SOURCE = "character"
 # (card field, how it is introduced, placement, priority, order, core). Core pieces

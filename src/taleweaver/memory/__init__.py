@@ -1,6 +1,6 @@
 """World memory seams: what is extracted from replies and checked against canon."""
 
-from taleweaver.memory.context import ContextPiece, ContextSource, RecallQuery
+from taleweaver.memory.context import ContextPiece, ContextSource, Placement, RecallQuery
 from taleweaver.memory.seams import (
     ContinuityChecker,
     Extractor,
@@ -16,6 +16,7 @@ __all__ = [
     "Extractor",
     "NoContinuityCheck",
     "NoExtraction",
+    "Placement",
     "RecallQuery",
     "ReplyUnderReview",
 ]

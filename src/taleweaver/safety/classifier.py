@@ -14,9 +14,7 @@ import re
 
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.safety import CATEGORIES, LEVELS, Assessment
-from taleweaver.llm import ChatModel
-from taleweaver.llm.router import task_model
-from taleweaver.llm.routing import CallScope
+from taleweaver.llm import CallScope, ChatModel, task_model
 
 log = logging.getLogger(__name__)
 

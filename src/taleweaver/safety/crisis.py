@@ -8,7 +8,7 @@ import logging
 
 import sqlalchemy as sa
 
-from taleweaver.auth.audit import AuditLog
+from taleweaver.auth import AuditLog
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.safety import LEVELS
 from taleweaver.safety.content import ContentPreferences

@@ -3,11 +3,10 @@ on input; content rules on output."""
 
 from __future__ import annotations
 
-from taleweaver.auth.principal import LOCAL_USER_ID
+from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.domain.safety import Assessment, assess, find_topics, rank
 from taleweaver.domain.turns import SAFE, CrisisLevel, SafetyVerdict
-from taleweaver.llm import ChatModel
-from taleweaver.llm.routing import CallScope
+from taleweaver.llm import CallScope, ChatModel
 from taleweaver.safety.checker import SafetySubject
 from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.content import ContentPreferences

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from taleweaver.auth.audit import AuditLog
+from taleweaver.auth import AuditLog
 from taleweaver.domain.events import JSON
 from taleweaver.llm import ChatModel
 from taleweaver.safety.classifier import ModelClassifier

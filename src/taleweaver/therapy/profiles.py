@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taleweaver.auth.audit import AuditLog
+from taleweaver.auth import AuditLog
 from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.domain.therapy import MAX_INTENSITY, MIN_INTENSITY, Approach

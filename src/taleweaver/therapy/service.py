@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taleweaver.auth.audit import AuditLog
+from taleweaver.auth import AuditLog
 from taleweaver.domain.crisis import CrisisProtocol, CrisisResponse, CrisisSignal
 from taleweaver.domain.events import JSON
 from taleweaver.domain.therapy import (

@@ -15,7 +15,7 @@ from taleweaver.domain.therapy import (
     scene_for,
     world_params,
 )
-from taleweaver.memory.context import ContextPiece, RecallQuery
+from taleweaver.memory import ContextPiece, RecallQuery
 from taleweaver.store.schema import sessions
 from taleweaver.store.therapy_schema import therapy_profiles
 from taleweaver.therapy.profiles import profile_dict
