@@ -33,6 +33,16 @@ def plain(row: Any) -> JSON:
     return data
 
 
+async def _one(conn: AsyncConnection, table: sa.Table, world_id: str, row_id: str) -> JSON | None:
+    """One row of a world's table by id (None when it is not in that world)."""
+    found = (
+        await conn.execute(
+            sa.select(table).where(table.c.world_id == world_id, table.c.id == row_id)
+        )
+    ).first()
+    return plain(found) if found else None
+
+
 async def world(conn: AsyncConnection, workspace_id: str, world_id: str) -> JSON | None:
     row = (
         await conn.execute(
@@ -43,14 +53,7 @@ async def world(conn: AsyncConnection, workspace_id: str, world_id: str) -> JSON
 
 
 async def entity(conn: AsyncConnection, world_id: str, entity_id: str) -> JSON | None:
-    row = (
-        await conn.execute(
-            sa.select(world_entities).where(
-                world_entities.c.world_id == world_id, world_entities.c.id == entity_id
-            )
-        )
-    ).first()
-    return plain(row) if row else None
+    return await _one(conn, world_entities, world_id, entity_id)
 
 
 async def entities(
@@ -95,14 +98,7 @@ async def facts(
 
 
 async def fact(conn: AsyncConnection, world_id: str, fact_id: str) -> JSON | None:
-    row = (
-        await conn.execute(
-            sa.select(world_facts).where(
-                world_facts.c.world_id == world_id, world_facts.c.id == fact_id
-            )
-        )
-    ).first()
-    return plain(row) if row else None
+    return await _one(conn, world_facts, world_id, fact_id)
 
 
 async def relations(
@@ -123,25 +119,11 @@ async def relations(
 
 
 async def relation(conn: AsyncConnection, world_id: str, relation_id: str) -> JSON | None:
-    row = (
-        await conn.execute(
-            sa.select(world_relations).where(
-                world_relations.c.world_id == world_id, world_relations.c.id == relation_id
-            )
-        )
-    ).first()
-    return plain(row) if row else None
+    return await _one(conn, world_relations, world_id, relation_id)
 
 
 async def entry(conn: AsyncConnection, world_id: str, entry_id: str) -> JSON | None:
-    row = (
-        await conn.execute(
-            sa.select(world_entries).where(
-                world_entries.c.world_id == world_id, world_entries.c.id == entry_id
-            )
-        )
-    ).first()
-    return plain(row) if row else None
+    return await _one(conn, world_entries, world_id, entry_id)
 
 
 async def entity_by_label(conn: AsyncConnection, world_id: str, label: str) -> JSON | None:
