@@ -6,16 +6,40 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean web web-if-node web-test
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed web-if-node
 	$(BIN)/taleweaver serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev web
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	@# pytest exits 5 when it collected no tests: that is a broken suite, so it fails CI.
 	$(BIN)/pytest || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
+	$(MAKE) --no-print-directory web-test
+
+# The web app (web/, Svelte + Vite) builds into the package, which serves it at `/`.
+# Its checks: svelte-check and tsc, unit tests, and journeys in a real Chromium.
+WEB_BUILT := src/taleweaver/webapp/index.html
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html \
+	web/vite.config.ts web/svelte.config.js web/tsconfig.json web/package.json
+
+web: $(WEB_BUILT)
+
+web/node_modules/.installed: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_BUILT): web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+# `make run` builds the web app when Node is there; without it the API still serves.
+web-if-node:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
+	else echo "npm not found: serving the API only (install Node.js 20+ to build the web app)"; fi
+
+web-test: $(VENV)/.installed web
+	cd web && npm run --silent check && npm run --silent test:unit && npm run --silent test:browser
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks

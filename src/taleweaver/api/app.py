@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,6 +33,7 @@ from taleweaver.api.routes import (
 from taleweaver.api.routes import models as model_routes
 from taleweaver.api.routes import secrets as secret_routes
 from taleweaver.api.security import LoginMode
+from taleweaver.api.webapp import BUILT, WebApp
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ChatModel
@@ -42,9 +44,10 @@ def create_app(
     *,
     engine: Engine | None = None,
     model: ChatModel | None = None,
+    webapp: Path = BUILT,
 ) -> FastAPI:
     """Build the app; it opens its own engine from `settings` (and `model`, when
-    given) unless an engine is handed in."""
+    given) unless an engine is handed in. `webapp` is the built front-end's folder."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -99,6 +102,7 @@ def create_app(
                 "last-event-id",
             ],
         )
+    app.add_middleware(WebApp, directory=webapp)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,

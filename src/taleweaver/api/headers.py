@@ -35,7 +35,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
+                headers = message.get("headers", [])
+                # The web app's pages bring their own, wider policy.
+                own = any(name == b"content-security-policy" for name, _ in headers)
+                added = [h for h in extra if not own or h[0] != b"content-security-policy"]
+                message["headers"] = [*headers, *added]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,95 @@
+// The one way the web app talks to the server: the HTTP API under /api/v1.
+
+import { readEvents, type SseEvent } from './sse';
+import type { Me, Message, SearchHit, Session, SessionKind, SessionPage, Turn, TurnBody } from './types';
+
+const BASE = '/api/v1';
+
+/** A failed request, with the server's own words for what happened. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail: string,
+  ) {
+    super(detail || title);
+  }
+}
+
+function csrf(): string {
+  const match = /(?:^|;\s*)tw_csrf=([^;]+)/.exec(document.cookie);
+  return match ? decodeURIComponent(match[1] ?? '') : '';
+}
+
+async function failure(response: Response): Promise<ApiError> {
+  let title = response.statusText || 'Request failed';
+  let detail = '';
+  try {
+    const body = (await response.json()) as { title?: string; detail?: string };
+    title = body.title ?? title;
+    detail = body.detail ?? '';
+  } catch {
+    // not a problem+json body: the status says enough
+  }
+  if (response.status === 429) detail = 'Too many requests just now. Wait a moment and try again.';
+  if (response.status >= 500 && !detail) detail = 'The server had a problem. Try again in a moment.';
+  return new ApiError(response.status, title, detail);
+}
+
+async function request(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+  const headers: Record<string, string> = { accept };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET') headers['x-csrf-token'] = csrf();
+  let response: Response;
+  try {
+    response = await fetch(BASE + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError(0, 'Offline', 'Could not reach the server. Check your connection and try again.');
+  }
+  if (!response.ok) throw await failure(response);
+  return response;
+}
+
+async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await request(method, path, body);
+  return (response.status === 204 ? undefined : await response.json()) as T;
+}
+
+const q = encodeURIComponent;
+
+export const api = {
+  me: () => json<Me>('GET', '/auth/me'),
+  login: (email: string, password: string) => json<unknown>('POST', '/auth/login', { email, password }),
+  setup: (token: string, email: string, password: string) =>
+    json<unknown>('POST', '/auth/setup', { token, email, password }),
+  logout: () => json<void>('POST', '/auth/logout'),
+
+  sessions: (archived: boolean) =>
+    json<SessionPage>('GET', `/sessions?limit=200&archived=${archived}`),
+  session: (id: string) => json<Session>('GET', `/sessions/${q(id)}`),
+  create: (kind: SessionKind, title: string, settings: Record<string, unknown>) =>
+    json<Session>('POST', '/sessions', { kind, title, settings }),
+  update: (id: string, change: Partial<Pick<Session, 'title' | 'pinned' | 'archived'>>) =>
+    json<Session>('PATCH', `/sessions/${q(id)}`, change),
+  remove: (id: string) => json<void>('DELETE', `/sessions/${q(id)}`),
+  fork: (id: string, atTurn: number, title?: string) =>
+    json<Session>('POST', `/sessions/${q(id)}/fork`, { at_turn: atTurn, title }),
+  messages: (id: string, afterTurn: number, limit: number) =>
+    json<Message[]>('GET', `/sessions/${q(id)}/messages?after_turn=${afterTurn}&limit=${limit}`),
+  search: (text: string) => json<SearchHit[]>('GET', `/search?q=${q(text)}&limit=20`),
+
+  cancel: (sessionId: string, turnId: string) =>
+    json<Turn>('POST', `/sessions/${q(sessionId)}/turns/${q(turnId)}/cancel`),
+
+  /** Post a turn and stream it: `onEvent` sees start, token, choices, safety, done, error. */
+  async turn(sessionId: string, body: TurnBody, onEvent: (event: SseEvent) => void): Promise<void> {
+    const response = await request('POST', `/sessions/${q(sessionId)}/turns`, body, 'text/event-stream');
+    if (!response.body) throw new ApiError(0, 'No stream', 'The browser did not receive the reply stream.');
+    await readEvents(response.body, onEvent);
+  },
+};

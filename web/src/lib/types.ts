@@ -1,0 +1,80 @@
+// The API's shapes, as the web app uses them (see /openapi.json).
+
+export type SessionKind = 'story' | 'companion' | 'studio' | 'therapy';
+
+export interface Session {
+  id: string;
+  kind: SessionKind;
+  title: string;
+  pinned: boolean;
+  archived: boolean;
+  version: number;
+  turn_count: number;
+  forked_from: string | null;
+  settings: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SessionPage {
+  items: Session[];
+  total: number;
+  next_offset: number | null;
+}
+
+export interface Alternative {
+  text: string;
+  choices: string[];
+}
+
+export interface Message {
+  id: string;
+  turn_id: string;
+  turn_number: number;
+  role: 'player' | 'narrator';
+  content: string;
+  choices: string[];
+  alternatives: Alternative[];
+  active: number;
+  created_at: string;
+}
+
+export interface Me {
+  user_id: string;
+  email: string;
+  via: string;
+  is_instance_admin: boolean;
+  login_required: boolean;
+}
+
+export interface Safety {
+  level: 'safe' | 'warning' | 'blocked';
+  crisis: boolean;
+  crisis_level: string;
+  categories: string[];
+  action: string;
+}
+
+export interface Turn {
+  id: string;
+  number: number;
+  action: string;
+  status: 'completed' | 'cancelled';
+  reply: { text: string; choices: { number: number; text: string }[] } | null;
+  safety: Safety;
+}
+
+export interface SearchHit {
+  message_id: string;
+  session_id: string;
+  session_title: string;
+  turn_number: number;
+  role: string;
+  snippet: string;
+}
+
+export type TurnBody =
+  | { text: string }
+  | { choice: number }
+  | { action: 'continue' | 'regenerate' }
+  | { action: 'edit'; text: string };
