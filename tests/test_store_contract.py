@@ -11,6 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from taleweaver.store.repository import SNAPSHOT_EVERY, SessionRepository
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID, workspaces
 from taleweaver.store.tailing import Tailer
 from taleweaver.store.upcasting import Upcasters
-from tests.conftest import DatabaseSpec
+from tests.conftest import DatabaseSpec, empty_database
 
 WS = DEFAULT_WORKSPACE_ID
 META = EventMetadata(actor="tester", correlation_id="corr-1")
@@ -631,8 +632,14 @@ async def test_read_models_roll_back_with_the_events_when_the_transaction_fails(
 # --- migrations --------------------------------------------------------------------
 
 
-async def test_an_upgraded_database_is_at_the_head_revision(database: Database) -> None:
-    assert await migrate.current_revision(database.engine) == migrate.head_revision()
+async def test_an_empty_database_upgrades_to_the_head_revision(
+    db_spec: DatabaseSpec, tmp_path: Path
+) -> None:
+    # Every other test starts from a copy of one database migrated this way.
+    async with empty_database(db_spec.backend, tmp_path) as empty:
+        assert await migrate.current_revision(empty.engine) is None
+        await migrate.upgrade(empty.engine)
+        assert await migrate.current_revision(empty.engine) == migrate.head_revision()
 
 
 async def test_upgrading_again_changes_nothing(database: Database, store: EventStore) -> None:
