@@ -1,7 +1,18 @@
 // The one way the web app talks to the server: the HTTP API under /api/v1.
 
 import { readEvents, type SseEvent } from './sse';
-import type { Me, Message, SearchHit, Session, SessionKind, SessionPage, Turn, TurnBody } from './types';
+import type {
+  Character,
+  CharacterSummary,
+  Me,
+  Message,
+  SearchHit,
+  Session,
+  SessionKind,
+  SessionPage,
+  Turn,
+  TurnBody,
+} from './types';
 
 const BASE = '/api/v1';
 
@@ -36,16 +47,22 @@ async function failure(response: Response): Promise<ApiError> {
   return new ApiError(response.status, title, detail);
 }
 
-async function request(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+async function request(
+  method: string,
+  path: string,
+  body?: unknown,
+  accept = 'application/json',
+): Promise<Response> {
   const headers: Record<string, string> = { accept };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  const raw = body instanceof Blob;
+  if (body !== undefined) headers['content-type'] = raw ? 'application/octet-stream' : 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = csrf();
   let response: Response;
   try {
     response = await fetch(BASE + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
       credentials: 'same-origin',
     });
   } catch {
@@ -82,6 +99,16 @@ export const api = {
   messages: (id: string, afterTurn: number, limit: number) =>
     json<Message[]>('GET', `/sessions/${q(id)}/messages?after_turn=${afterTurn}&limit=${limit}`),
   search: (text: string) => json<SearchHit[]>('GET', `/search?q=${q(text)}&limit=20`),
+
+  characters: () => json<{ items: CharacterSummary[] }>('GET', '/characters?limit=200'),
+  character: (id: string) => json<Character>('GET', `/characters/${q(id)}`),
+  importCard: (file: File) => json<Character>('POST', `/characters/import?filename=${q(file.name)}`, file),
+  removeCharacter: (id: string) => json<void>('DELETE', `/characters/${q(id)}`),
+  chatWith: (id: string, greeting: number) =>
+    json<Session>('POST', `/characters/${q(id)}/sessions`, { greeting }),
+  importChat: (file: File) => json<Session>('POST', '/sessions/import', file),
+  exportUrl: (id: string, format: 'png' | 'json' | 'charx') => `${BASE}/characters/${q(id)}/export?format=${format}`,
+  avatarUrl: (id: string) => `${BASE}/characters/${q(id)}/avatar`,
 
   cancel: (sessionId: string, turnId: string) =>
     json<Turn>('POST', `/sessions/${q(sessionId)}/turns/${q(turnId)}/cancel`),

@@ -78,3 +78,18 @@ export type TurnBody =
   | { choice: number }
   | { action: 'continue' | 'regenerate' }
   | { action: 'edit'; text: string };
+
+export interface CharacterSummary {
+  id: string;
+  name: string;
+  display_name: string;
+  format: 'png' | 'json' | 'charx';
+  spec: string;
+  tags: string[];
+  updated_at: string;
+}
+
+export interface Character extends CharacterSummary {
+  card: { data?: Record<string, unknown> } & Record<string, unknown>;
+  has_avatar: boolean;
+}

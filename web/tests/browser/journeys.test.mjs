@@ -10,6 +10,7 @@ import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
 
 const SHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
+const CHAT = resolve(import.meta.dirname, '../../../tests/data/chats/seraphina.jsonl');
 const VIEWPORTS = {
   desktop: { width: 1280, height: 800 },
   phone: { width: 390, height: 844 },
@@ -258,6 +259,62 @@ for (const viewport of ['desktop', 'phone']) {
       assert.match(await care.innerText(), /you don't have to carry this alone/i);
       assert.equal(await page.getByRole('alert').count(), 0, 'a crisis is never shown as an error');
       await shot(page, `${viewport}-crisis`);
+      await context.close();
+    });
+
+    test('imports a card by drag and drop and chats with the greeting chosen', async () => {
+      const { context, page } = await open(server, viewport);
+      await page.getByRole('link', { name: 'Characters' }).click();
+      await page.getByRole('heading', { name: 'Characters' }).waitFor();
+      const card = {
+        spec: 'chara_card_v2',
+        spec_version: '2.0',
+        data: {
+          name: 'Mara',
+          description: 'A retired lighthouse keeper with a dry wit.',
+          personality: 'dry, warm',
+          scenario: 'A stormy night at the lighthouse.',
+          first_mes: 'Evening, {{user}}. The lamp is lit.',
+          mes_example: '',
+          alternate_greetings: ['Oh! A visitor, at this hour?'],
+          tags: ['cozy'],
+          creator_notes: '',
+          system_prompt: '',
+          post_history_instructions: '',
+          creator: 'tests',
+          character_version: '1',
+          extensions: { custom: { kept: true } },
+        },
+      };
+      const transfer = await page.evaluateHandle((json) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([json], 'mara.json', { type: 'application/json' }));
+        return dt;
+      }, JSON.stringify(card));
+      await page.dispatchEvent('[aria-label="Import character cards"]', 'drop', { dataTransfer: transfer });
+      await page.getByRole('status').getByText('Imported Mara.').waitFor();
+      await shot(page, `${viewport}-characters`);
+      await page.locator('ul.grid').getByRole('button', { name: /Mara/ }).click();
+      const dialog = page.getByRole('dialog', { name: 'Mara' });
+      await dialog.getByText('Oh! A visitor, at this hour?').click();
+      await shot(page, `${viewport}-character`);
+      await dialog.getByRole('button', { name: 'Chat with Mara' }).click();
+      await page.locator('article.narrator').getByText('Oh! A visitor, at this hour?').waitFor();
+      await composer(page).fill('Hello Mara');
+      await composer(page).press('Enter');
+      await settled(page);
+      assert.equal(await page.locator('article.narrator').count(), 2);
+      await context.close();
+    });
+
+    test('imports a SillyTavern chat and continues it', async () => {
+      const { context, page } = await open(server, viewport);
+      await page.getByRole('link', { name: 'Characters' }).click();
+      await page.getByLabel('SillyTavern chat file').setInputFiles(CHAT);
+      await page.locator('article.narrator').first().waitFor();
+      const before = await page.locator('article.narrator').count();
+      await say(page, 'I sit down by the fire');
+      assert.equal(await page.locator('article.narrator').count(), before + 1);
       await context.close();
     });
 
