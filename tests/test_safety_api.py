@@ -123,6 +123,25 @@ def test_a_player_cannot_lift_their_own_pause_or_read_flags(clinic: Clinic) -> N
         assert player.get("/api/v1/safety/flags").status_code == 403
 
 
+def test_forking_a_paused_session_over_http_gives_a_paused_fork(clinic: Clinic) -> None:
+    sid = crisis_session(clinic, "player")
+    with clinic.client("player") as player:
+        forked = player.post(f"/api/v1/sessions/{sid}/fork", json={"at_turn": 0})
+        assert forked.status_code == 201
+        fork = forked.json()["id"]
+        turn = player.post(f"/api/v1/sessions/{fork}/turns", json={"text": "I open the door"})
+        assert turn.json()["safety"]["action"] == "paused"
+    with clinic.client("therapist") as therapist:
+        flags = therapist.get("/api/v1/safety/flags", params={"session_id": fork}).json()
+        assert [(f["source"], f["status"], f["paused"]) for f in flags] == [("fork", "open", True)]
+        assert therapist.post(f"/api/v1/sessions/{fork}/safety/resume").status_code == 200
+    with clinic.client("player") as player:
+        turn = player.post(f"/api/v1/sessions/{fork}/turns", json={"text": "I open the door"})
+        assert turn.json()["safety"]["action"] != "paused"
+        still = player.post(f"/api/v1/sessions/{sid}/turns", json={"text": "I open the door"})
+        assert still.json()["safety"]["action"] == "paused"
+
+
 def test_a_webhook_secret_is_shown_once_and_only_for_ones_own_hook(clinic: Clinic) -> None:
     with clinic.client("therapist") as therapist:
         made = therapist.put("/api/v1/safety/webhook", json={"url": "https://example.test/h"})

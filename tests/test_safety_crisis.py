@@ -26,6 +26,7 @@ from taleweaver.safety.classifier import ModelClassifier, parse_verdict
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.protocol import CrisisSignal
 from taleweaver.safety.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webhooks, verify
+from taleweaver.store.queries import SessionFilter
 
 STORY = "The hall is quiet.\n\nChoices:\n1. Go left\n2. Go right\n"
 CRISIS = "honestly I don't see the point of going on, everyone would be better off without me"
@@ -476,3 +477,95 @@ def test_an_unknown_policy_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TALEWEAVER_SAFETY_POLICY")
     assert configured_policy(True) == Policy.RULES_OR_MODEL
     assert configured_policy(False) == Policy.RULES
+
+
+# --- forks -------------------------------------------------------------------------------
+
+
+async def test_a_fork_of_a_paused_session_starts_paused_and_is_resumed_on_its_own(
+    clinic: Clinic,
+) -> None:
+    engine = clinic.engine
+    sid = await clinic.session()
+    await clinic.turn(sid, say("I enter the hall"))
+    await clinic.turn(sid, say(CRISIS))
+    assert await engine.safety.paused(clinic.workspace, sid)
+    meta = EventMetadata(actor=clinic.player)
+    for at_turn in (0, 1):  # forking before the crisis is no way out either
+        fork = await engine.sessions.fork(
+            clinic.workspace,
+            sid,
+            at_turn=at_turn,
+            title=None,
+            owner_id=clinic.player,
+            metadata=meta,
+        )
+        assert await engine.safety.paused(clinic.workspace, fork["id"])
+        model = ScriptedModel([STORY])
+        engine.caps.model = model
+        answer = await clinic.turn(fork["id"], say("I open the door"))
+        assert answer["safety"]["action"] == "paused" and model.calls == []
+    (carried,) = await engine.safety.flags.list(
+        clinic.workspace, users=None, status="open", session_id=fork["id"]
+    )
+    (original,) = await engine.safety.flags.list(
+        clinic.workspace, users=None, status="open", session_id=sid
+    )
+    assert (carried["source"], carried["ref"], carried["user_id"]) == (
+        "fork",
+        original["id"],
+        clinic.player,
+    )
+    assert carried["categories"] == original["categories"]
+    audit = await engine.audit.entries(workspace_id=clinic.workspace, limit=1000)
+    assert any(e["action"] == "safety.pause_carried" and e["target"] == fork["id"] for e in audit)
+
+    await engine.safety.resume(clinic.workspace, fork["id"], actor=clinic.therapist)
+    assert not await engine.safety.paused(clinic.workspace, fork["id"])
+    assert await engine.safety.paused(clinic.workspace, sid)  # the original still waits
+
+
+async def test_a_fork_of_a_resumed_session_is_not_paused(clinic: Clinic) -> None:
+    engine = clinic.engine
+    sid = await clinic.session()
+    await clinic.turn(sid, say(CRISIS))
+    await engine.safety.resume(clinic.workspace, sid, actor=clinic.therapist)
+    fork = await engine.sessions.fork(
+        clinic.workspace, sid, at_turn=1, title=None, metadata=EventMetadata(actor=clinic.player)
+    )
+    assert not await engine.safety.paused(clinic.workspace, fork["id"])
+
+
+async def test_a_fork_that_fails_to_commit_leaves_no_session_and_no_flag(
+    clinic: Clinic,
+) -> None:
+    engine = clinic.engine
+    sid = await clinic.session()
+    await clinic.turn(sid, say(CRISIS))
+    flags_before = await engine.safety.flags.list(clinic.workspace, users=None, status=None)
+    sessions_before = await engine.sessions.list_page(
+        clinic.workspace, SessionFilter(), limit=100, offset=0
+    )
+
+    async def fail(*_: Any) -> None:  # after the pause was carried, inside the transaction
+        raise InvalidInput("refused")
+
+    engine.sessions.fork_hooks.append(fail)
+    try:
+        with pytest.raises(InvalidInput):
+            await engine.sessions.fork(
+                clinic.workspace,
+                sid,
+                at_turn=1,
+                title=None,
+                metadata=EventMetadata(actor=clinic.player),
+            )
+    finally:
+        engine.sessions.fork_hooks.remove(fail)
+    assert await engine.safety.flags.list(clinic.workspace, users=None, status=None) == (
+        flags_before
+    )
+    assert (
+        await engine.sessions.list_page(clinic.workspace, SessionFilter(), limit=100, offset=0)
+        == sessions_before
+    )

@@ -92,6 +92,7 @@ class Engine:
         self.safety = SafetyService(
             self.db, self.audit, caps.model, model_routed=bool(self.settings.routes.safety)
         )
+        self.sessions.fork_hooks.append(self.safety.carry_pause)
         # The therapy layer raises crises (a positive PHQ-9 item 9) through safety's protocol.
         self.crisis: CrisisProtocol = self.safety.crisis
         self.therapy = TherapyService(

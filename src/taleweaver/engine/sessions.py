@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
@@ -20,11 +23,17 @@ from taleweaver.store.repository import SessionRepository
 
 MAX_SETTINGS_BYTES = 16 * 1024
 
+# (conn, workspace id, source session id, fork's session id), run inside the fork's
+# transaction: what a capability keeps beside a session and must follow its forks
+# (the safety layer's crisis pause) is written with the fork or not at all.
+ForkHook = Callable[[AsyncConnection, str, str, str], Awaitable[None]]
+
 
 class Sessions:
     def __init__(self, repository: SessionRepository, queries: Queries) -> None:
         self.repository = repository
         self.queries = queries
+        self.fork_hooks: list[ForkHook] = []
 
     async def create(
         self,
@@ -124,8 +133,13 @@ class Sessions:
                 "owner_id": owner_id,
             },
         )
+
+        async def carry(conn: AsyncConnection) -> None:
+            for hook in self.fork_hooks:
+                await hook(conn, workspace_id, session_id, state.id)
+
         await self.repository.commit(
-            state, [created, *history], metadata, workspace_id=workspace_id
+            state, [created, *history], metadata, workspace_id=workspace_id, within=carry
         )
         return await self.get(workspace_id, state.id)
 

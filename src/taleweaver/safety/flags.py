@@ -62,6 +62,44 @@ class Flags:
         )
         return flag_id
 
+    async def carry(
+        self, workspace_id: str, source_id: str, fork_id: str, *, conn: Any
+    ) -> list[str]:
+        """Copy the source session's open pausing flags onto its fork, inside the
+        fork's transaction: forking must not be a way out of the crisis protocol, so
+        the fork starts paused until someone resumes it too. Returns the new ids."""
+        rows = (
+            await conn.execute(
+                sa.select(safety_flags).where(
+                    safety_flags.c.workspace_id == workspace_id,
+                    safety_flags.c.session_id == source_id,
+                    safety_flags.c.status == "open",
+                    safety_flags.c.paused,
+                )
+            )
+        ).all()
+        now = datetime.now(UTC)
+        copies = [
+            {
+                "id": uuid.uuid4().hex,
+                "workspace_id": workspace_id,
+                "session_id": fork_id,
+                "user_id": row.user_id,  # the player in crisis, whoever forked
+                "level": row.level,
+                "categories": list(row.categories),
+                "source": "fork",
+                "ref": row.id,  # the flag it was carried from
+                "paused": True,
+                "status": "open",
+                "detail": dict(row.detail) | {"forked_from": source_id},
+                "created_at": now,
+            }
+            for row in rows
+        ]
+        if copies:
+            await conn.execute(safety_flags.insert(), copies)
+        return [c["id"] for c in copies]
+
     async def pause_of(self, workspace_id: str, session_id: str) -> JSON | None:
         """The level and categories of the newest open pausing flag of a session, or
         None when it may go on (asked on every turn: one driver call on SQLite)."""

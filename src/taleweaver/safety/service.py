@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from taleweaver.auth import AuditLog
 from taleweaver.domain.events import JSON
 from taleweaver.llm import ChatModel
@@ -79,6 +81,21 @@ class SafetyService:
                 conn=conn,
             )
         return {"session_id": session_id, "paused": False, "flags_resolved": resolved}
+
+    async def carry_pause(
+        self, conn: AsyncConnection, workspace_id: str, source_id: str, fork_id: str
+    ) -> None:
+        """A fork of a paused session starts paused (an engine fork hook)."""
+        carried = await self.flags.carry(workspace_id, source_id, fork_id, conn=conn)
+        if carried:
+            await self.audit.record(
+                AUDIT_ACTOR,
+                "safety.pause_carried",
+                workspace_id=workspace_id,
+                target=fork_id,
+                details={"forked_from": source_id, "flags": carried},
+                conn=conn,
+            )
 
     async def paused(self, workspace_id: str, session_id: str) -> bool:
         return await self.flags.pause_of(workspace_id, session_id) is not None

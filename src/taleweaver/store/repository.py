@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import NotFound
 from taleweaver.domain.events import EventMetadata, NewEvent, RecordedEvent
@@ -63,9 +65,12 @@ class SessionRepository:
         metadata: EventMetadata,
         *,
         workspace_id: str | None = None,
+        within: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> tuple[SessionState, list[RecordedEvent]]:
         """Append at the state's version and update read models, all in one transaction.
 
+        `within` writes the caller's own rows in that transaction (a fork's carried
+        safety pause), so they commit with the events or not at all.
         Raises `ConcurrencyConflict` if anything else was appended since `state`.
         """
         after = state.copy()
@@ -81,6 +86,8 @@ class SessionRepository:
             for event in recorded:
                 after.apply(event)
             await project(conn, recorded, self.store.sealer)
+            if within is not None:
+                await within(conn)
             if after.version // SNAPSHOT_EVERY > state.version // SNAPSHOT_EVERY:
                 await self.store.save_snapshot(conn, state.id, after.version, after.to_snapshot())
         self._remember(after)
