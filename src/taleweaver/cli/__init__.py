@@ -1,1 +1,4 @@
 """The `taleweaver` command line."""
+
+# Modules are imported by name; nothing is re-exported here.
+__all__: list[str] = []
