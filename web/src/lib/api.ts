@@ -2,7 +2,9 @@
 
 import { readEvents, type SseEvent } from './sse';
 import type {
+  Artifact,
   Character,
+  Entity,
   CharacterSummary,
   Me,
   Message,
@@ -12,6 +14,7 @@ import type {
   SessionPage,
   Turn,
   TurnBody,
+  World,
 } from './types';
 
 const BASE = '/api/v1';
@@ -109,6 +112,15 @@ export const api = {
   importChat: (file: File) => json<Session>('POST', '/sessions/import', file),
   exportUrl: (id: string, format: 'png' | 'json' | 'charx') => `${BASE}/characters/${q(id)}/export?format=${format}`,
   avatarUrl: (id: string) => `${BASE}/characters/${q(id)}/avatar`,
+
+  worlds: () => json<World[]>('GET', '/worlds'),
+  world: (id: string) => json<World>('GET', `/worlds/${q(id)}`),
+  createWorld: (name: string, description: string) => json<World>('POST', '/worlds', { name, description }),
+  review: (worldId: string) => json<Artifact[]>('GET', `/worlds/${q(worldId)}/review`),
+  decide: (worldId: string, artifactId: string, decision: 'accept' | 'reject', fields: Record<string, 'reject'> = {}) =>
+    json<Artifact>('POST', `/worlds/${q(worldId)}/review/${q(artifactId)}`, { decision, fields }),
+  entities: (worldId: string) => json<Entity[]>('GET', `/worlds/${q(worldId)}/entities?limit=500`),
+  entity: (worldId: string, id: string) => json<Entity>('GET', `/worlds/${q(worldId)}/entities/${q(id)}`),
 
   cancel: (sessionId: string, turnId: string) =>
     json<Turn>('POST', `/sessions/${q(sessionId)}/turns/${q(turnId)}/cancel`),

@@ -1,10 +1,12 @@
 // Client routes: `/`, `/s/<session id>` (with `?turn=N` to open at a turn) and
-// `/characters`. The server answers every such path with the app, so a reload keeps
+// `/characters`, `/worlds[/<id>[/entities/<id>]]`. The server answers every such path with the app, so a reload keeps
 // the place.
 
 export interface Route {
-  view: 'home' | 'session' | 'characters';
+  view: 'home' | 'session' | 'characters' | 'worlds';
   sessionId: string | null;
+  worldId: string | null;
+  entityId: string | null;
   turn: number | null;
 }
 
@@ -12,9 +14,12 @@ function parse(): Route {
   const match = /^\/s\/([^/]+)$/.exec(location.pathname);
   const turn = Number(new URLSearchParams(location.search).get('turn'));
   const sessionId = match ? decodeURIComponent(match[1] ?? '') : null;
+  const world = /^\/worlds(?:\/([^/]+)(?:\/entities\/([^/]+))?)?$/.exec(location.pathname);
   return {
-    view: sessionId ? 'session' : location.pathname === '/characters' ? 'characters' : 'home',
+    view: sessionId ? 'session' : location.pathname === '/characters' ? 'characters' : world ? 'worlds' : 'home',
     sessionId,
+    worldId: world?.[1] ? decodeURIComponent(world[1]) : null,
+    entityId: world?.[2] ? decodeURIComponent(world[2]) : null,
     turn: Number.isInteger(turn) && turn > 0 ? turn : null,
   };
 }
@@ -39,4 +44,9 @@ export function go(sessionId: string | null, turn: number | null = null, replace
 
 export function goCharacters(): void {
   navigate('/characters', false);
+}
+
+export function goWorld(worldId: string | null = null, entityId: string | null = null): void {
+  const e = encodeURIComponent;
+  navigate(worldId ? `/worlds/${e(worldId)}${entityId ? `/entities/${e(entityId)}` : ''}` : '/worlds', false);
 }

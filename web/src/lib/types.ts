@@ -93,3 +93,51 @@ export interface Character extends CharacterSummary {
   card: { data?: Record<string, unknown> } & Record<string, unknown>;
   has_avatar: boolean;
 }
+
+export interface World {
+  id: string;
+  name: string;
+  description: string;
+}
+
+export interface SourceRef {
+  session_id?: string;
+  turn_id?: string;
+}
+
+export interface Artifact {
+  id: string;
+  session_id: string;
+  kind: 'entity' | 'fact' | 'relation' | 'event' | string;
+  payload: Record<string, unknown>;
+  confidence: Record<string, number>;
+  status: string;
+}
+
+export interface Fact {
+  id: string;
+  attribute: string;
+  value: unknown;
+  valid_from: number | string | null;
+  valid_to: number | string | null;
+  source_refs: SourceRef[];
+}
+
+export interface Relation {
+  id: string;
+  source_id: string;
+  type: string;
+  target_id: string;
+}
+
+export interface Entity {
+  id: string;
+  type: string;
+  name: string;
+  aliases: string[];
+  summary: string;
+  status: string;
+  source_refs: SourceRef[];
+  facts?: Fact[];
+  relations?: Relation[];
+}

@@ -318,6 +318,40 @@ for (const viewport of ['desktop', 'phone']) {
       await context.close();
     });
 
+    test('accepts an extraction and finds it on the entity page', async () => {
+      const { context, page } = await open(server, viewport);
+      await page.getByRole('link', { name: 'Worlds' }).click();
+      await page.getByLabel('Name').fill('Eldoria');
+      await page.getByRole('button', { name: 'Create world' }).click();
+      await page.getByRole('tab', { name: /To review/ }).waitFor();
+      await page.goto(server.url + '/');
+      const dialog = await newStory(page, 'Smugglers of Port Sable');
+      await dialog.getByRole('combobox', { name: /World/ }).selectOption({ label: 'Eldoria' });
+      await dialog.getByRole('button', { name: 'Start' }).click();
+      await page.getByRole('heading', { name: 'Smugglers of Port Sable', level: 2 }).waitFor();
+      await say(page, 'Mira Vance lives in Port Sable.');
+      await page.goto(server.url + '/worlds');
+      await page.getByRole('link', { name: /Eldoria/ }).click();
+      const relation = page.getByRole('article', { name: /Vance lives in Port Sable$/ });
+      await relation.waitFor().catch(async (e) => {
+        await shot(page, `${viewport}-review-failed`);
+        throw e;
+      });
+      await shot(page, `${viewport}-review`);
+      await relation.getByRole('button', { name: 'Accept' }).click();
+      await page.getByRole('status').getByText(/Accepted/).waitFor();
+      await page.getByRole('tab', { name: /Canon/ }).click();
+      await page.getByRole('link', { name: /Vance/ }).click();
+      await page.getByRole('heading', { name: /Vance/, level: 1 }).waitFor();
+      await page.getByText('lives in').waitFor().catch(async (e) => {
+        await shot(page, `${viewport}-entity-failed`);
+        throw e;
+      });
+      await page.getByRole('link', { name: 'Port Sable', exact: true }).waitFor();
+      await shot(page, `${viewport}-entity`);
+      await context.close();
+    });
+
     test('looks calm in the dark too', async () => {
       const { context, page } = await open(server, viewport, { scheme: 'dark' });
       await page.getByRole('link', { name: /The Sunken Archive/ }).click();
