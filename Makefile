@@ -39,7 +39,8 @@ web-if-node:
 	else echo "npm not found: serving the API only (install Node.js 20+ to build the web app)"; fi
 
 web-test: $(VENV)/.installed web
-	cd web && npm run --silent check && npm run --silent test:unit && npm run --silent test:browser
+	cd web && npm run --silent check && npm run --silent test:unit && npm run --silent size \
+		&& npm run --silent test:browser
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks

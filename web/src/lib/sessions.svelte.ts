@@ -3,10 +3,11 @@
 import { api } from './api';
 import type { Session, SessionKind } from './types';
 
-export const sessions = $state<{ items: Session[]; loaded: boolean; archived: boolean }>({
+export const sessions = $state<{ items: Session[]; loaded: boolean; archived: boolean; error: string }>({
   items: [],
   loaded: false,
   archived: false,
+  error: '',
 });
 
 function sort(items: Session[]): Session[] {
@@ -15,11 +16,17 @@ function sort(items: Session[]): Session[] {
   );
 }
 
+/** Load the list; a failure is kept in `sessions.error` for the sidebar to show. */
 export async function loadSessions(archived = sessions.archived): Promise<void> {
-  const page = await api.sessions(archived);
-  sessions.archived = archived;
-  sessions.items = sort(page.items);
-  sessions.loaded = true;
+  try {
+    const page = await api.sessions(archived);
+    sessions.archived = archived;
+    sessions.items = sort(page.items);
+    sessions.loaded = true;
+    sessions.error = '';
+  } catch (e) {
+    sessions.error = `Your sessions could not be loaded. ${e instanceof Error ? e.message : String(e)}`;
+  }
 }
 
 /** Put a changed session in its place (or drop it when it left the shown list). */
