@@ -1,9 +1,11 @@
 """The whole API fuzzed from its own OpenAPI schema with schemathesis, against the real
-app on loopback: no request may cause a server error, and every answer must be one
-the schema documents, in status, content type, headers and body. Once in single-user
-mode, over a world with a played session, and once as the holder of an API key on an
-instance that requires a login. Deterministic and bounded: a fixed seed, a few
-examples per operation."""
+app in process (its whole ASGI stack, lifespan included; the HTTP server itself is
+tested in tests/test_api.py and by the CLI's `serve`): no request may cause a server
+error, and every answer must be one the schema documents, in status, content type,
+headers and body. Once in single-user mode, over a world with a played session, and
+once as the holder of an API key on an instance that requires a login. Deterministic
+and bounded: a fixed seed, five examples per operation (each operation's own tests
+cover its behaviour; this finds what no one thought to write)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis import APIOperation, Case
 from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -30,7 +32,6 @@ from taleweaver.api import create_app
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from tests.conftest import LoopbackServer
 
 OperationCase = Case[APIOperation[Any, Any, Any, Any]]
 
@@ -51,48 +52,73 @@ FUZZ_SETTINGS = hypothesis_settings(
 )
 
 
-def _schema() -> schemathesis.BaseSchema:
-    """The app's OpenAPI document: building it opens no database (startup does)."""
-    app = create_app(Settings(model="scripted"))
-    config = schemathesis.Config.from_dict(
-        {
-            "seed": 20251124,
-            "generation": {"max-examples": 12, "deterministic": True, "database": "none"},
-            "phases": {"stateful": {"enabled": False}},
-        }
-    )
-    return schemathesis.openapi.from_dict(app.openapi(), config=config)
+def _schemas() -> tuple[schemathesis.BaseSchema, schemathesis.BaseSchema]:
+    """The app's OpenAPI document (building it opens no database: startup does), to
+    fuzz with and without the coverage phase."""
+    document = create_app(Settings(model="scripted")).openapi()
+
+    def schema(coverage: bool) -> schemathesis.BaseSchema:
+        phases = {"stateful": {"enabled": False}, "coverage": {"enabled": coverage}}
+        config = schemathesis.Config.from_dict(
+            {
+                "seed": 20251124,
+                "generation": {"max-examples": 5, "deterministic": True, "database": "none"},
+                "phases": phases,
+            }
+        )
+        return schemathesis.openapi.from_dict(document, config=config)
+
+    return schema(coverage=True), schema(coverage=False)
 
 
-schema = _schema()
+# The coverage phase sends every case the schema defines (each missing, wrong-typed
+# or out-of-range value: ~50 requests an operation); it runs once, as the key holder,
+# whose instance has every operation. Validation answers the same in single-user
+# mode, which is fuzzed with five examples an operation.
+schema, fuzz_only = _schemas()
+
+
+# Where the in-process client sends requests.
+BASE_URL = f"http://{asgi.HOST}"
 
 
 @dataclass
 class Target:
-    """A running server as the fuzzer sees it: where, with which headers, and real ids
-    to put in place of generated path parameters."""
+    """A running app as the fuzzer sees it: a client reaching it in process, with
+    which headers, and real ids to put in place of generated path parameters."""
 
-    base_url: str
+    client: Any  # schemathesis' ASGI client (a requests session)
     headers: dict[str, str] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
 
     def call(self, case: OperationCase) -> None:
         if case.path_parameters:
+            if "session_id" in case.path_parameters and "session_id" not in self.ids:
+                self.ids["session_id"] = self._new_story()
             case.path_parameters = {
                 name: self.ids.get(name, value) for name, value in case.path_parameters.items()
             }
-        case.call_and_validate(base_url=self.base_url, headers=self.headers, checks=CHECKS)
+        case.call_and_validate(
+            base_url=BASE_URL, session=self.client, headers=self.headers, checks=CHECKS
+        )
+
+    def _new_story(self) -> str:
+        story = self.client.post(
+            "/api/v1/sessions", json={"kind": "story", "title": "Fuzzed"}, headers=self.headers
+        )
+        assert story.status_code == 201, story.text
+        session_id: str = story.json()["id"]
+        turn = self.client.post(
+            f"/api/v1/sessions/{session_id}/turns", json={"text": "Look"}, headers=self.headers
+        )
+        assert turn.status_code == 201, turn.text
+        return session_id
 
     def with_story(self) -> Target:
         """This target, with a fresh story of one turn as the session path parameter
-        (an operation may delete or change the one before)."""
-        with httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30) as client:
-            story = client.post("/api/v1/sessions", json={"kind": "story", "title": "Fuzzed"})
-            assert story.status_code == 201, story.text
-            session_id = story.json()["id"]
-            turn = client.post(f"/api/v1/sessions/{session_id}/turns", json={"text": "Look"})
-            assert turn.status_code == 201, turn.text
-        return replace(self, ids=self.ids | {"session_id": session_id})
+        (an operation may delete or change the one before), made when an operation
+        first names a session."""
+        return replace(self, ids=dict(self.ids))
 
 
 def _settings(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> Settings:
@@ -106,14 +132,21 @@ def _settings(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> Set
     )
 
 
-# One server per variant, shared by every operation: starting one per operation would
-# cost more than the fuzzing itself.
+# One app per variant, shared by every operation: starting one per operation would
+# cost more than the fuzzing itself. Schemathesis runs an app's lifespan once and
+# shuts it down when the process exits.
+
+
+def _running(settings: Settings) -> Any:
+    app: Any = create_app(settings, model=ScriptedModel())
+    return asgi.get_client(app).__enter__()
 
 
 @pytest.fixture(scope="module")
 def single_user_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    with LoopbackServer(_settings(tmp_path_factory), None) as server:
-        yield Target(server.base_url, ids={"workspace_id": "local", "user_id": "local"})
+    yield Target(
+        _running(_settings(tmp_path_factory)), ids={"workspace_id": "local", "user_id": "local"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +166,11 @@ def key_holder_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targ
             await engine.close()
 
     key = asyncio.run(make_key())
-    with LoopbackServer(settings, None) as server:
-        yield Target(
-            server.base_url,
-            headers={"Authorization": f"Bearer {key}"},
-            ids={"workspace_id": "local"},
-        )
+    yield Target(
+        _running(settings),
+        headers={"Authorization": f"Bearer {key}"},
+        ids={"workspace_id": "local"},
+    )
 
 
 @pytest.fixture
@@ -153,7 +185,7 @@ def key_holder(key_holder_server: Target) -> Target:
 
 # A second account would switch the shared single-user server to requiring logins for
 # every operation after this one: creating users is fuzzed by the key holder instead.
-@schema.exclude(name="POST /api/v1/users").parametrize()
+@fuzz_only.exclude(name="POST /api/v1/users").parametrize()
 @FUZZ_SETTINGS
 def test_single_user_mode_conforms_to_the_schema(case: OperationCase, single_user: Target) -> None:
     single_user.call(case)
