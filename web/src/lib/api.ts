@@ -4,6 +4,7 @@ import { readEvents, type SseEvent } from './sse';
 import type {
   Artifact,
   Character,
+  ContextPiece,
   Entity,
   CharacterSummary,
   Me,
@@ -121,6 +122,9 @@ export const api = {
     json<Artifact>('POST', `/worlds/${q(worldId)}/review/${q(artifactId)}`, { decision, fields }),
   entities: (worldId: string) => json<Entity[]>('GET', `/worlds/${q(worldId)}/entities?limit=500`),
   entity: (worldId: string, id: string) => json<Entity>('GET', `/worlds/${q(worldId)}/entities/${q(id)}`),
+
+  context: (sessionId: string, turnId: string) =>
+    json<{ kept: ContextPiece[]; cut: ContextPiece[] }>('GET', `/sessions/${q(sessionId)}/turns/${q(turnId)}/context`),
 
   cancel: (sessionId: string, turnId: string) =>
     json<Turn>('POST', `/sessions/${q(sessionId)}/turns/${q(turnId)}/cancel`),

@@ -141,3 +141,12 @@ export interface Entity {
   facts?: Fact[];
   relations?: Relation[];
 }
+
+/** One piece of what the narrator saw (or was cut), and why. */
+export interface ContextPiece {
+  source: string;
+  ref?: string;
+  reason?: string;
+  detail?: string;
+  cut?: string;
+}

@@ -161,6 +161,14 @@ for (const viewport of ['desktop', 'phone']) {
       await count.getByText('1 / 2').waitFor();
       await page.locator('body').press('ArrowRight');
       await count.getByText('2 / 2').waitFor();
+
+      await page.locator('article.narrator').last().hover();
+      await page.getByRole('button', { name: /Why the narrator wrote turn 3/ }).click();
+      const why = page.getByRole('dialog', { name: 'Why this reply?' });
+      await why.getByText('Instructions').waitFor();
+      await why.getByText(/Earlier messages/).waitFor();
+      await shot(page, `${viewport}-context`);
+      await why.getByRole('button', { name: 'Close' }).click();
       await context.close();
     });
 
@@ -194,7 +202,7 @@ for (const viewport of ['desktop', 'phone']) {
 
       await page.locator('article.narrator').first().hover();
       await page.getByRole('button', { name: 'Branch a new session from turn 1' }).click();
-      await page.getByRole('heading', { name: /branch at 1/ }).waitFor();
+      await page.getByRole('heading', { name: /branch at 1/, level: 1 }).waitFor();
       assert.notEqual(page.url(), url);
       await page.locator('article.narrator').first().waitFor();
       assert.equal(await page.locator('article.narrator').count(), 1);
