@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
 
@@ -27,6 +29,19 @@ const ARGS = [
 ];
 
 mkdirSync(SHOTS, { recursive: true });
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** Serious and critical accessibility violations on the page as it is now (axe-core). */
+async function axeViolations(page) {
+  await page.addScriptTag({ content: AXE });
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
+  });
+  return found;
+}
 
 let browser;
 before(async () => {
@@ -40,8 +55,9 @@ after(async () => {
   await browser?.close();
 });
 
-async function open(server, viewport, { scheme = 'light' } = {}) {
+async function open(server, viewport, { scheme = 'light', axe = false } = {}) {
   const context = await browser.newContext({
+    bypassCSP: axe, // only to inject axe-core; the app itself runs under its CSP elsewhere
     viewport: VIEWPORTS[viewport],
     colorScheme: scheme,
     serviceWorkers: 'block',
@@ -358,6 +374,30 @@ for (const viewport of ['desktop', 'phone']) {
       await page.getByRole('link', { name: 'Port Sable', exact: true }).waitFor();
       await shot(page, `${viewport}-entity`);
       await context.close();
+    });
+
+    test('axe finds no serious accessibility violation on the main screens', async () => {
+      for (const scheme of ['light', 'dark']) {
+        const { context, page } = await open(server, viewport, { scheme, axe: true });
+        await page.getByRole('button', { name: 'New', exact: true }).waitFor();
+        const problems = [];
+        if (viewport === 'desktop') {
+          await page.getByRole('heading', { name: 'Where shall we begin?' }).waitFor();
+          problems.push(...(await axeViolations(page)));
+        }
+        await page.getByRole('link', { name: /The Sunken Archive/ }).click();
+        await page.locator('article.narrator').first().waitFor();
+        problems.push(...(await axeViolations(page)));
+        await page.goto(server.url + '/characters');
+        await page.locator('ul.grid li').first().waitFor();
+        problems.push(...(await axeViolations(page)));
+        await page.goto(server.url + '/worlds');
+        await page.getByRole('link', { name: /Eldoria/ }).click();
+        await page.getByRole('tab', { name: /To review/ }).waitFor();
+        problems.push(...(await axeViolations(page)));
+        assert.deepEqual(problems, [], `${scheme}: ${problems.join('; ')}`);
+        await context.close();
+      }
     });
 
     test('looks calm in the dark too', async () => {
