@@ -212,6 +212,17 @@ for (const viewport of ['desktop', 'phone']) {
       await page.reload();
       assert.equal(page.url(), url, 'the open session survives a reload');
       await page.getByText('You whisper into the dark.').waitFor();
+      if (viewport === 'phone') {
+        // The place read survives a reload: scrolled back to the start, it opens there.
+        await page.locator('.scroller').evaluate((el) => el.scrollTo(0, 0));
+        await page.waitForTimeout(400);
+        await page.reload();
+        await page.locator('article.narrator').first().waitFor();
+        await page.waitForTimeout(100);
+        assert.ok((await page.locator('.scroller').evaluate((el) => el.scrollTop)) < 80, 'reopened where the reader was');
+        await page.locator('.scroller').evaluate((el) => el.scrollTo(0, el.scrollHeight));
+        await page.waitForTimeout(400);
+      }
       await page.getByRole('button', { name: 'Continue' }).click();
       await settled(page);
       assert.equal(await page.locator('article.narrator').count(), 4);
