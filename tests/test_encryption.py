@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -591,10 +592,96 @@ async def test_keys_rotate_on_the_command_line_reports_counts_and_status(
     rotated = await asyncio.to_thread(run, "rotate", "--grace", "0")
     assert rotated.returncode == 0, rotated.stderr
     assert (
-        "re-encrypted: secrets 0, events 2, snapshots 0, messages 2, summaries 0, sessions 1"
-        in rotated.stdout
+        "re-encrypted: secrets 0, events 2, snapshots 0, messages 2, sessions 1, summaries 0, "
+        "webhooks 0" in rotated.stdout
     )
     assert "retired from the key file" in rotated.stdout
     status = await asyncio.to_thread(run, "status")
     assert status.returncode == 0, status.stderr
     assert "messages          2 encrypted,        0 under older keys" in status.stdout
+
+
+# --- safety webhook secrets (a declared sealed column) -----------------------------------
+
+HOOK_URL = "https://clinic.test/hook"
+
+
+async def webhook_rows(db: Database) -> list[tuple[Any, ...]]:
+    return await raw(db, "SELECT workspace_id, user_id, secret FROM safety_webhooks")
+
+
+async def test_a_webhook_secret_is_stored_sealed_and_still_signs_deliveries(
+    make_engine: MakeEngine,
+) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "C", sensitive=False))["id"]
+    made = await engine.safety.webhooks.register(ws, "therapist", HOOK_URL)
+    ((_, _, stored),) = await webhook_rows(engine.db)
+    assert is_sealed(stored) and made["secret"] not in stored
+    assert await engine.safety.webhooks.targets(ws, ["therapist"]) == [
+        ("therapist", HOOK_URL, made["secret"])
+    ]
+
+
+async def test_a_webhook_secret_moved_to_another_users_row_does_not_open(
+    make_engine: MakeEngine,
+) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "C", sensitive=False))["id"]
+    hooks = engine.safety.webhooks
+    await hooks.register(ws, "a", HOOK_URL)
+    await hooks.register(ws, "b", HOOK_URL)
+    async with engine.db.write() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE safety_webhooks SET secret = "
+                "(SELECT secret FROM safety_webhooks WHERE user_id = 'a') WHERE user_id = 'b'"
+            )
+        )
+    with pytest.raises(EncryptionError, match="integrity"):
+        await hooks.targets(ws, ["b"])
+
+
+async def test_a_refused_webhook_leaves_the_old_one_in_place(make_engine: MakeEngine) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "C", sensitive=False))["id"]
+    made = await engine.safety.webhooks.register(ws, "therapist", HOOK_URL)
+    before = await webhook_rows(engine.db)
+    with pytest.raises(InvalidInput):
+        await engine.safety.webhooks.register(ws, "therapist", "javascript:alert(1)")
+    keyless = type(engine.safety.webhooks)(engine.db)
+    with pytest.raises(KeyMissing):
+        await keyless.register(ws, "therapist", HOOK_URL)
+    assert await webhook_rows(engine.db) == before
+    (target,) = await engine.safety.webhooks.targets(ws, ["therapist"])
+    assert target[2] == made["secret"]
+
+
+async def test_a_plaintext_webhook_secret_from_before_still_signs_and_rotation_seals_it(
+    make_engine: MakeEngine, settings: Settings, db_spec: DatabaseSpec
+) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "C", sensitive=False))["id"]
+    legacy = "x" * 43  # what token_urlsafe(32) gave, stored as it was before 0012
+    async with engine.db.write() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO safety_webhooks (workspace_id, user_id, url, secret, created_at) "
+                "VALUES (:ws, 'old', :url, :secret, :at)"
+            ),
+            {"ws": ws, "url": HOOK_URL, "secret": legacy, "at": datetime.now(UTC)},
+        )
+    fresh = await engine.safety.webhooks.register(ws, "new", HOOK_URL)
+    hooks = engine.safety.webhooks
+    assert (await hooks.targets(ws, ["old"]))[0][2] == legacy
+    keys, _ = key_ring_from_settings(settings, engine.db.dialect)
+    assert (await rotation.pending(engine.db, keys))["webhooks"] == (2, 1)
+
+    old_key = {key_id_of(s) for _, _, s in await webhook_rows(engine.db) if is_sealed(s)}
+    done = await rotate_elsewhere(settings, db_spec)
+    assert done.reencrypted["webhooks"] == 2 and done.left_on_old_keys == 0
+    stored = {user: s for _, user, s in await webhook_rows(engine.db)}
+    assert all(is_sealed(s) and key_id_of(s) == done.key_id for s in stored.values())
+    assert done.key_id not in old_key and legacy not in stored["old"]
+    secrets_now = {u: s for u, _, s in await hooks.targets(ws, ["old", "new"])}
+    assert secrets_now == {"old": legacy, "new": fresh["secret"]}

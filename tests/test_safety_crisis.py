@@ -142,7 +142,7 @@ async def clinic(make_engine: Callable[..., Any]) -> Clinic:
 
 
 async def fast_webhooks(engine: Engine) -> Webhooks:
-    hooks = Webhooks(engine.db, attempts=3, backoff_s=0.01)
+    hooks = Webhooks(engine.db, keys=engine.safety.webhooks.keys, attempts=3, backoff_s=0.01)
     engine.safety.webhooks = hooks
     engine.safety.crisis.webhooks = hooks
     return hooks

@@ -23,6 +23,7 @@ from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
 from taleweaver.memory.world import WorldMemory
 from taleweaver.safety import AllowAll
 from taleweaver.safety.service import SafetyService
+from taleweaver.safety.webhooks import Webhooks
 from taleweaver.store import migrate
 from taleweaver.store.database import Database, sqlite_url
 from taleweaver.store.events import EventStore
@@ -90,7 +91,11 @@ class Engine:
             self.sessions, self.repository.store, self.characters, self.lorebooks
         )
         self.safety = SafetyService(
-            self.db, self.audit, caps.model, model_routed=bool(self.settings.routes.safety)
+            self.db,
+            self.audit,
+            caps.model,
+            model_routed=bool(self.settings.routes.safety),
+            webhooks=Webhooks(self.db, keys=self.sealer.keys if self.sealer else None),
         )
         self.sessions.fork_hooks.append(self.safety.carry_pause)
         # The therapy layer raises crises (a positive PHQ-9 item 9) through safety's protocol.

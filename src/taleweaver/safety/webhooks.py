@@ -5,6 +5,10 @@ and `X-Taleweaver-Signature: sha256=<hex>`, the HMAC-SHA256, keyed by the
 webhook's secret, of `<timestamp>.<body>`: a receiver recomputes it and rejects
 old timestamps, so a captured request cannot be replayed later. Failures are
 retried with exponential backoff; every delivery's status is recorded.
+
+Secrets are sealed at rest with the key ring, bound to their workspace and user;
+a row from before they were (plaintext, no `tw1:` prefix) still signs, until
+`taleweaver keys rotate` seals it.
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ from urllib.parse import urlsplit
 import httpx
 import sqlalchemy as sa
 
-from taleweaver.domain.errors import InvalidInput, NotFound
+from taleweaver.domain.errors import InvalidInput, KeyMissing, NotFound
 from taleweaver.domain.events import JSON
+from taleweaver.store.crypto import KeyRing, is_sealed
 from taleweaver.store.database import Database
-from taleweaver.store.safety_schema import safety_deliveries, safety_webhooks
+from taleweaver.store.safety_schema import (
+    safety_deliveries,
+    safety_webhooks,
+    webhook_secret_aad,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +87,14 @@ class Webhooks:
         self,
         db: Database,
         *,
+        keys: KeyRing | None = None,
         attempts: int | None = None,
         backoff_s: float | None = None,
         timeout_s: float = 5.0,
         client: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         self.db = db
+        self._keys = keys
         self.attempts = attempts or int(os.environ.get("TALEWEAVER_SAFETY_WEBHOOK_ATTEMPTS", "5"))
         self.backoff_s = (
             backoff_s
@@ -94,12 +105,24 @@ class Webhooks:
         self._client = client or (lambda: httpx.AsyncClient(timeout=self.timeout_s))
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def keys(self) -> KeyRing:
+        if self._keys is None:
+            raise KeyMissing("webhook secrets need encryption keys and none were given")
+        return self._keys
+
+    def _open(self, workspace_id: str, user_id: str, stored: str) -> str:
+        if not is_sealed(stored):  # written before secrets were sealed
+            return stored
+        return self.keys.decrypt(stored, webhook_secret_aad(workspace_id, user_id))
+
     # --- registration ---------------------------------------------------------------
 
     async def register(self, workspace_id: str, user_id: str, url: str) -> JSON:
         """Set the user's webhook; a new secret each time, returned only here."""
         url = check_url(url)
         secret = secrets.token_urlsafe(32)
+        sealed = self.keys.encrypt(secret, webhook_secret_aad(workspace_id, user_id))
         where = (
             safety_webhooks.c.workspace_id == workspace_id,
             safety_webhooks.c.user_id == user_id,
@@ -111,7 +134,7 @@ class Webhooks:
                     workspace_id=workspace_id,
                     user_id=user_id,
                     url=url,
-                    secret=secret,
+                    secret=sealed,
                     created_at=_now(),
                 )
             )
@@ -146,7 +169,7 @@ class Webhooks:
                     )
                 )
             ).all()
-        return [(r.user_id, r.url, r.secret) for r in rows]
+        return [(r.user_id, r.url, self._open(workspace_id, r.user_id, r.secret)) for r in rows]
 
     # --- delivery ---------------------------------------------------------------------
 

@@ -10,12 +10,10 @@ finds nothing left, which picks up values sealed just before the switch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
 
 from taleweaver.domain.errors import EncryptionError, InvalidInput, KeyMissing
 from taleweaver.domain.events import JSON
@@ -23,6 +21,7 @@ from taleweaver.store.crypto import KeyRing, new_key, sealed_prefix
 from taleweaver.store.database import Database
 from taleweaver.store.keys import KeyFile
 from taleweaver.store.schema import events, messages, secrets, sessions, snapshots
+from taleweaver.store.sealed_columns import SealedColumn, declared
 from taleweaver.store.sealing import (
     SEALED,
     event_aad,
@@ -31,31 +30,12 @@ from taleweaver.store.sealing import (
     snapshot_aad,
     title_aad,
 )
-from taleweaver.store.summaries_schema import summaries, summary_aad
 
-__all__ = ["TARGETS", "Rotation", "pending", "reencrypt", "rotate"]
+__all__ = ["TARGETS", "Rotation", "pending", "reencrypt", "rotate", "targets"]
 
 BATCH = 200
 MAX_PASSES = 5
 GRACE_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class _Target:
-    """One place ciphertexts live: how to find those not under a key, and re-seal one."""
-
-    name: str
-    table: sa.Table
-    keys: tuple[sa.Column[Any], ...]  # primary key, for keyset paging
-    value: ColumnElement[Any]  # the ciphertext, as text
-    updated: sa.Column[Any]
-    # (row, keys) -> the updated column's new value
-    reseal: Callable[[Any, KeyRing], object]
-
-    def stale(self, prefix: str) -> ColumnElement[bool]:
-        return sa.and_(
-            self.value.is_not(None), sa.func.substr(self.value, 1, len(prefix)) != prefix
-        )
 
 
 def _payload(row: Any, keys: KeyRing) -> JSON:
@@ -70,8 +50,9 @@ def _state(row: Any, keys: KeyRing) -> JSON:
     return state | {SEALED: keys.reseal(state[SEALED], aad)}
 
 
+# The store's own ciphertexts; capabilities declare theirs (store.sealed_columns).
 TARGETS = (
-    _Target(
+    SealedColumn(
         "secrets",
         secrets,
         (secrets.c.workspace_id, secrets.c.name),
@@ -79,7 +60,7 @@ TARGETS = (
         secrets.c.ciphertext,
         lambda row, keys: keys.reseal(row.ciphertext, secret_aad(row.workspace_id, row.name)),
     ),
-    _Target(
+    SealedColumn(
         "events",
         events,
         (events.c.position,),
@@ -87,7 +68,7 @@ TARGETS = (
         events.c.payload,
         _payload,
     ),
-    _Target(
+    SealedColumn(
         "snapshots",
         snapshots,
         (snapshots.c.stream_id,),
@@ -95,7 +76,7 @@ TARGETS = (
         snapshots.c.state,
         _state,
     ),
-    _Target(
+    SealedColumn(
         "messages",
         messages,
         (messages.c.id,),
@@ -103,15 +84,7 @@ TARGETS = (
         messages.c.content,
         lambda row, keys: keys.reseal(row.content, message_aad(row.workspace_id, row.id)),
     ),
-    _Target(
-        "summaries",
-        summaries,
-        (summaries.c.id,),
-        sa.case((summaries.c.sealed, summaries.c.text)),
-        summaries.c.text,
-        lambda row, keys: keys.reseal(row.text, summary_aad(row.workspace_id, row.id)),
-    ),
-    _Target(
+    SealedColumn(
         "sessions",
         sessions,
         (sessions.c.id,),
@@ -122,6 +95,11 @@ TARGETS = (
 )
 
 
+def targets() -> tuple[SealedColumn, ...]:
+    """Every sealed column: the store's own, then those capabilities declared."""
+    return TARGETS + declared()
+
+
 def _primary_prefix(keys: KeyRing) -> str:
     primary = keys.primary_id
     if primary is None:
@@ -129,7 +107,7 @@ def _primary_prefix(keys: KeyRing) -> str:
     return sealed_prefix(primary)
 
 
-def _reseal(target: _Target, row: Any, keys: KeyRing) -> object:
+def _reseal(target: SealedColumn, row: Any, keys: KeyRing) -> object:
     try:
         return target.reseal(row, keys)
     except EncryptionError as exc:  # say which row, so it can be found and dealt with
@@ -138,7 +116,7 @@ def _reseal(target: _Target, row: Any, keys: KeyRing) -> object:
 
 
 async def _batch(
-    db: Database, keys: KeyRing, target: _Target, after: tuple[Any, ...] | None, size: int
+    db: Database, keys: KeyRing, target: SealedColumn, after: tuple[Any, ...] | None, size: int
 ) -> tuple[int, tuple[Any, ...] | None]:
     """Re-seal up to `size` rows past `after`; return how many and the last key."""
     prefix = _primary_prefix(keys)
@@ -169,7 +147,7 @@ async def _batch(
 
 async def _pass(db: Database, keys: KeyRing, batch: int) -> dict[str, int]:
     done: dict[str, int] = {}
-    for target in TARGETS:
+    for target in targets():
         count, after = 0, None
         while True:
             n, after = await _batch(db, keys, target, after, batch)
@@ -183,7 +161,7 @@ async def _pass(db: Database, keys: KeyRing, batch: int) -> dict[str, int]:
 
 async def reencrypt(db: Database, keys: KeyRing, *, batch: int = BATCH) -> dict[str, int]:
     """Re-seal every ciphertext not under the primary key; counts per table."""
-    total = {t.name: 0 for t in TARGETS}
+    total = {t.name: 0 for t in targets()}
     for _ in range(MAX_PASSES):
         done = await _pass(db, keys, batch)
         for name, n in done.items():
@@ -198,7 +176,7 @@ async def pending(db: Database, keys: KeyRing) -> dict[str, tuple[int, int]]:
     primary = keys.primary_id
     found: dict[str, tuple[int, int]] = {}
     async with db.read() as conn:
-        for target in TARGETS:
+        for target in targets():
             stale = (
                 target.stale(sealed_prefix(primary))
                 if primary is not None

@@ -6,6 +6,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from taleweaver.store.schema import Id, Json, Stamp, metadata
+from taleweaver.store.sealed_columns import SealedColumn, declare, reseal_or_seal
+
+
+def webhook_secret_aad(workspace_id: str, user_id: str) -> str:
+    """Binds a sealed webhook secret to its row: moved anywhere else, it fails to open."""
+    return f"safety-webhook\x00{workspace_id}\x00{user_id}"
+
 
 # One row per crisis raised; an open, pausing flag holds its session's story.
 safety_flags = sa.Table(
@@ -28,15 +35,31 @@ safety_flags = sa.Table(
     sa.Index("ix_safety_flags_session", "workspace_id", "session_id", "status"),
 )
 
-# A therapist's webhook; the secret signs every delivery and is shown once.
+# A therapist's webhook; the secret signs every delivery and is shown once. It is
+# stored sealed, always (migration 0012: Text, as a ciphertext outgrows 128
+# characters); a row written before then holds it in plaintext, which still signs
+# and which `taleweaver keys rotate` seals.
 safety_webhooks = sa.Table(
     "safety_webhooks",
     metadata,
     sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), primary_key=True),
     sa.Column("user_id", Id, primary_key=True),
     sa.Column("url", sa.Text, nullable=False),
-    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
     sa.Column("created_at", Stamp, nullable=False),
+)
+
+declare(
+    SealedColumn(
+        "webhooks",
+        safety_webhooks,
+        (safety_webhooks.c.workspace_id, safety_webhooks.c.user_id),
+        safety_webhooks.c.secret,
+        safety_webhooks.c.secret,
+        lambda row, keys: reseal_or_seal(
+            keys, row.secret, webhook_secret_aad(row.workspace_id, row.user_id)
+        ),
+    )
 )
 
 safety_deliveries = sa.Table(

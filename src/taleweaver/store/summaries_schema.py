@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from taleweaver.store.schema import Id, Json, Stamp, metadata
+from taleweaver.store.sealed_columns import SealedColumn, declare
 
 __all__ = ["summaries", "summary_aad", "summary_progress"]
 
@@ -63,4 +64,15 @@ summary_progress = sa.Table(
     sa.Column("checked_version", sa.Integer, nullable=False),
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", Stamp, nullable=False),
+)
+
+declare(
+    SealedColumn(
+        "summaries",
+        summaries,
+        (summaries.c.id,),
+        sa.case((summaries.c.sealed, summaries.c.text)),
+        summaries.c.text,
+        lambda row, keys: keys.reseal(row.text, summary_aad(row.workspace_id, row.id)),
+    )
 )
