@@ -63,9 +63,11 @@ async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
                 click.echo()
                 for choice in event.data["choices"]:
                     click.echo(f"  {choice['number']}. {choice['text']}")
-            elif event.name == "safety" and event.data["action"] in ("regenerated", "replaced"):
+            elif event.name == "rewrite":  # the rewrite streams like any reply
+                click.echo("\n[that reply broke a content rule and is written again]")
+            elif event.name == "safety" and event.data["action"] == "replaced":
                 replaced = True
-                click.echo(f"\n[that reply broke a content rule and was {event.data['action']}]")
+                click.echo("\n[that reply broke a content rule and was replaced]")
             elif event.name == "done" and event.data["turn"]["status"] == "cancelled":
                 click.echo("\n[stopped: this reply was not kept]")
             elif event.name == "done" and replaced and event.data["turn"].get("reply"):

@@ -65,6 +65,12 @@ class Pipeline:
 
 def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
     spec = KINDS[kind]
+    narrate = Narrate(
+        caps.model,
+        max_tokens=caps.max_reply_tokens,
+        with_choices=spec.with_choices,
+        tagged_choices=spec.tagged_choices,
+    )
     # understand runs before safety(in) so that a chosen option is checked as the
     # words it stands for, not as a bare number.
     return Pipeline(
@@ -77,13 +83,8 @@ def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
                 sources=caps.context_sources,
                 history_messages=caps.history_messages,
             ),
-            Narrate(
-                caps.model,
-                max_tokens=caps.max_reply_tokens,
-                with_choices=spec.with_choices,
-                tagged_choices=spec.tagged_choices,
-            ),
-            OutputSafety(caps.safety),
+            narrate,
+            OutputSafety(caps.safety, narrate),
             Extract(caps.extractor),
             Continuity(caps.continuity),
         ]

@@ -4,9 +4,10 @@ Input: every turn is checked, a "continue" too (with no words), so that a sessio
 the crisis protocol paused answers every kind of turn with support, not story.
 When input is blocked, the response is streamed as the reply's text.
 
-Output: a reply that broke a content rule is written again once, by the same
-narrate route with the rule named; if that fails too, or no narrator is at hand,
-a safe scene replaces it. The verdict's action says which.
+Output: a reply that broke a content rule is written again once by the narrate
+stage itself, with the rule named, so the rewrite streams, splits its choices and
+tags and is checked again like any reply; if that fails too, or no narrator is at
+hand, a safe scene replaces it. The verdict's action says which.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Protocol, runtime_checkable
 
-from taleweaver.domain.choices import parse_choices
-from taleweaver.domain.errors import ModelError, TaleweaverError
+from taleweaver.domain.errors import TaleweaverError
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.turns import SafetyVerdict
 from taleweaver.engine.context import TurnContext
-from taleweaver.engine.models import call_scope
-from taleweaver.llm import ChatModel, task_model
+from taleweaver.engine.stages.narrate import Narrate
+from taleweaver.llm import ChatModel
 from taleweaver.safety import SafetyChecker, SafetySubject
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ SAFE_SCENE = (
     "The scene softens and shifts. The moment passes, and the story turns down a gentler "
     "path, where the way ahead is quiet and open."
 )
-REGENERATE_MAX_TOKENS = 600
-
-
-def _with_choices(ctx: TurnContext) -> bool:
-    from taleweaver.engine.kinds import KINDS  # kinds imports the stages
-
-    return KINDS[ctx.session.kind].with_choices
 
 
 @runtime_checkable
@@ -56,7 +49,17 @@ def _subject(ctx: TurnContext, text: str, direction: str) -> SafetySubject:
         actor=ctx.metadata.actor,
         turn_id=ctx.turn_id,
         settings=dict(ctx.session.settings),
+        context=_conversation(ctx) if direction == "input" else (),
     )
+
+
+def _conversation(ctx: TurnContext) -> tuple[str, ...]:
+    """The last exchange before this turn, as the crisis detector reads context."""
+    last = ctx.session.last_turn
+    if last is None:
+        return ()
+    turns = [f"player: {last.input_text}"] if last.input_text else []
+    return (*turns, f"narrator: {last.reply.text}")
 
 
 class InputSafety:
@@ -82,8 +85,10 @@ class OutputSafety:
     name = "safety_out"
     runs_when_halted = False
 
-    def __init__(self, checker: SafetyChecker) -> None:
+    def __init__(self, checker: SafetyChecker, narrate: Narrate | None = None) -> None:
         self.checker = checker
+        # The stage that wrote the reply, run again for a rewrite.
+        self.narrate = narrate
 
     async def run(self, ctx: TurnContext) -> None:
         verdict = await self.checker.check(_subject(ctx, ctx.reply_text, "output"))
@@ -94,17 +99,23 @@ class OutputSafety:
             ctx.emit("safety", verdict.to_dict())
 
     async def _repair(self, ctx: TurnContext, verdict: SafetyVerdict) -> SafetyVerdict:
-        """Ask the narrator once more with the broken rules named; else a safe scene."""
+        """Have the narrate stage write the reply once more with the broken rules named,
+        checked again like any reply; else a safe scene."""
         narrator = self.checker.narrator if isinstance(self.checker, Regenerating) else None
-        if narrator is not None:
+        if narrator is not None and self.narrate is not None:
+            note = ChatMessage(
+                "system",
+                "Your last reply broke this story's content rules ("
+                + "; ".join(verdict.violations or ("unsafe content",))
+                + "). Write the reply again without any of that, and keep the story going.",
+            )
             try:
-                text, choices = await self._regenerate(ctx, narrator, verdict.violations)
+                await self.narrate.rewrite(ctx, note, narrator)
             except TaleweaverError as exc:
-                log.warning("turn %s: regenerating an unsafe reply failed: %s", ctx.turn_id, exc)
+                log.warning("turn %s: rewriting an unsafe reply failed: %s", ctx.turn_id, exc)
             else:
-                again = await self.checker.check(_subject(ctx, text, "output"))
+                again = await self.checker.check(_subject(ctx, ctx.reply_text, "output"))
                 if again.level != "blocked":
-                    ctx.reply_text, ctx.choices = text, choices
                     return SafetyVerdict(
                         "warning",
                         categories=verdict.categories,
@@ -112,32 +123,10 @@ class OutputSafety:
                         violations=verdict.violations,
                     )
         ctx.reply_text = verdict.response or SAFE_SCENE
-        ctx.choices = []
+        ctx.choices, ctx.choice_tags = [], []
         return SafetyVerdict(
             "blocked",
             categories=verdict.categories,
             action="replaced",
             violations=verdict.violations,
         )
-
-    async def _regenerate(
-        self, ctx: TurnContext, narrator: ChatModel, violations: tuple[str, ...]
-    ) -> tuple[str, list[str]]:
-        note = ChatMessage(
-            "system",
-            "Your last reply broke this story's content rules ("
-            + "; ".join(violations or ("unsafe content",))
-            + "). Write the reply again without any of that, and keep the story going.",
-        )
-        model = task_model(narrator, "narrate", call_scope(ctx))
-        pieces: list[str] = []
-        async for piece in model.stream([*ctx.prompt, note], max_tokens=REGENERATE_MAX_TOKENS):
-            pieces.append(piece)
-            ctx.tokens += 1
-        raw = "".join(pieces).strip()
-        if not raw:
-            raise ModelError(f"{model.name} returned an empty reply")
-        if not _with_choices(ctx):
-            return raw, []
-        parsed = parse_choices(raw)
-        return parsed.prose, parsed.choices
