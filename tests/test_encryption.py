@@ -27,6 +27,7 @@ from taleweaver.api import create_app
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
 from taleweaver.domain.errors import EncryptionError, InvalidInput, KeyMissing
+from taleweaver.domain.therapy import Approach, Instrument
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.engine.encryption import key_ring_from_settings
@@ -35,6 +36,7 @@ from taleweaver.store import rotation
 from taleweaver.store.crypto import KeyRing, is_sealed, key_id_of, new_key, parse_keys
 from taleweaver.store.database import Database
 from taleweaver.store.keys import KeyFile, open_key_ring
+from taleweaver.therapy.profiles import ProfileInput
 from tests.conftest import META, DatabaseSpec
 
 API = "/api/v1"
@@ -591,10 +593,18 @@ async def test_keys_rotate_on_the_command_line_reports_counts_and_status(
 
     rotated = await asyncio.to_thread(run, "rotate", "--grace", "0")
     assert rotated.returncode == 0, rotated.stderr
-    assert (
-        "re-encrypted: secrets 0, events 2, snapshots 0, messages 2, sessions 1, summaries 0, "
-        "webhooks 0" in rotated.stdout
-    )
+    (counts,) = [line for line in rotated.stdout.splitlines() if "re-encrypted:" in line]
+    reported = dict(item.rsplit(" ", 1) for item in counts.split(": ", 1)[1].split(", "))
+    assert reported == {
+        "secrets": "0",
+        "events": "2",
+        "snapshots": "0",
+        "messages": "2",
+        "sessions": "1",
+        "summaries": "0",
+        "assessments": "0",
+        "webhooks": "0",
+    }
     assert "retired from the key file" in rotated.stdout
     status = await asyncio.to_thread(run, "status")
     assert status.returncode == 0, status.stderr
@@ -685,3 +695,66 @@ async def test_a_plaintext_webhook_secret_from_before_still_signs_and_rotation_s
     assert done.key_id not in old_key and legacy not in stored["old"]
     secrets_now = {u: s for u, _, s in await hooks.targets(ws, ["old", "new"])}
     assert secrets_now == {"old": legacy, "new": fresh["secret"]}
+
+
+# --- therapy assessments in a sensitive workspace ----------------------------------------
+
+ANSWERS = [1, 2, 3, 0, 1, 2, 3, 0, 0]
+
+
+async def assessed(engine: Engine, *, sensitive: bool) -> str:
+    ws: str = (await engine.accounts.create_workspace(LOCAL_USER_ID, "T", sensitive=sensitive))[
+        "id"
+    ]
+    consent = ProfileInput(
+        approaches=[Approach.CBT], intensity=2, avoid_topics=[], therapy_data=True
+    )
+    await engine.therapy.put_profile(ws, LOCAL_USER_ID, consent, actor=LOCAL_USER_ID)
+    await engine.therapy.take_assessment(ws, LOCAL_USER_ID, Instrument.PHQ9, ANSWERS)
+    return ws
+
+
+async def stored_answers(db: Database, ws: str) -> list[str]:
+    sql = "SELECT CAST(answers AS TEXT) FROM therapy_assessments WHERE workspace_id = :ws"
+    return [str(row[0]) for row in await raw(db, sql, ws=ws)]
+
+
+async def test_assessment_answers_are_sealed_in_a_sensitive_workspace_and_read_back(
+    make_engine: MakeEngine,
+) -> None:
+    engine: Engine = await make_engine()
+    ws = await assessed(engine, sensitive=True)
+    (stored,) = await stored_answers(engine.db, ws)
+    assert '"sealed"' in stored and "1, 2, 3" not in stored and "1,2,3" not in stored
+    (record,) = await engine.therapy.assessments(ws, LOCAL_USER_ID)
+    assert record["answers"] == ANSWERS and record["score"] == sum(ANSWERS)
+    exported = await engine.therapy.export(ws, LOCAL_USER_ID, actor=LOCAL_USER_ID)
+    assert [a["answers"] for a in exported["assessments"]] == [ANSWERS]
+    with pytest.raises(InvalidInput):  # an invalid answer stores nothing, sealed or not
+        await engine.therapy.take_assessment(ws, LOCAL_USER_ID, Instrument.PHQ9, [9] * 9)
+    assert len(await stored_answers(engine.db, ws)) == 1
+
+
+async def test_assessment_answers_stay_plain_where_the_workspace_is_not_sensitive(
+    make_engine: MakeEngine,
+) -> None:
+    engine: Engine = await make_engine()
+    ws = await assessed(engine, sensitive=False)
+    (stored,) = await stored_answers(engine.db, ws)
+    assert '"sealed"' not in stored
+    (record,) = await engine.therapy.assessments(ws, LOCAL_USER_ID)
+    assert record["answers"] == ANSWERS
+
+
+async def test_rotation_reseals_assessment_answers_and_they_still_read(
+    make_engine: MakeEngine, settings: Settings, db_spec: DatabaseSpec
+) -> None:
+    engine: Engine = await make_engine()
+    ws = await assessed(engine, sensitive=True)
+    before = (await stored_answers(engine.db, ws))[0]
+    done = await rotate_elsewhere(settings, db_spec)
+    after = (await stored_answers(engine.db, ws))[0]
+    assert done.reencrypted["assessments"] == 1 and done.left_on_old_keys == 0
+    assert done.key_id in after and done.key_id not in before
+    (record,) = await engine.therapy.assessments(ws, LOCAL_USER_ID)
+    assert record["answers"] == ANSWERS

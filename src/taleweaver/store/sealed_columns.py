@@ -47,7 +47,8 @@ def declare(column: SealedColumn) -> SealedColumn:
 
 
 def declared() -> tuple[SealedColumn, ...]:
-    return tuple(_DECLARED.values())
+    """By name: the order does not hang on which module was imported first."""
+    return tuple(_DECLARED[name] for name in sorted(_DECLARED))
 
 
 def reseal_or_seal(keys: KeyRing, value: str, aad: str) -> str:

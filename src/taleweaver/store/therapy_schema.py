@@ -6,6 +6,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from taleweaver.store.schema import Id, Json, Stamp, metadata
+from taleweaver.store.sealed_columns import SealedColumn, declare
+from taleweaver.store.sealing import SEALED
+
+
+def assessment_aad(workspace_id: str, assessment_id: str) -> str:
+    """Binds an assessment's sealed answers to its row."""
+    return f"therapy-assessment\x00{workspace_id}\x00{assessment_id}"
+
 
 therapy_profiles = sa.Table(
     "therapy_profiles",
@@ -76,6 +84,8 @@ therapy_assessments = sa.Table(
     sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column("user_id", Id, nullable=False),
     sa.Column("instrument", sa.String(20), nullable=False),
+    # The item answers; in a sensitive workspace {"sealed": ciphertext} instead
+    # (therapy.records), the shape saying which, so no flag column is needed.
     sa.Column("answers", Json, nullable=False),
     sa.Column("score", sa.Integer, nullable=False),
     sa.Column("severity", sa.String(40), nullable=False),
@@ -107,6 +117,19 @@ therapy_checkpoints = sa.Table(
     sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
+)
+
+declare(
+    SealedColumn(
+        "assessments",
+        therapy_assessments,
+        (therapy_assessments.c.id,),
+        therapy_assessments.c.answers[SEALED].as_string(),
+        therapy_assessments.c.answers,
+        lambda row, keys: {
+            SEALED: keys.reseal(row.answers[SEALED], assessment_aad(row.workspace_id, row.id))
+        },
+    )
 )
 
 TABLES = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taleweaver.domain.errors import InvalidInput, NotFound
+from taleweaver.domain.errors import InvalidInput, KeyMissing, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.domain.therapy import GoalStatus, Instrument, MarkerType, Scored
 from taleweaver.store.database import Database
+from taleweaver.store.sealing import SEALED, Sealer
 from taleweaver.store.therapy_schema import (
+    assessment_aad,
     therapy_assessments,
     therapy_goal_progress,
     therapy_goals,
@@ -115,8 +118,22 @@ async def add_marker(
 
 
 class Records:
-    def __init__(self, db: Database) -> None:
+    """`sealer` seals assessment answers in sensitive workspaces, as session content
+    is (None: nothing is sealed, and sealed rows refuse to read)."""
+
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self.db = db
+        self.sealer = sealer
+
+    def open_assessment(self, record: JSON) -> JSON:
+        """An assessment row with its answers as the player gave them."""
+        answers = record["answers"]
+        if not isinstance(answers, dict) or SEALED not in answers:
+            return record
+        if self.sealer is None:
+            raise KeyMissing("an assessment is encrypted but no keys were given")
+        aad = assessment_aad(record["workspace_id"], record["id"])
+        return record | {"answers": json.loads(self.sealer.keys.decrypt(answers[SEALED], aad))}
 
     # --- goals ------------------------------------------------------------------------
 
@@ -300,7 +317,7 @@ class Records:
                 .order_by(therapy_assessments.c.taken_at.desc(), therapy_assessments.c.id)
                 .limit(limit)
             )
-            return [_row(r, "taken_at") for r in rows]
+            return [self.open_assessment(_row(r, "taken_at")) for r in rows]
 
     async def add_assessment(
         self,
@@ -322,5 +339,10 @@ class Records:
             "taken_at": now(),
         }
         async with self.db.write() as conn:
-            await conn.execute(therapy_assessments.insert().values(**record))
+            stored = record
+            if self.sealer is not None and await self.sealer.sensitive(conn, workspace_id):
+                aad = assessment_aad(workspace_id, record["id"])
+                sealed = self.sealer.keys.encrypt(json.dumps(record["answers"]), aad)
+                stored = record | {"answers": {SEALED: sealed}}
+            await conn.execute(therapy_assessments.insert().values(**stored))
         return record

@@ -64,7 +64,7 @@ class TherapyService:
         self.audit = audit
         self.crisis = crisis
         self.profiles = Profiles(db, audit)
-        self.records = Records(db)
+        self.records = Records(db, store.sealer)
         self.projection = Projection(db, store, self.profiles, lexicon())
 
     # --- profile ----------------------------------------------------------------------
@@ -246,7 +246,7 @@ class TherapyService:
             "goals": rows["goals"],
             "goal_progress": rows["moves"],
             "markers": rows["markers"],
-            "assessments": rows["assessments"],
+            "assessments": [self.records.open_assessment(a) for a in rows["assessments"]],
             "emotions": rows["emotions"],
             "sessions": sessions,
         }
