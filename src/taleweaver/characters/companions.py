@@ -18,7 +18,14 @@ from taleweaver.domain.characters import choose_greeting
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
 from taleweaver.domain.macros import MacroContext, expand
-from taleweaver.domain.sessions import EventType, SessionKind, SessionState, validate_title
+from taleweaver.domain.sessions import (
+    EventType,
+    Reply,
+    SessionKind,
+    SessionState,
+    validate_title,
+)
+from taleweaver.domain.turn_record import MessageIds, TurnRecord
 from taleweaver.domain.turns import SAFE
 from taleweaver.store.repository import SessionRepository
 
@@ -30,29 +37,20 @@ MAX_SETTINGS_BYTES = 16 * 1024  # as for any session's settings
 
 
 def greeting_event(character_id: str, index: int, text: str) -> NewEvent:
-    safety = SAFE.to_dict()
-    return NewEvent(
-        EventType.TURN_COMMITTED,
-        {
-            "turn_id": uuid.uuid4().hex,
-            "number": 1,
-            # The closest of the turn actions: the narrator speaks, the player said nothing.
-            "action": "continue",
-            "greeting": True,
-            "character_id": character_id,
-            "input": {"text": None, "choice": None},
-            "reply": {"text": text, "choices": []},
-            "model": "",
-            "tokens": 0,
-            "safety": {"input": safety, "output": safety},
-            "context": [
-                {"source": "character", "ref": character_id, "reason": f"greeting {index}"}
-            ],
-            "artifacts": [],
-            "findings": [],
-            "message_ids": {"player": uuid.uuid4().hex, "narrator": uuid.uuid4().hex},
-        },
+    record = TurnRecord(
+        turn_id=uuid.uuid4().hex,
+        number=1,
+        # The closest of the turn actions: the narrator speaks, the player said nothing.
+        action="continue",
+        reply=Reply(text),
+        message_ids=MessageIds(uuid.uuid4().hex, uuid.uuid4().hex),
+        # Written by the character's author, not generated: nothing to check.
+        safety_input=SAFE,
+        safety_output=SAFE,
+        context=[{"source": "character", "ref": character_id, "reason": f"greeting {index}"}],
+        details={"greeting": True, "character_id": character_id},
     )
+    return record.to_event()
 
 
 class Companions:

@@ -6,47 +6,34 @@ import uuid
 
 from taleweaver.domain.errors import TaleweaverError
 from taleweaver.domain.events import JSON, NewEvent
-from taleweaver.domain.sessions import EventType
+from taleweaver.domain.sessions import EventType, Reply
+from taleweaver.domain.turn_record import MessageIds, TurnInput, TurnRecord
 from taleweaver.domain.turns import TurnAction
 from taleweaver.engine.context import TurnContext
 
 
-def _reply(ctx: TurnContext) -> JSON:
-    reply: JSON = {"text": ctx.reply_text, "choices": list(ctx.choices)}
-    if any(ctx.choice_tags):
-        reply["choice_tags"] = list(ctx.choice_tags)
-    return reply
-
-
-def _input(ctx: TurnContext) -> JSON:
-    given: JSON = {"text": ctx.input.text, "choice": ctx.input.choice}
-    if ctx.input.tag is not None:
-        given["tag"] = ctx.input.tag
-    return given
+def turn_record(ctx: TurnContext) -> TurnRecord:
+    """The finished turn as the log records it."""
+    committed = ctx.request.action not in (TurnAction.REGENERATE, TurnAction.EDIT)
+    return TurnRecord(
+        turn_id=ctx.turn_id,
+        number=ctx.number,
+        action=str(ctx.request.action),
+        reply=Reply(ctx.reply_text, list(ctx.choices), list(ctx.choice_tags)),
+        input=TurnInput(ctx.input.text, ctx.input.choice, ctx.input.tag),
+        message_ids=MessageIds(new_id(), new_id()) if committed else None,
+        model=ctx.model_name,
+        tokens=ctx.tokens,
+        safety_input=ctx.safety_in,
+        safety_output=ctx.safety_out,
+        context=ctx.context_trace,
+        artifacts=ctx.artifacts,
+        findings=ctx.findings,
+    )
 
 
 def completed_events(ctx: TurnContext) -> list[NewEvent]:
-    common: JSON = {
-        "turn_id": ctx.turn_id,
-        "number": ctx.number,
-        "action": str(ctx.request.action),
-        "reply": _reply(ctx),
-        "model": ctx.model_name,
-        "tokens": ctx.tokens,
-        "safety": {"input": ctx.safety_in.to_dict(), "output": ctx.safety_out.to_dict()},
-        "context": ctx.context_trace,
-        "artifacts": ctx.artifacts,
-        "findings": ctx.findings,
-    }
-    if ctx.request.action == TurnAction.REGENERATE:
-        return [NewEvent(EventType.TURN_REGENERATED, common)]
-    if ctx.request.action == TurnAction.EDIT:
-        return [NewEvent(EventType.TURN_EDITED, common | {"input_text": ctx.input.text})]
-    payload = common | {
-        "input": _input(ctx),
-        "message_ids": {"player": new_id(), "narrator": new_id()},
-    }
-    return [NewEvent(EventType.TURN_COMMITTED, payload)]
+    return [turn_record(ctx).to_event()]
 
 
 def cancelled_event(ctx: TurnContext) -> NewEvent:

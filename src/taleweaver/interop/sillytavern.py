@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, NewEvent, RecordedEvent
-from taleweaver.domain.sessions import EventType
+from taleweaver.domain.sessions import EventType, Reply
+from taleweaver.domain.turn_record import MessageIds, TurnInput, TurnRecord
 
 __all__ = [
     "FORMAT",
@@ -189,37 +190,30 @@ def turn_events(turn: ChatTurn, number: int, new_id: Callable[[], str]) -> list[
     first_text, first_swipe = alternatives[0]
     if first_swipe is not None:
         st["swipe"] = first_swipe
-    # No safety verdict, context trace, artifacts or findings: nothing ran; readers
-    # of those fields take their absence as "none".
+    # Nothing ran on an imported turn: its verdict says "not checked", its
+    # context trace, artifacts and findings are empty.
     events = [
-        NewEvent(
-            EventType.TURN_COMMITTED,
-            {
-                "turn_id": turn_id,
-                "number": number,
-                "model": model,
-                "tokens": 0,
-                "imported": FORMAT,
-                "action": "say" if user is not None else "continue",
-                "input": {"text": user["mes"] if user is not None else None, "choice": None},
-                "reply": {"text": first_text, "choices": []},
-                "message_ids": {"player": new_id(), "narrator": new_id()},
-                "st": st,
-            },
-        )
+        TurnRecord(
+            turn_id=turn_id,
+            number=number,
+            action="say" if user is not None else "continue",
+            reply=Reply(first_text),
+            input=TurnInput(user["mes"] if user is not None else None),
+            message_ids=MessageIds(new_id(), new_id()),
+            model=model,
+            details={"imported": FORMAT, "st": st},
+        ).to_event()
     ]
     for text, swipe in alternatives[1:]:
-        regenerated = {
-            "turn_id": turn_id,
-            "number": number,
-            "model": model,
-            "tokens": 0,
-            "imported": FORMAT,
-            "action": "regenerate",
-            "reply": {"text": text, "choices": []},
-            "st": {"swipe": swipe},
-        }
-        events.append(NewEvent(EventType.TURN_REGENERATED, regenerated))
+        regenerated = TurnRecord(
+            turn_id=turn_id,
+            number=number,
+            action="regenerate",
+            reply=Reply(text),
+            model=model,
+            details={"imported": FORMAT, "st": {"swipe": swipe}},
+        )
+        events.append(regenerated.to_event())
     return events
 
 

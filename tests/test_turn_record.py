@@ -1,0 +1,70 @@
+"""Every writer of turn events builds a `TurnRecord`, so their payloads agree."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from taleweaver.characters.companions import greeting_event
+from taleweaver.domain.events import EventMetadata
+from taleweaver.domain.sessions import EventType, Reply, SessionKind
+from taleweaver.domain.turn_record import NOT_CHECKED, MessageIds, TurnRecord
+from taleweaver.domain.turns import TurnRequest
+from taleweaver.engine import Engine
+from taleweaver.interop import sillytavern
+from taleweaver.llm import ScriptedModel
+
+WS = "local"
+META = EventMetadata(actor="test")
+STORY = "The hall is quiet.\n\nChoices:\n1. Go left\n2. Go right\n"
+
+
+def _ids() -> Callable[[], str]:
+    counter = itertools.count()
+    return lambda: f"id{next(counter)}"
+
+
+async def _pipeline_payload(make_engine: Callable[..., Any]) -> dict[str, Any]:
+    engine: Engine = await make_engine(ScriptedModel([STORY]))
+    created = await engine.sessions.create(
+        WS, kind=SessionKind.STORY, title="Hall", settings={}, owner_id=None, metadata=META
+    )
+    request = TurnRequest.build(action=None, text="I enter", choice=None)
+    handle = await engine.turns.start(WS, str(created["id"]), request, META)
+    await handle.wait()
+    events = await engine.repository.store.read_stream(str(created["id"]))
+    [committed] = [e for e in events if e.type == EventType.TURN_COMMITTED]
+    return committed.payload
+
+
+async def test_every_writer_stores_the_same_turn_committed_fields(
+    make_engine: Callable[..., Any],
+) -> None:
+    pipeline = await _pipeline_payload(make_engine)
+    greeting = greeting_event("c1", 0, "Hello there.").payload
+    turn = sillytavern.ChatTurn({"mes": "Hi", "is_user": True}, {"mes": "Hello.", "name": "A"})
+    [imported] = sillytavern.turn_events(turn, 1, _ids())
+    core = set(pipeline)
+    assert core <= set(greeting.keys()) and core <= set(imported.payload.keys())
+    assert imported.payload["safety"]["output"]["action"] == "not_checked"
+    assert imported.payload["context"] == [] and imported.payload["findings"] == []
+
+
+def test_an_imported_swipe_is_a_regenerated_record_with_the_same_fields() -> None:
+    line = {"mes": "B", "swipes": ["A", "B"], "swipe_id": 1, "name": "A"}
+    committed, regenerated = sillytavern.turn_events(sillytavern.ChatTurn(None, line), 1, _ids())
+    assert regenerated.type == EventType.TURN_REGENERATED
+    shared = set(committed.payload) - {"input", "message_ids"}
+    assert shared <= set(regenerated.payload)
+
+
+def test_a_record_keeps_tags_only_when_a_choice_has_one() -> None:
+    def record(tags: list[str | None]) -> TurnRecord:
+        reply = Reply("Text", ["a", "b"], tags)
+        return TurnRecord("t", 1, "say", reply, message_ids=MessageIds("p", "n"))
+
+    assert "choice_tags" not in record([None, None]).to_event().payload["reply"]
+    tagged = record(["x", None]).to_event().payload["reply"]
+    assert tagged["choice_tags"] == ["x", None]
+    assert record([]).safety_output == NOT_CHECKED
