@@ -68,3 +68,22 @@ def test_a_record_keeps_tags_only_when_a_choice_has_one() -> None:
     tagged = record(["x", None]).to_event().payload["reply"]
     assert tagged["choice_tags"] == ["x", None]
     assert record([]).safety_output == NOT_CHECKED
+
+
+def test_no_module_but_the_turn_record_spells_out_a_turn_event() -> None:
+    import re
+    from pathlib import Path
+
+    import taleweaver
+
+    root = Path(taleweaver.__file__).parent
+    spelled = re.compile(
+        r"NewEvent\(\s*(EventType\.TURN_(COMMITTED|REGENERATED|EDITED)"
+        r"|[\"']turn\.(committed|regenerated|edited))"
+    )
+    found = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if spelled.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []

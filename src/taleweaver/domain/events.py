@@ -30,6 +30,18 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CopiedEvent:
+    """An event recorded elsewhere (a restored bundle), appended with its own stream
+    version, time and metadata; the store still assigns its global position."""
+
+    stream_id: str
+    version: int
+    event: NewEvent
+    metadata: JSON
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedEvent:
     """An event as stored: versioned in its stream, positioned globally."""
 

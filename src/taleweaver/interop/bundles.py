@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver import __version__
-from taleweaver.domain.errors import Conflict, InvalidInput, NotFound
-from taleweaver.domain.events import JSON, RecordedEvent
+from taleweaver.domain.errors import ConcurrencyConflict, Conflict, InvalidInput, NotFound
+from taleweaver.domain.events import JSON, CopiedEvent, NewEvent, RecordedEvent
 from taleweaver.domain.sessions import EventType
 from taleweaver.interop import rows as tablerows
 from taleweaver.interop.limits import check_size
@@ -349,17 +349,12 @@ async def _append(
     lines: Sequence[JSON],
     mapping: dict[str, str],
 ) -> list[RecordedEvent]:
-    """Append the bundle's events with their own times and metadata, in their order,
-    then build the session read models from them in the same transaction."""
-    head = int(
-        await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))) or 0
-    )
-    sealer = store.sealer
-    sealed = sealer is not None and await sealer.sensitive(conn, workspace_id)
-    recorded: list[RecordedEvent] = []
-    rows: list[JSON] = []
+    """Append the bundle's events through the store, with their own times and
+    metadata, in their order, then build the session read models from them in the
+    same transaction."""
+    copies: list[CopiedEvent] = []
     versions: dict[str, int] = {}
-    for offset, line in enumerate(lines, 1):
+    for line in lines:
         stream_id = str(mapping.get(line["stream_id"], line["stream_id"]))
         version = int(line["version"])
         if version != versions.get(stream_id, 0) + 1:
@@ -374,42 +369,18 @@ async def _append(
             raise InvalidInput(f"bad recorded_at in the bundle: {line['recorded_at']!r}") from exc
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        event = RecordedEvent(
-            stream_id=stream_id,
-            workspace_id=workspace_id,
-            version=version,
-            position=head + offset,
-            type=line["type"],
-            schema_version=int(line.get("schema_version") or 1),
-            payload=payload,
-            metadata=meta if isinstance(meta := line.get("metadata"), dict) else {},
-            recorded_at=at,
-        )
-        recorded.append(event)
-        stored = payload
-        if sealed and sealer is not None:
-            stored = sealer.seal_payload(workspace_id, stream_id, version, payload)
-        rows.append(
-            {
-                "position": event.position,
-                "stream_id": stream_id,
-                "version": version,
-                "workspace_id": workspace_id,
-                "type": event.type,
-                "schema_version": event.schema_version,
-                "payload": stored,
-                "metadata": event.metadata,
-                "recorded_at": at,
-            }
+        new = NewEvent(line["type"], payload, int(line.get("schema_version") or 1))
+        meta = line.get("metadata")
+        copies.append(
+            CopiedEvent(stream_id, version, new, meta if isinstance(meta, dict) else {}, at)
         )
     try:
-        for start in range(0, len(rows), 1000):
-            await conn.execute(events.insert(), rows[start : start + 1000])
-    except sa.exc.IntegrityError as exc:
+        recorded = await store.append_copies(conn, workspace_id=workspace_id, copies=copies)
+    except ConcurrencyConflict as exc:
         raise Conflict("the bundle's streams already exist here: import with remapped ids") from exc
     by_stream: dict[str, list[RecordedEvent]] = {}
     for event in recorded:
         by_stream.setdefault(event.stream_id, []).append(event)
     for stream in by_stream.values():
-        await project_new_stream(conn, stream, sealer)
+        await project_new_stream(conn, stream, store.sealer)
     return recorded

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import ConcurrencyConflict, KeyMissing
-from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
+from taleweaver.domain.events import JSON, CopiedEvent, EventMetadata, NewEvent, RecordedEvent
 from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import events, snapshots
@@ -50,24 +50,51 @@ class EventStore:
             return []
         now = datetime.now(UTC)
         meta = metadata.to_dict()
+        copies = [
+            CopiedEvent(stream_id, expected_version + i, e, meta, now)
+            for i, e in enumerate(new_events, start=1)
+        ]
+        try:
+            return await self._insert(conn, workspace_id, copies)
+        except _Duplicate as exc:
+            raise ConcurrencyConflict(stream_id, expected_version) from exc.__cause__
+
+    async def append_copies(
+        self, conn: AsyncConnection, *, workspace_id: str, copies: Sequence[CopiedEvent]
+    ) -> list[RecordedEvent]:
+        """Append events recorded elsewhere, in the order given, with their own stream
+        versions, times and metadata (a bundle restore): the store stays the one
+        writer of the log and hands out every global position. A version already
+        taken raises `ConcurrencyConflict`."""
+        if not copies:
+            return []
+        try:
+            return await self._insert(conn, workspace_id, copies)
+        except _Duplicate as exc:
+            first = copies[0]
+            raise ConcurrencyConflict(first.stream_id, first.version - 1) from exc.__cause__
+
+    async def _insert(
+        self, conn: AsyncConnection, workspace_id: str, copies: Sequence[CopiedEvent]
+    ) -> list[RecordedEvent]:
         rows: list[JSON] = [
             {
-                "stream_id": stream_id,
-                "version": expected_version + i,
+                "stream_id": c.stream_id,
+                "version": c.version,
                 "workspace_id": workspace_id,
-                "type": str(e.type),
-                "schema_version": e.schema_version,
-                "payload": e.payload,
-                "metadata": meta,
-                "recorded_at": now,
+                "type": str(c.event.type),
+                "schema_version": c.event.schema_version,
+                "payload": c.event.payload,
+                "metadata": c.metadata,
+                "recorded_at": c.recorded_at,
             }
-            for i, e in enumerate(new_events, start=1)
+            for c in copies
         ]
         sealer = self.sealer
         if sealer is not None and await sealer.sensitive(conn, workspace_id):
             for row in rows:
                 row["payload"] = sealer.seal_payload(
-                    workspace_id, stream_id, row["version"], row["payload"]
+                    workspace_id, row["stream_id"], row["version"], row["payload"]
                 )
         try:
             if conn.dialect.name == "sqlite":
@@ -78,25 +105,26 @@ class EventStore:
                 )
                 for i, row in enumerate(rows, start=1):
                     row["position"] = int(head or 0) + i
-                await conn.execute(events.insert(), rows)
+                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                    await conn.execute(events.insert(), rows[start : start + _ROWS_PER_STATEMENT])
         except sa.exc.IntegrityError as exc:
             if _is_unique_violation(exc):
-                raise ConcurrencyConflict(stream_id, expected_version) from exc
+                raise _Duplicate from exc
             raise
         # Fresh events are already at their current schema: no upcasting needed.
         return [
             RecordedEvent(
-                stream_id=stream_id,
+                stream_id=c.stream_id,
                 workspace_id=workspace_id,
-                version=expected_version + i,
+                version=c.version,
                 position=int(row["position"]),
-                type=str(event.type),
-                schema_version=event.schema_version,
-                payload=event.payload,
-                metadata=meta,
-                recorded_at=now,
+                type=str(c.event.type),
+                schema_version=c.event.schema_version,
+                payload=c.event.payload,
+                metadata=c.metadata,
+                recorded_at=c.recorded_at,
             )
-            for i, (row, event) in enumerate(zip(rows, new_events, strict=True), start=1)
+            for row, c in zip(rows, copies, strict=True)
         ]
 
     async def read_stream(
@@ -188,7 +216,7 @@ class EventStore:
 _SQLITE_COLUMNS = (
     "stream_id, version, workspace_id, type, schema_version, payload, metadata, recorded_at"
 )
-_SQLITE_ROWS_PER_STATEMENT = 1000  # 8,000 parameters, well under SQLite's limit
+_ROWS_PER_STATEMENT = 1000  # 8,000 parameters on SQLite, well under its limit
 
 
 async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
@@ -196,15 +224,22 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
 
     `position` is the table's rowid: left out, SQLite assigns max + 1 per row, so
     a multi-row insert under the write lock gets a contiguous, gap-free range that
-    ends at last_insert_rowid. One statement per 1,000 rows, metadata serialised
-    once, and the same JSON text and timestamp format the Core insert writes.
+    ends at last_insert_rowid. One statement per 1,000 rows, each metadata and
+    time serialised once however many rows share it, and the same JSON text and
+    timestamp format the Core insert writes.
     """
-    meta = json.dumps(rows[0]["metadata"])
-    recorded_at = sqlite_fast.stamp(rows[0]["recorded_at"])
-    for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
+    metas: dict[int, str] = {}
+    stamps: dict[datetime, str] = {}
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
         params: list[object] = []
         for r in chunk:
+            meta = metas.get(id(r["metadata"]))
+            if meta is None:
+                meta = metas[id(r["metadata"])] = json.dumps(r["metadata"])
+            at = stamps.get(r["recorded_at"])
+            if at is None:
+                at = stamps[r["recorded_at"]] = sqlite_fast.stamp(r["recorded_at"])
             params += (
                 r["stream_id"],
                 r["version"],
@@ -213,7 +248,7 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
                 r["schema_version"],
                 json.dumps(r["payload"]),
                 meta,
-                recorded_at,
+                at,
             )
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
         last = await sqlite_fast.insert(
@@ -221,6 +256,10 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[JSON]) -> None:
         )
         for offset, r in enumerate(chunk):
             r["position"] = last - len(chunk) + 1 + offset
+
+
+class _Duplicate(Exception):
+    """A (stream, version) already taken; each caller names its own conflict."""
 
 
 def _is_unique_violation(exc: Exception) -> bool:
