@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from taleweaver.characters.companions import greeting_event
-from taleweaver.domain.events import EventMetadata
-from taleweaver.domain.sessions import EventType, Reply, SessionKind
-from taleweaver.domain.turn_record import NOT_CHECKED, MessageIds, TurnRecord
+from taleweaver.domain.events import EventMetadata, NewEvent, RecordedEvent
+from taleweaver.domain.sessions import EventType, Reply, SessionKind, SessionState
+from taleweaver.domain.turn_record import NOT_CHECKED, MessageIds, TurnInput, TurnRecord
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.interop import sillytavern
@@ -17,6 +21,7 @@ from taleweaver.llm import ScriptedModel
 
 WS = "local"
 META = EventMetadata(actor="test")
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 STORY = "The hall is quiet.\n\nChoices:\n1. Go left\n2. Go right\n"
 
 
@@ -87,3 +92,49 @@ def test_no_module_but_the_turn_record_spells_out_a_turn_event() -> None:
         if spelled.search(path.read_text(encoding="utf-8"))
     ]
     assert found == []
+
+
+# --- every writer folds to the same state ---------------------------------------------
+
+_text = st.text(alphabet="abc xyz", min_size=1, max_size=8)
+_chat_turn = st.tuples(st.one_of(st.none(), _text), st.lists(_text, min_size=1, max_size=3))
+
+
+def _fold(events: list[NewEvent]) -> tuple[object, ...]:
+    state = SessionState(id="s")
+    for version, new in enumerate(events, start=1):
+        state.apply(RecordedEvent("s", WS, version, version, new.type, 1, new.payload, {}, AT))
+    last = state.last_turn
+    assert last is not None
+    return (
+        state.turn_count,
+        last.number,
+        last.input_text,
+        [r.text for r in last.replies],
+        last.reply.text,
+    )
+
+
+@given(st.lists(_chat_turn, min_size=1, max_size=5))
+def test_an_imported_chat_and_the_same_turns_played_fold_to_the_same_state(
+    turns: list[tuple[str | None, list[str]]],
+) -> None:
+    ids = _ids()
+    imported: list[NewEvent] = []
+    played: list[NewEvent] = []
+    for number, (said, swipes) in enumerate(turns, start=1):
+        user = {"mes": said, "is_user": True} if said is not None else None
+        line = {"mes": swipes[-1], "swipes": swipes, "swipe_id": len(swipes) - 1}
+        imported += sillytavern.turn_events(sillytavern.ChatTurn(user, line), number, ids)
+        first = TurnRecord(
+            ids(),
+            number,
+            "say" if said else "continue",
+            Reply(swipes[0]),
+            input=TurnInput(said),
+            message_ids=MessageIds(ids(), ids()),
+        )
+        played.append(first.to_event())
+        for text in swipes[1:]:
+            played.append(TurnRecord(ids(), number, "regenerate", Reply(text)).to_event())
+    assert _fold(imported) == _fold(played)
