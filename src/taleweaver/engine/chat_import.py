@@ -1,8 +1,8 @@
 """Importing a chat from another tool as a companion session.
 
 An import is not a turn: nothing is generated, so the pipeline does not run. The
-whole chat becomes one new session stream appended through the event store in
-one transaction with its read models and a snapshot, so a file that fails to
+whole chat becomes one new session stream committed through the session
+repository in one transaction with its read models and a snapshot, so a file that fails to
 parse, or a commit that fails, leaves nothing behind.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
-from taleweaver.domain.sessions import MAX_TITLE_LENGTH, EventType, SessionKind, SessionState
+from taleweaver.domain.sessions import MAX_TITLE_LENGTH, EventType, SessionKind
 from taleweaver.engine.outcome import new_id
 from taleweaver.engine.sessions import Sessions
 from taleweaver.interop import sillytavern
@@ -107,20 +107,7 @@ class ChatImporter:
         self, workspace_id: str, events: list[NewEvent], metadata: EventMetadata
     ) -> str:
         """Append a new session's whole stream with its read models and a snapshot."""
-        state = SessionState(id=new_id())
-        store = self.sessions.repository.store
-        async with store.db.write() as conn:
-            recorded = await store.append(
-                conn,
-                stream_id=state.id,
-                workspace_id=workspace_id,
-                expected_version=0,
-                new_events=events,
-                metadata=metadata,
-            )
-            await project_new_stream(conn, recorded, store.sealer)
-            for event in recorded:
-                state.apply(event)
-            # A long chat opens from this snapshot, not by replaying every event.
-            await store.save_snapshot(conn, state.id, state.version, state.to_snapshot())
+        state = await self.sessions.repository.commit_new(
+            new_id(), workspace_id, events, metadata, project_all=project_new_stream
+        )
         return state.id

@@ -13,6 +13,10 @@ from taleweaver.domain.sessions import SessionState
 from taleweaver.store.events import EventStore
 from taleweaver.store.projections import project
 from taleweaver.store.queries import Queries
+from taleweaver.store.sealing import Sealer
+
+# Writes the read models of freshly appended events, in their transaction.
+Projector = Callable[[AsyncConnection, Sequence[RecordedEvent], Sealer | None], Awaitable[None]]
 
 SNAPSHOT_EVERY = 100
 CACHE_SIZE = 256
@@ -92,6 +96,35 @@ class SessionRepository:
                 await self.store.save_snapshot(conn, state.id, after.version, after.to_snapshot())
         self._remember(after)
         return after, recorded
+
+    async def commit_new(
+        self,
+        session_id: str,
+        workspace_id: str,
+        new_events: Sequence[NewEvent],
+        metadata: EventMetadata,
+        *,
+        project_all: Projector = project,
+    ) -> SessionState:
+        """A new session's whole stream in one transaction: appended, projected by
+        `project_all` (an import's batch form of the read models), and snapshotted so
+        a long history opens without replaying every event."""
+        state = SessionState(id=session_id)
+        async with self.store.db.write() as conn:
+            recorded = await self.store.append(
+                conn,
+                stream_id=session_id,
+                workspace_id=workspace_id,
+                expected_version=0,
+                new_events=new_events,
+                metadata=metadata,
+            )
+            await project_all(conn, recorded, self.store.sealer)
+            for event in recorded:
+                state.apply(event)
+            await self.store.save_snapshot(conn, session_id, state.version, state.to_snapshot())
+        self._remember(state)
+        return state
 
     def _remember(self, state: SessionState) -> None:
         self._cache[state.id] = state
