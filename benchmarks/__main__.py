@@ -8,6 +8,7 @@ from benchmarks import (
     append_throughput,
     card_import,
     chat_interop,
+    crisis_detector,
     embedded_speed,
     lorebook_activation,
     open_session,
@@ -33,6 +34,7 @@ def main() -> int:
         card_import.run(),
         chat_interop.run(),
         safety_check.run(),
+        crisis_detector.run(),
         therapy_overhead.run(),
     ]
     print(f"\n{sum(results)}/{len(results)} benchmarks meet their targets")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from taleweaver.cli.main import cli
 from taleweaver.domain.errors import InvalidInput
-from taleweaver.domain.safety import assess, compile_rules, find_topics, normalise
+from taleweaver.domain.safety import Assessment, assess, compile_rules, find_topics, normalise
 from taleweaver.safety.evaluation import evaluate, load_set
 from taleweaver.safety.rules import RULES_ENV, RulesProvider, shipped_rules_path
 
@@ -141,7 +142,7 @@ async def test_rules_alone_meet_the_recall_and_precision_targets(name: str) -> N
     examples = load_set(name=name)
     assert len(examples) >= (300 if name == "eval_set.jsonl" else 90)
 
-    async def detect(text: str):  # type: ignore[no-untyped-def]
+    async def detect(text: str, context: Sequence[str]) -> Assessment:
         return assess(text, RULES)
 
     report = await evaluate(examples, detect)
@@ -150,7 +151,7 @@ async def test_rules_alone_meet_the_recall_and_precision_targets(name: str) -> N
 
 
 def test_the_eval_command_prints_scores_and_the_confusion_matrix() -> None:
-    result = CliRunner().invoke(cli, ["safety", "eval", "--holdout"])
+    result = CliRunner().invoke(cli, ["safety", "eval", "--holdout", "--policy", "rules"])
     assert result.exit_code == 0, result.output
     assert "crisis (any category): precision" in result.output
     assert "confusion (rows: true, columns: predicted)" in result.output

@@ -26,6 +26,7 @@ CATEGORIES = (
     "abuse",
     "medical_emergency",
     "harm_to_others",
+    "eating_disorder",
 )
 LEVELS: tuple[CrisisLevel, ...] = ("none", "low", "moderate", "high", "critical")
 Direction = Literal["input", "output", "both"]

@@ -23,6 +23,10 @@ class SafetySubject:
     actor: str | None = None
     turn_id: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    # The conversation just before this text, oldest first ("player: ..." or
+    # "narrator: ..."): a message is judged with it, so a frame broken on purpose
+    # ("it's me, not my character") or an answer to a question is read as meant.
+    context: tuple[str, ...] = ()
 
 
 class SafetyChecker(Protocol):

@@ -3,6 +3,8 @@ on input; content rules on output."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.domain.safety import Assessment, assess, find_topics, rank
 from taleweaver.domain.turns import SAFE, CrisisLevel, SafetyVerdict
@@ -12,6 +14,7 @@ from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.content import ContentPreferences
 from taleweaver.safety.crisis import CrisisService
 from taleweaver.safety.flags import Flags
+from taleweaver.safety.learned import LearnedDetector
 from taleweaver.safety.policy import Policy, apply
 from taleweaver.safety.protocol import CrisisSignal
 from taleweaver.safety.resources import render
@@ -35,6 +38,7 @@ class LayeredChecker:
         policy: Policy = Policy.RULES,
         classifier: ModelClassifier | None = None,
         narrator: ChatModel | None = None,
+        learned: LearnedDetector | None = None,
     ) -> None:
         self.rules = rules
         self.crisis = crisis
@@ -43,18 +47,27 @@ class LayeredChecker:
         self.policy = policy
         self.classifier = classifier
         self.narrator = narrator
+        self.learned = learned
 
-    async def detect(self, text: str, scope: CallScope | None = None) -> Assessment:
-        """What the configured policy concludes about one player message."""
+    async def detect(
+        self, text: str, scope: CallScope | None = None, context: Sequence[str] = ()
+    ) -> Assessment:
+        """What the configured policy concludes about one player message, judged with
+        the conversation's earlier turns (`context`, oldest first)."""
         found = assess(text, self.rules.current(), direction="input")
-        classifier = self.classifier
-        if classifier is None or not text.strip():
+        if not text.strip():
             return found
+        learned = None
+        if self.learned is not None and self.policy.uses_learned:
+            learned = self.learned.assess(text, context)
+        classifier = self.classifier
+        ask = None
+        if classifier is not None:
 
-        async def ask() -> Assessment | None:
-            return await classifier.classify(text, scope or CallScope())
+            async def ask() -> Assessment | None:
+                return await classifier.classify(text, scope or CallScope())
 
-        return await apply(self.policy, found, ask)
+        return await apply(self.policy, found, ask, learned)
 
     async def check(self, subject: SafetySubject) -> SafetyVerdict:
         if subject.direction == "input":
@@ -67,7 +80,7 @@ class LayeredChecker:
 
     async def _input(self, subject: SafetySubject) -> SafetyVerdict:
         scope = CallScope(subject.workspace_id, subject.session_id, subject.turn_id)
-        found = await self.detect(subject.text, scope)
+        found = await self.detect(subject.text, scope, subject.context)
         if rank(found.level) >= rank(CRISIS_FROM):
             player = await self._player(subject)
             response = await self.crisis.raise_crisis(

@@ -1,13 +1,17 @@
 """The safety feature, assembled once per engine: rules, checker, crisis protocol,
 flags, content preferences, webhooks and the narrator context source.
 
-`TALEWEAVER_SAFETY_POLICY` picks how rules and the model classifier combine
-(`rules`, `rules-or-model`, `model-confirms-rules`); unset, it is
-`rules-or-model` when a model is routed to the `safety` task, else `rules`.
+`TALEWEAVER_SAFETY_POLICY` picks how the rules, the learned detector and the judge
+(a model routed to the `safety` task) combine; see `policy.py`. Unset, it is
+`rules-or-model` when a model is routed to the `safety` task, else `rules`: the
+learned detector is opt-in (`rules+learned`) until its false alarms on everyday
+turns are low enough to pause no one's story. It is loaded once per process.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from pathlib import Path
 
@@ -21,11 +25,14 @@ from taleweaver.safety.content import ContentPreferences
 from taleweaver.safety.crisis import AUDIT_ACTOR, CrisisService
 from taleweaver.safety.flags import Flags
 from taleweaver.safety.layered import LayeredChecker
+from taleweaver.safety.learned import LearnedDetector
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.rules import RulesProvider
 from taleweaver.safety.source import ContentPreferencesSource
 from taleweaver.safety.webhooks import Webhooks
 from taleweaver.store.database import Database
+
+log = logging.getLogger(__name__)
 
 POLICY_ENV = "TALEWEAVER_SAFETY_POLICY"
 
@@ -35,6 +42,16 @@ def configured_policy(model_routed: bool) -> Policy:
     if value:
         return Policy.parse(value)
     return Policy.RULES_OR_MODEL if model_routed else Policy.RULES
+
+
+@functools.cache
+def shared_detector() -> LearnedDetector | None:
+    """The learned detector, loaded on first use; None (said in the log) if it cannot be."""
+    try:
+        return LearnedDetector.load()
+    except Exception as exc:  # the rules still run: a missing model must not stop a turn
+        log.error("the learned crisis detector could not load (%s); rules only", exc)
+        return None
 
 
 class SafetyService:
@@ -56,7 +73,8 @@ class SafetyService:
         self.webhooks = webhooks or Webhooks(db)
         self.crisis = CrisisService(db, audit, self.flags, self.content, self.webhooks)
         self.policy = configured_policy(model_routed)
-        classifier = ModelClassifier(model) if self.policy != Policy.RULES else None
+        classifier = ModelClassifier(model) if self.policy.uses_judge else None
+        learned = shared_detector() if self.policy.uses_learned else None
         self.checker = LayeredChecker(
             self.rules,
             self.crisis,
@@ -65,6 +83,7 @@ class SafetyService:
             policy=self.policy,
             classifier=classifier,
             narrator=model,
+            learned=learned,
         )
         self.source = ContentPreferencesSource(self.content)
 
@@ -104,4 +123,4 @@ class SafetyService:
         await self.webhooks.aclose()
 
 
-__all__ = ["AUDIT_ACTOR", "SafetyService", "configured_policy"]
+__all__ = ["AUDIT_ACTOR", "SafetyService", "configured_policy", "shared_detector"]
