@@ -267,3 +267,26 @@ def test_the_policy_names_are_the_configuration_contract() -> None:
     assert Policy.parse("rules+learned+judge").uses_judge
     with pytest.raises(InvalidInput, match="known: rules, learned, rules\\+learned"):
         Policy.parse("vibes")
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("ya tengo las pastillas juntadas, esta noche me despido", "suicidal_ideation"),
+        ("j'ai écrit mes lettres d'adieu, demain je ne serai plus là", "suicidal_ideation"),
+        ("tomei a cartela inteira faz uma hora e meu coração tá disparado", "medical_emergency"),
+        ("he took my phone and locked me in the bedroom again", "abuse"),
+    ],
+)
+def test_the_shipped_detector_catches_crises_the_rules_miss(text: str, category: str) -> None:
+    from taleweaver.domain.safety import assess
+    from taleweaver.safety.rules import RulesProvider
+
+    assert assess(text, RulesProvider().current()).level == "none"
+    found = _shipped().assess(text)
+    assert found.categories == (category,) and found.level in ("high", "critical")
+
+
+@pytest.mark.parametrize("text", ["i open the door", "my paladin stabs the lich"])
+def test_the_shipped_detector_stays_quiet_on_play(text: str) -> None:
+    assert _shipped().assess(text).level == "none"

@@ -163,7 +163,8 @@ def check_command(text: str) -> None:
     report = {"rules": found.to_dict()}
     learned = shared_detector()
     if learned is not None:
-        report["learned"] = learned.assess(text).to_dict() | learned.assess(text).detail
+        found_by_model = learned.assess(text)
+        report["learned"] = found_by_model.to_dict() | found_by_model.detail
     click.echo(json.dumps(report, indent=2))
 
 
