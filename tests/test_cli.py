@@ -61,6 +61,12 @@ def taleweaver(
     )
 
 
+def _as_from_a_shell() -> None:
+    # pytest-xdist workers ignore SIGINT, and an ignored SIGINT is inherited: Python
+    # then installs no KeyboardInterrupt handler. A shell starts programs with it on.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def play(data_dir: Path, *args: str, token_delay_ms: int = 0) -> Any:
     """`taleweaver play` on a pty, waiting at its first prompt.
 
@@ -73,6 +79,7 @@ def play(data_dir: Path, *args: str, token_delay_ms: int = 0) -> Any:
         encoding="utf-8",
         timeout=15,
         dimensions=(40, 200),
+        preexec_fn=_as_from_a_shell,
     )
     child.expect_exact("Ctrl-D leaves.")
     child.opening = child.before
@@ -236,10 +243,6 @@ def test_ctrl_c_while_the_narrator_streams_cancels_the_turn_not_the_program(
 
 def test_ctrl_c_at_the_prompt_prints_a_hint_and_keeps_playing(tmp_path: Path) -> None:
     child = play(tmp_path)
-    # A Ctrl-C in the instant between the prompt being written and readline waiting
-    # is held until the next keypress (CPython's readline checks signals only while
-    # it waits); on a loaded machine that instant is long. A person's Ctrl-C comes later.
-    time.sleep(0.5)
     child.sendintr()
     child.expect_exact("(Ctrl-D or /quit to leave)")
     child.expect(PROMPT)
