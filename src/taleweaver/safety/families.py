@@ -16,16 +16,15 @@ import random
 import re
 import string
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from taleweaver.domain.errors import InvalidInput
-from taleweaver.domain.safety import CATEGORIES, LEVELS
+from taleweaver.domain.safety import LEVELS
+from taleweaver.safety.evaluation import LABELS
 
-LABELS = (*CATEGORIES, "none")
-LANGUAGES = ("en", "es", "fr", "de", "pt", "it")
 Split = Literal["train", "validation", "test"]
 PER_FAMILY = 14  # messages kept per family: enough variety, no family dominates
 _SLOT = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -198,7 +197,7 @@ def chat_variants(message: Message, rng: random.Random) -> Iterator[Message]:
     """The message as typed on a phone in a hurry: lower case, unpunctuated, one typo."""
     lowered = message.text.lower().translate(_PUNCT)
     if lowered != message.text:
-        yield _with_text(message, lowered)
+        yield replace(message, text=lowered)
     words = lowered.split()
     if len(words) > 3:
         i = rng.randrange(len(words))
@@ -206,53 +205,10 @@ def chat_variants(message: Message, rng: random.Random) -> Iterator[Message]:
         if len(word) > 3:
             j = rng.randrange(1, len(word) - 1)
             words[i] = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
-            yield _with_text(message, " ".join(words))
-
-
-def _with_text(message: Message, text: str) -> Message:
-    return Message(
-        text,
-        message.label,
-        message.level,
-        message.lang,
-        message.family,
-        message.author,
-        message.kind,
-        message.context,
-    )
+            yield replace(message, text=" ".join(words))
 
 
 def write_jsonl(path: Path, rows: Sequence[Message]) -> None:
     path.write_text(
         "".join(json.dumps(m.to_json(), ensure_ascii=False) + "\n" for m in rows), "utf-8"
     )
-
-
-def read_jsonl(path: Path) -> list[Message]:
-    """Messages as `write_jsonl` writes them (the shipped evaluation set)."""
-    out: list[Message] = []
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            message = Message(
-                str(row["text"]),
-                str(row["label"]),
-                str(row.get("level", "none")),
-                str(row.get("lang", "en")),
-                str(row.get("family", "")),
-                str(row.get("author", "")),
-                str(row.get("kind", "")),
-                tuple(str(c) for c in row.get("context", ())),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidInput(f"{path.name}:{number}: not a labelled message ({exc})") from exc
-        if message.label not in LABELS:
-            raise InvalidInput(f"{path.name}:{number}: unknown label {message.label!r}")
-        out.append(message)
-    return out
