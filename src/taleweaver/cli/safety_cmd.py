@@ -12,8 +12,10 @@ import click
 
 from taleweaver.config import Settings
 from taleweaver.domain.safety import Assessment, assess
+from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.evaluation import Report, evaluate, load_set
-from taleweaver.safety.policy import Policy, apply
+from taleweaver.safety.layered import detect
+from taleweaver.safety.policy import Policy
 from taleweaver.safety.rules import RulesProvider
 from taleweaver.safety.service import shared_detector
 
@@ -36,29 +38,22 @@ async def _evaluate(settings: Settings, set_path: Path | None, name: str, policy
     learned = shared_detector() if policy.uses_learned else None
     if policy.uses_learned and learned is None:
         raise click.ClickException("the learned crisis detector is not available (see the log)")
+
+    async def run(classifier: ModelClassifier | None) -> Report:
+        async def by_policy(text: str, context: Sequence[str]) -> Assessment:
+            return await detect(
+                policy, rules, text, learned=learned, classifier=classifier, context=context
+            )
+
+        return await evaluate(examples, by_policy)
+
     if not policy.uses_judge:
-
-        async def local(text: str, context: Sequence[str]) -> Assessment:
-            found = learned.assess(text, context) if learned is not None else None
-            return await apply(policy, assess(text, rules.current()), None, found)
-
-        return await evaluate(examples, local)
+        return await run(None)
     from taleweaver.engine import Engine
-    from taleweaver.llm.routing import CallScope
-    from taleweaver.safety.classifier import ModelClassifier
 
     engine = await Engine.open(settings)
     try:
-        classifier = ModelClassifier(engine.caps.model)
-
-        async def by_policy(text: str, context: Sequence[str]) -> Assessment:
-            async def ask() -> Assessment | None:
-                return await classifier.classify(text, CallScope())
-
-            found = learned.assess(text, context) if learned is not None else None
-            return await apply(policy, assess(text, rules.current()), ask, found)
-
-        return await evaluate(examples, by_policy)
+        return await run(ModelClassifier(engine.caps.model))
     finally:
         await engine.close()
 

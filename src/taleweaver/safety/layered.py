@@ -24,6 +24,31 @@ from taleweaver.safety.rules import RulesProvider
 CRISIS_FROM: CrisisLevel = "moderate"
 
 
+async def detect(
+    policy: Policy,
+    rules: RulesProvider,
+    text: str,
+    *,
+    learned: LearnedDetector | None = None,
+    classifier: ModelClassifier | None = None,
+    scope: CallScope | None = None,
+    context: Sequence[str] = (),
+) -> Assessment:
+    """Every layer the policy names, on one player message: what a turn and the
+    evaluation both run, so the figures measure what players get."""
+    found = assess(text, rules.current(), direction="input")
+    if not text.strip():
+        return found
+    by_model = learned.assess(text, context) if learned and policy.uses_learned else None
+    ask = None
+    if classifier is not None:
+
+        async def ask() -> Assessment | None:
+            return await classifier.classify(text, scope or CallScope())
+
+    return await apply(policy, found, ask, by_model)
+
+
 class LayeredChecker:
     """Implements `SafetyChecker`. `narrator` is the model an output that broke a
     content rule is asked again with (OutputSafety does the asking)."""
@@ -54,20 +79,15 @@ class LayeredChecker:
     ) -> Assessment:
         """What the configured policy concludes about one player message, judged with
         the conversation's earlier turns (`context`, oldest first)."""
-        found = assess(text, self.rules.current(), direction="input")
-        if not text.strip():
-            return found
-        learned = None
-        if self.learned is not None and self.policy.uses_learned:
-            learned = self.learned.assess(text, context)
-        classifier = self.classifier
-        ask = None
-        if classifier is not None:
-
-            async def ask() -> Assessment | None:
-                return await classifier.classify(text, scope or CallScope())
-
-        return await apply(self.policy, found, ask, learned)
+        return await detect(
+            self.policy,
+            self.rules,
+            text,
+            learned=self.learned,
+            classifier=self.classifier,
+            scope=scope,
+            context=context,
+        )
 
     async def check(self, subject: SafetySubject) -> SafetyVerdict:
         if subject.direction == "input":
