@@ -119,8 +119,12 @@ class _Scan:
         self.candidates: set[EntryRef] = set()
         # Per regex key: the first window segment it occurs in (NOWHERE: none), and
         # how many recursion chunks it was searched in, with the first that matched.
-        self.regex_window: dict[KeyRef, int] = {}
-        self.regex_recursion: dict[KeyRef, tuple[int, str | None]] = {}
+        self.regex_window: dict[re.Pattern[str], int] = {}
+        self.regex_recursion: dict[re.Pattern[str], tuple[int, str | None]] = {}
+        # Per book: the regex keys that may match the window, and recursion text so far.
+        self.window_possible: list[set[int]] = []
+        self.recursion_possible: list[set[int]] = [set() for _ in books]
+        self.recursion_joined = ""
         self.max_depth = max((book.max_depth for book in books), default=0)
         self.window_text = _Joined(window[: self.max_depth + 1])
         self.recursion_text: dict[tuple[int, int], _Joined] = {}
@@ -135,19 +139,38 @@ class _Scan:
                     self._add_candidates(b, entries)
             self.window_hits.append(hits)
             self._add_candidates(b, book.constants)
-            self._add_candidates(b, book.regex_entries)
+            # Regex keys whose required literals are not in the window cannot match it.
+            possible = book.possible(self.window_text.text)
+            self.window_possible.append(possible)
+            self._add_regex_candidates(b, possible)
 
     def _add_candidates(self, b: int, entries: Iterable[int]) -> None:
         self.candidates.update((b, e) for e in entries)
 
+    def _add_regex_candidates(self, b: int, regex_ids: Iterable[int]) -> None:
+        owners = self.books[b].regex_owner
+        self._add_candidates(b, (owner for i in regex_ids if (owner := owners[i]) >= 0))
+
     def add_recursion(self, label: str, text: str) -> None:
         chunk = Segment(label, text)
         self.recursion_chunks.append(chunk)
+        self.recursion_joined = (
+            f"{self.recursion_joined}{JOINER}{text}" if len(self.recursion_chunks) > 1 else text
+        )
         for b, book in enumerate(self.books):
             found, entries = book.index.find(text)
             hits = self.recursion_hits[b]
             hits.update(dict.fromkeys(found - hits.keys(), label))
             self._add_candidates(b, entries)
+
+    def recursion_added(self) -> None:
+        """After a step's text is added: which regex keys may match recursion text.
+        Looked for over all of it, since a match may run across chunks."""
+        for b, book in enumerate(self.books):
+            if book.regexes:
+                possible = book.possible(self.recursion_joined)
+                self.recursion_possible[b] = possible
+                self._add_regex_candidates(b, possible)
 
     def where(self, b: int, depth_limit: int, ref: KeyRef, recursion: bool) -> str | None:
         """Where key `ref` occurs for an entry that sees `depth_limit` messages back."""
@@ -158,24 +181,30 @@ class _Scan:
             label = self.recursion_hits[b].get(ref.key_id) if recursion else None
             return label
         # A regex is searched once over the window, and once over each stretch of
-        # recursion text added since it was last searched.
-        first = self.regex_window.get(ref)
+        # recursion text added since it was last searched; not at all where its
+        # required literals are absent (what is cached then holds for every book).
+        pattern = ref.pattern
+        first = self.regex_window.get(pattern)
         if first is None:
-            found_at = self.window_text.first(ref.pattern)
-            first = self.regex_window[ref] = NOWHERE if found_at is None else found_at
+            found_at = None
+            if ref.regex_id in self.window_possible[b]:
+                found_at = self.window_text.first(pattern)
+            first = self.regex_window[pattern] = NOWHERE if found_at is None else found_at
         if first <= depth_limit:
             return f"in {self.window[first].label}"
         if not recursion:
             return None
-        searched, label = self.regex_recursion.get(ref, (0, None))
-        if label is None and searched < len(self.recursion_chunks):
+        searched, label = self.regex_recursion.get(pattern, (0, None))
+        if label is None and ref.regex_id not in self.recursion_possible[b]:
+            self.regex_recursion[pattern] = (len(self.recursion_chunks), None)
+        elif label is None and searched < len(self.recursion_chunks):
             span = (searched, len(self.recursion_chunks))
             joined = self.recursion_text.get(span)
             if joined is None:
                 joined = self.recursion_text[span] = _Joined(self.recursion_chunks[searched:])
-            found = joined.first(ref.pattern)
+            found = joined.first(pattern)
             label = None if found is None else self.recursion_chunks[searched + found].label
-            self.regex_recursion[ref] = (len(self.recursion_chunks), label)
+            self.regex_recursion[pattern] = (len(self.recursion_chunks), label)
         return label
 
     def match(self, b: int, e: int, recursion: bool) -> _Match | None:
@@ -366,6 +395,7 @@ def activate(
         recursion = True
         for entry in feed:
             scan.add_recursion(f"recursion from entry {entry.uid}", entry.content)
+        scan.recursion_added()
 
     outcome.rejected = [
         Skipped(books[b].book_id, books[b].entries[e].uid, why)

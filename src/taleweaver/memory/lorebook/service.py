@@ -32,6 +32,7 @@ from taleweaver.domain.lorebook import (
     update_entry,
 )
 from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH
+from taleweaver.domain.session_settings import book_ids
 from taleweaver.memory.context import RecallQuery
 from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
 from taleweaver.memory.lorebook.matcher import PreparedBooks
@@ -336,24 +337,8 @@ class Lorebooks:
     ) -> tuple[list[PreparedBook], Outcome] | None:
         """Run activation over the session's books, saving its timed effects; None if
         the session has no lorebook."""
-        conditions = []
-        if query.world_id is not None:
-            conditions.append(lorebooks.c.world_id == query.world_id)
-        listed = query.settings.get("lorebook_ids")
-        ids = [i for i in listed if isinstance(i, str)] if isinstance(listed, list) else []
-        if ids:
-            conditions.append(lorebooks.c.id.in_(ids))
-        if not conditions:
-            return None
         async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(lorebooks)
-                    .where(lorebooks.c.workspace_id == query.workspace_id)
-                    .where(sa.or_(*conditions))
-                    .order_by(lorebooks.c.created_at, lorebooks.c.id)
-                )
-            ).all()
+            rows = await self._session_rows(conn, query.workspace_id, query.settings)
             if not rows:
                 return None
             books = [await self._prepare(conn, row) for row in rows]
@@ -374,6 +359,79 @@ class Lorebooks:
         if outcome.timed != (state or {"sticky": {}, "cooldown": {}}):
             await self._save_timed(query, outcome.timed)
         return books, outcome
+
+    async def session_books(self, workspace_id: str, settings: JSON) -> list[JSON]:
+        """The books a session with these settings consults, in order, each saying
+        why: "session" (listed in its settings) or "world" (attached to its world)."""
+        listed = set(book_ids(settings))
+        async with self.db.read() as conn:
+            rows = await self._session_rows(conn, workspace_id, settings)
+        return [
+            _summary(row) | {"attached": "session" if row.id in listed else "world"}
+            for row in rows
+        ]
+
+    async def named(self, workspace_id: str, names: Sequence[str]) -> list[str]:
+        """For each name a book has (ignoring case), the first such book's id."""
+        wanted = [n.strip().casefold() for n in names if n.strip()]
+        if not wanted:
+            return []
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(lorebooks.c.id, lorebooks.c.name)
+                    .where(lorebooks.c.workspace_id == workspace_id)
+                    .where(sa.func.lower(lorebooks.c.name).in_(wanted))
+                    .order_by(lorebooks.c.created_at, lorebooks.c.id)
+                )
+            ).all()
+        first: dict[str, str] = {}
+        for row in rows:
+            first.setdefault(row.name.casefold(), row.id)
+        return list(dict.fromkeys(first[n] for n in wanted if n in first))
+
+    async def check_listed(self, workspace_id: str, settings: JSON) -> None:
+        """Refuse settings that list a lorebook this workspace does not have."""
+        ids = book_ids(settings)
+        if not ids:
+            return
+        async with self.db.read() as conn:
+            known = set(
+                (
+                    await conn.scalars(
+                        sa.select(lorebooks.c.id)
+                        .where(lorebooks.c.workspace_id == workspace_id)
+                        .where(lorebooks.c.id.in_(ids))
+                    )
+                ).all()
+            )
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise InvalidInput(f"settings.lorebook_ids: lorebook {missing[0]} not found")
+
+    async def _session_rows(
+        self, conn: AsyncConnection, workspace_id: str, settings: JSON
+    ) -> list[Any]:
+        """The session's own books in its order, then its world's books, oldest first."""
+        ids = book_ids(settings)
+        world = settings.get("world_id")
+        conditions = []
+        if isinstance(world, str) and world:
+            conditions.append(lorebooks.c.world_id == world)
+        if ids:
+            conditions.append(lorebooks.c.id.in_(ids))
+        if not conditions:
+            return []
+        rows = (
+            await conn.execute(
+                sa.select(lorebooks)
+                .where(lorebooks.c.workspace_id == workspace_id)
+                .where(sa.or_(*conditions))
+                .order_by(lorebooks.c.created_at, lorebooks.c.id)
+            )
+        ).all()
+        place = {book_id: at for at, book_id in enumerate(ids)}
+        return sorted(rows, key=lambda row: place.get(row.id, len(place)))
 
     async def _save_timed(self, query: RecallQuery, state: JSON) -> None:
         async with self.db.write() as conn:
