@@ -29,6 +29,11 @@ class SessionUpdate(Strict):
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_LENGTH)
     pinned: bool | None = None
     archived: bool | None = None
+    settings: dict[str, Any] | None = Field(
+        default=None,
+        description="Merged into the session's settings (a key set to null is removed); "
+        "'lorebook_ids' must name this workspace's lorebooks.",
+    )
 
 
 class SessionFork(Strict):

@@ -9,7 +9,6 @@ exists without its greeting.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from taleweaver.domain.characters import choose_greeting
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
 from taleweaver.domain.macros import MacroContext, expand
+from taleweaver.domain.session_settings import check_book_ids, check_settings, merge_ids
 from taleweaver.domain.sessions import (
     EventType,
     Reply,
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from taleweaver.characters.service import Characters
 
 MAX_CHARACTERS = 16
-MAX_SETTINGS_BYTES = 16 * 1024  # as for any session's settings
 
 
 def greeting_event(character_id: str, index: int, text: str) -> NewEvent:
@@ -80,17 +79,24 @@ class Companions:
         first = cards[ids[0]]
         group = len(ids) > 1
         names = [cards[c].display_name for c in ids]
-        session_settings: JSON = dict(settings or {}) | {
+        given = dict(settings or {})
+        own = check_book_ids(given["lorebook_ids"]) if "lorebook_ids" in given else []
+        session_settings: JSON = given | {
             "character_ids": ids,
-            "lorebook_ids": await self.characters.lorebook_ids(workspace_id, ids),
+            # The caller's books first, then the characters' own.
+            "lorebook_ids": merge_ids(own, await self.characters.lorebook_ids(workspace_id, ids)),
             # What the companion kind's own prompt names; the character source adds the rest.
             "character": {
                 "name": " and ".join(names),
                 "description": "As the character notes below describe.",
             },
         }
-        if len(json.dumps(session_settings)) > MAX_SETTINGS_BYTES:
-            raise InvalidInput(f"settings must be at most {MAX_SETTINGS_BYTES} bytes of JSON")
+        check = self.characters.settings_check
+        session_settings = (
+            await check(workspace_id, session_settings)
+            if check is not None
+            else check_settings(session_settings)
+        )
         session_id = uuid.uuid4().hex
         chosen = choose_greeting(first, index=greeting, seed=session_id, group=group)
         events = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from taleweaver.characters.cards import avatar, export_bytes, icon_path, split_ours
@@ -38,6 +38,14 @@ class LorebookImporter(Protocol):
         name: str,
         actor: str,
     ) -> Any: ...
+
+    async def named(self, workspace_id: str, names: Sequence[str]) -> builtins.list[str]:
+        """For each name that a book has, one such book's id, in the order given."""
+        ...
+
+
+# Every writer's check of a session's settings (the engine's sessions service).
+SettingsCheck = Callable[[str, JSON], Awaitable[JSON]]
 
 
 class UserDirectory(Protocol):
@@ -104,12 +112,14 @@ class Characters:
         audit: AuditTrail,
         users: UserDirectory | None = None,
         lorebooks: LorebookImporter | None = None,
+        settings_check: SettingsCheck | None = None,
     ) -> None:
         self.db = db
         self.store = CharacterStore(db)
         self.audit = audit
         self.users = users
         self.lorebooks = lorebooks
+        self.settings_check = settings_check
         self.relationships = Relationships(db, repository.queries)
         self.companions = Companions(self, repository)
 
@@ -343,7 +353,13 @@ class Characters:
     async def lorebook_ids(
         self, workspace_id: str, character_ids: builtins.list[str]
     ) -> builtins.list[str]:
+        """The characters' lorebooks: each one's embedded book, then the World Info
+        books their cards link by name (`extensions.world`), each once."""
         rows = await self.store.rows(workspace_id, character_ids)
-        return [
-            rows[c]["lorebook_id"] for c in character_ids if c in rows and rows[c]["lorebook_id"]
-        ]
+        found = [r for c in character_ids if (r := rows.get(c)) is not None]
+        embedded = [r["lorebook_id"] for r in found if r["lorebook_id"]]
+        worlds = [w for r in found if (w := card_of(r).world) is not None]
+        linked = []
+        if worlds and self.lorebooks is not None:
+            linked = await self.lorebooks.named(workspace_id, worlds)
+        return list(dict.fromkeys([*embedded, *linked]))

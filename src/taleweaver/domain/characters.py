@@ -103,6 +103,14 @@ class Card:
         book = self.data.get("character_book")
         return book if isinstance(book, dict) else None
 
+    @property
+    def world(self) -> str | None:
+        """The name of the World Info book SillyTavern links the card to
+        (`data.extensions.world`), if any."""
+        extensions = self.data.get("extensions")
+        world = extensions.get("world") if isinstance(extensions, dict) else None
+        return world.strip() if isinstance(world, str) and world.strip() else None
+
 
 def _fail(detail: str) -> InvalidInput:
     return InvalidInput(f"not a valid character card: {detail}")

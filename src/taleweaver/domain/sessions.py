@@ -27,6 +27,8 @@ class EventType(StrEnum):
     SESSION_RENAMED = "session.renamed"
     SESSION_PINNED = "session.pinned"
     SESSION_ARCHIVED = "session.archived"
+    # Carries the whole new settings object (attaching a lorebook is one of these).
+    SESSION_SETTINGS_CHANGED = "session.settings_changed"
     SESSION_DELETED = "session.deleted"
     TURN_COMMITTED = "turn.committed"
     TURN_REGENERATED = "turn.regenerated"
@@ -106,6 +108,8 @@ class SessionState:
             self.pinned = bool(p["pinned"])
         elif kind == EventType.SESSION_ARCHIVED:
             self.archived = bool(p["archived"])
+        elif kind == EventType.SESSION_SETTINGS_CHANGED:
+            self.settings = dict(p["settings"])
         elif kind == EventType.SESSION_DELETED:
             self.deleted = True
         elif kind == EventType.TURN_COMMITTED:

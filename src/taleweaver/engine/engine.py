@@ -14,6 +14,7 @@ from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.interop import Interop
 from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
+from taleweaver.engine.session_lorebooks import SessionLorebooks
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
@@ -86,7 +87,10 @@ class Engine:
             audit=self.audit,
             users=self.accounts,
             lorebooks=self.lorebooks,
+            settings_check=self.sessions.check_settings,
         )
+        self.sessions.settings_checks.append(self.lorebooks.check_listed)
+        self.session_lorebooks = SessionLorebooks(self.sessions, self.lorebooks)
         self.interop = Interop(
             self.sessions, self.repository.store, self.characters, self.lorebooks
         )

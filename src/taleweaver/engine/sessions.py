@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
+from taleweaver.domain.session_settings import check_settings
 from taleweaver.domain.sessions import (
     HISTORY_EVENTS,
     EventType,
@@ -21,12 +21,13 @@ from taleweaver.engine.outcome import new_id
 from taleweaver.store.queries import Queries, SessionFilter
 from taleweaver.store.repository import SessionRepository
 
-MAX_SETTINGS_BYTES = 16 * 1024
-
 # (conn, workspace id, source session id, fork's session id), run inside the fork's
 # transaction: what a capability keeps beside a session and must follow its forks
 # (the safety layer's crisis pause) is written with the fork or not at all.
 ForkHook = Callable[[AsyncConnection, str, str, str], Awaitable[None]]
+# (workspace id, settings): a capability's check of the settings keys it reads
+# (the lorebooks feature: every listed book exists); raises InvalidInput.
+SettingsCheck = Callable[[str, JSON], Awaitable[None]]
 
 
 class Sessions:
@@ -34,6 +35,14 @@ class Sessions:
         self.repository = repository
         self.queries = queries
         self.fork_hooks: list[ForkHook] = []
+        self.settings_checks: list[SettingsCheck] = []
+
+    async def check_settings(self, workspace_id: str, settings: JSON) -> JSON:
+        """Settings as every writer stores them: bounded, and what the engine reads valid."""
+        checked = check_settings(settings)
+        for check in self.settings_checks:
+            await check(workspace_id, checked)
+        return checked
 
     async def create(
         self,
@@ -45,9 +54,7 @@ class Sessions:
         owner_id: str | None = None,
         metadata: EventMetadata,
     ) -> JSON:
-        settings = settings or {}
-        if len(json.dumps(settings)) > MAX_SETTINGS_BYTES:
-            raise InvalidInput(f"settings must be at most {MAX_SETTINGS_BYTES} bytes of JSON")
+        settings = await self.check_settings(workspace_id, settings or {})
         state = SessionState(id=new_id())
         event = NewEvent(
             EventType.SESSION_CREATED,
@@ -82,10 +89,18 @@ class Sessions:
         title: str | None = None,
         pinned: bool | None = None,
         archived: bool | None = None,
+        settings: JSON | None = None,
         metadata: EventMetadata,
     ) -> JSON:
+        """Change what is given. `settings` is merged into the session's at the top
+        level, as a JSON merge patch is: a key set to null is removed."""
         state = await self.repository.open(workspace_id, session_id)
         events: list[NewEvent] = []
+        if settings is not None:
+            merged = {k: v for k, v in (state.settings | settings).items() if v is not None}
+            checked = await self.check_settings(workspace_id, merged)
+            if checked != state.settings:
+                events.append(NewEvent(EventType.SESSION_SETTINGS_CHANGED, {"settings": checked}))
         if title is not None and validate_title(title) != state.title:
             events.append(NewEvent(EventType.SESSION_RENAMED, {"title": validate_title(title)}))
         if pinned is not None and pinned != state.pinned:

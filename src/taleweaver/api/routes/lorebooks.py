@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
-from taleweaver.api.deps import EngineDep
+from taleweaver.api.deps import EngineDep, metadata_for
 from taleweaver.api.schemas import Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
@@ -278,3 +278,82 @@ async def dry_run(
         access.workspace_id, lorebook_id, messages=body.pairs(), text=body.text, seed=body.seed
     )
     return DryRunResult.model_validate(result)
+
+
+# --- a session's lorebooks -------------------------------------------------------------
+
+
+class SessionLorebook(LorebookSummary):
+    attached: Literal["session", "world"] = Field(
+        description="'session': one of the session's own books (settings.lorebook_ids); "
+        "'world': attached to the session's world."
+    )
+
+
+class LorebookAttach(Strict):
+    lorebook_id: str = Field(min_length=1, max_length=64)
+    position: int | None = Field(
+        default=None, ge=0, le=64, description="Where among the session's own books; unset: last."
+    )
+
+
+class LorebookOrder(Strict):
+    lorebook_ids: list[str] = Field(max_length=64, description="Each of the session's own books.")
+
+
+SessionRead = Annotated[Access, requires(Action.SESSION_READ)]
+SessionEdit = Annotated[Access, requires(Action.SESSION_UPDATE)]
+
+
+def _books(found: list[dict[str, Any]]) -> list[SessionLorebook]:
+    return [SessionLorebook.model_validate(b) for b in found]
+
+
+@router.get("/sessions/{session_id}/lorebooks")
+async def list_session_lorebooks(
+    session_id: str, engine: EngineDep, access: SessionRead
+) -> list[SessionLorebook]:
+    """The books the session consults, in the order activation reads them: its own
+    first, then its world's."""
+    return _books(await engine.session_lorebooks.books(access.workspace_id, session_id))
+
+
+@router.post("/sessions/{session_id}/lorebooks", status_code=201)
+async def attach_session_lorebook(
+    session_id: str, body: LorebookAttach, engine: EngineDep, access: SessionEdit
+) -> list[SessionLorebook]:
+    """Attach a book to the session (attaching one already attached moves it)."""
+    found = await engine.session_lorebooks.attach(
+        access.workspace_id,
+        session_id,
+        body.lorebook_id,
+        position=body.position,
+        metadata=metadata_for(access.principal.user_id),
+    )
+    return _books(found)
+
+
+@router.put("/sessions/{session_id}/lorebooks")
+async def reorder_session_lorebooks(
+    session_id: str, body: LorebookOrder, engine: EngineDep, access: SessionEdit
+) -> list[SessionLorebook]:
+    """Put the session's own books in a new order."""
+    found = await engine.session_lorebooks.reorder(
+        access.workspace_id,
+        session_id,
+        body.lorebook_ids,
+        metadata=metadata_for(access.principal.user_id),
+    )
+    return _books(found)
+
+
+@router.delete("/sessions/{session_id}/lorebooks/{lorebook_id}")
+async def detach_session_lorebook(
+    session_id: str, lorebook_id: str, engine: EngineDep, access: SessionEdit
+) -> list[SessionLorebook]:
+    """Detach one of the session's own books; what it still consults comes back."""
+    meta = metadata_for(access.principal.user_id)
+    found = await engine.session_lorebooks.detach(
+        access.workspace_id, session_id, lorebook_id, metadata=meta
+    )
+    return _books(found)

@@ -90,6 +90,7 @@ async def update_session(
         title=body.title,
         pinned=body.pinned,
         archived=body.archived,
+        settings=body.settings,
         metadata=metadata_for(access.principal.user_id),
     )
     return SessionPublic.model_validate(updated)
