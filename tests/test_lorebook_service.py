@@ -259,3 +259,25 @@ async def test_bad_book_changes_and_names_are_refused(engine: Engine) -> None:
     assert [(b["name"], b["version"], b["settings"]["scan_depth"]) for b in books] == [
         ("Imported lorebook", 1, 2)
     ]
+
+
+async def test_an_edited_book_is_ready_for_the_next_turn_and_matches_a_rebuild(
+    engine: Engine,
+) -> None:
+    lore = engine.lorebooks
+    book_id = await import_aster(engine)
+    said = "a griffin, a dragon and the wolves"
+    await lore.dry_run(WS, book_id, messages=[], text=said)  # prepared, as a turn would
+    await lore.add_entry(WS, book_id, {"keys": ["/griffins?/i"], "content": "Griffins."}, actor="t")
+    await lore.update_entry(WS, book_id, "0", {"keys": ["wolves"]}, actor="t")
+    await lore.delete_entry(WS, book_id, "21", actor="test")
+    await lore.update_book(WS, book_id, {"name": "Aster, revised"}, actor="test")
+    # Each edit revised the cached book: the next activation prepares nothing.
+    assert lore.prepared.get(book_id, 5) is not None
+    found = await lore.dry_run(WS, book_id, messages=[], text=said)
+    lore.prepared.forget(book_id)  # what preparing the stored book whole gives
+    assert await lore.dry_run(WS, book_id, messages=[], text=said) == found
+    reasons = {a["uid"]: a["reason"] for a in found["activated"]}
+    assert reasons["26"] == "key '/griffins?/i' in player message"
+    assert reasons["0"].startswith("key 'wolves'")
+    assert "21" not in reasons

@@ -1,7 +1,9 @@
 """Lorebooks: storage, import and export, editing, and activation with per-session state.
 
 Every query is scoped by workspace: a book in another workspace does not exist.
-A change bumps the book's version, which retires its prepared automaton.
+A change bumps the book's version, which retires its prepared automaton; an
+entry edit, once committed, revises the cached one instead (what it changed,
+not the whole book), so the next turn does not wait for a rebuild.
 """
 
 from __future__ import annotations
@@ -209,10 +211,12 @@ class Lorebooks:
             if "settings" in changes:
                 merged = dict(row.settings) | changes["settings"]
                 values["settings"] = settings_to_json(settings_from_json(merged))
-            await self._bump(conn, row, **values)
+            version = await self._bump(conn, row, **values)
             await self.audit.record(
                 actor, "lorebook.updated", workspace_id=workspace_id, target=lorebook_id, conn=conn
             )
+        if "settings" not in values:  # a new name or world: the prepared book still holds
+            self.prepared.rename(lorebook_id, version, values.get("name", row.name))
         return await self._summary(workspace_id, lorebook_id)
 
     async def delete_book(self, workspace_id: str, lorebook_id: str, *, actor: str) -> None:
@@ -254,7 +258,7 @@ class Lorebooks:
                     raw=None,
                 )
             )
-            await self._bump(conn, row, entry_count=row.entry_count + 1)
+            version = await self._bump(conn, row, entry_count=row.entry_count + 1)
             await self.audit.record(
                 actor,
                 "lorebook.entry_added",
@@ -262,6 +266,7 @@ class Lorebooks:
                 target=f"{lorebook_id}/{uid}",
                 conn=conn,
             )
+        self.prepared.revise(lorebook_id, version, [(uid, entry)])
         return entry_to_json(entry)
 
     async def update_entry(
@@ -278,7 +283,7 @@ class Lorebooks:
                 .where(lorebook_entries.c.uid == uid)
                 .values(data=entry_to_json(entry))
             )
-            await self._bump(conn, row)
+            version = await self._bump(conn, row)
             await self.audit.record(
                 actor,
                 "lorebook.entry_updated",
@@ -286,6 +291,7 @@ class Lorebooks:
                 target=f"{lorebook_id}/{uid}",
                 conn=conn,
             )
+        self.prepared.revise(lorebook_id, version, [(uid, entry)])
         return entry_to_json(entry)
 
     async def delete_entry(
@@ -299,7 +305,7 @@ class Lorebooks:
                 .where(lorebook_entries.c.lorebook_id == lorebook_id)
                 .where(lorebook_entries.c.uid == uid)
             )
-            await self._bump(conn, row, entry_count=row.entry_count - 1)
+            version = await self._bump(conn, row, entry_count=row.entry_count - 1)
             await self.audit.record(
                 actor,
                 "lorebook.entry_deleted",
@@ -307,6 +313,7 @@ class Lorebooks:
                 target=f"{lorebook_id}/{uid}",
                 conn=conn,
             )
+        self.prepared.revise(lorebook_id, version, [(uid, None)])
 
     # --- activation -----------------------------------------------------------------
 
@@ -496,12 +503,15 @@ class Lorebooks:
             raise NotFound(f"entry {uid} not found in lorebook {lorebook_id}")
         return row
 
-    async def _bump(self, conn: AsyncConnection, row: Any, **values: Any) -> None:
-        await conn.execute(
+    async def _bump(self, conn: AsyncConnection, row: Any, **values: Any) -> int:
+        """Bump the book's version with a change; the new version."""
+        version = await conn.scalar(
             lorebooks.update()
             .where(lorebooks.c.id == row.id)
             .values(version=lorebooks.c.version + 1, updated_at=_now(), **values)
+            .returning(lorebooks.c.version)
         )
+        return int(version)
 
     async def _summary(self, workspace_id: str, lorebook_id: str) -> JSON:
         async with self.db.read() as conn:
