@@ -5,12 +5,14 @@ detached and reordered, with the activation in the turn's context trace."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
+from taleweaver.cli.main import cli
 from taleweaver.config import Settings
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.llm import ScriptedModel
@@ -25,10 +27,10 @@ class Prompts:
     """A scripted narrator that remembers every prompt it was sent."""
 
     def __init__(self) -> None:
-        self.calls: list[list[ChatMessage]] = []
+        self.calls: list[Sequence[ChatMessage]] = []
         self.model = ScriptedModel(self._reply)
 
-    def _reply(self, call: list[ChatMessage]) -> str:
+    def _reply(self, call: Sequence[ChatMessage]) -> str:
         # In a world's sessions the extractor asks too; only the narrator's prompts count.
         if not call[0].content.startswith("You extract"):
             self.calls.append(call)
@@ -259,3 +261,41 @@ def test_session_lorebook_changes_refuse_what_cannot_be_done(client: httpx.Clien
     assert client.put(url, json={"lorebook_ids": []}).status_code == 422
 
     assert books_of(client, session_id) == [(own, "session"), (in_world, "world")]
+
+
+# --- the CLI ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_cli_attaches_orders_lists_and_detaches_a_sessions_books(
+    backend: str, settings: Settings
+) -> None:
+    with on_backend(backend, settings) as chosen:
+        with client_for(chosen) as client:
+            birds = import_book(client, world_info("Ravens speak.", "raven", name="Birds"))
+            sea = import_book(client, world_info("The tide is red.", "tide", name="Sea"))
+            session_id = story(client)
+        env = {
+            "TALEWEAVER_DATA_DIR": str(chosen.data_dir),
+            "TALEWEAVER_MODEL": "scripted",
+            "TALEWEAVER_DATABASE_URL": chosen.database_url,
+            "TALEWEAVER_CONFIG": None,
+        }
+
+        def run(*args: str) -> Result:
+            return CliRunner().invoke(cli, ["sessions", "lorebooks", *args], env=env)
+
+        assert run("attach", session_id, birds).exit_code == 0
+        assert run("attach", session_id, sea, "--position", "0").exit_code == 0
+        listed = run("list", session_id)
+        assert listed.output == (
+            f"1. {sea}  Sea  (1 entry, session)\n2. {birds}  Birds  (1 entry, session)\n"
+        )
+        assert run("order", session_id, birds, sea).output.startswith(f"1. {birds}  Birds")
+        detached = run("detach", session_id, birds)
+        assert detached.exit_code == 0 and detached.output == f"1. {sea}  Sea  (1 entry, session)\n"
+
+        refused = run("detach", session_id, birds)
+        assert refused.exit_code == 1
+        assert f"lorebook {birds} is not attached to session {session_id}" in refused.output
+        assert run("list", session_id).output == f"1. {sea}  Sea  (1 entry, session)\n"

@@ -286,9 +286,12 @@ def _register_feature_commands() -> None:
         characters_cmd,
         interop_cmd,
         safety_cmd,
+        session_lorebooks_cmd,
         therapy_cmd,
         world_cmd,
     )
+
+    sessions.add_command(session_lorebooks_cmd.lorebooks)
 
     for module in (world_cmd, characters_cmd, interop_cmd, safety_cmd, therapy_cmd):
         for command in module.commands:
