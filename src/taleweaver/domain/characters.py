@@ -233,6 +233,11 @@ def apply_edit(card: Card, changes: Mapping[str, Any]) -> Card:
         raise InvalidInput(f"these fields cannot be edited: {', '.join(sorted(unknown))}")
     edited = copy.deepcopy(card.card)
     edited["data"].update(copy.deepcopy(dict(changes)))
+    # A card that carries the V1 fields at its top level too (SillyTavern writes them,
+    # and V1-only readers see nothing else) gets the edit there as well.
+    for key in V1_FIELDS:
+        if key in changes and key in edited:
+            edited[key] = copy.deepcopy(changes[key])
     if "extensions" in changes:  # Taleweaver's own settings are edited on their own
         edited["data"]["extensions"] = dict(edited["data"]["extensions"] or {})
         edited["data"]["extensions"].pop(TALEWEAVER_KEY, None)
