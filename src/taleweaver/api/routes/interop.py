@@ -1,8 +1,8 @@
 """Imports, exports, chat files, workspace bundles and backups.
 
 Files travel as the raw request or response body (not multipart), so a client
-can `curl --data-binary @chat.jsonl`; the request body limit
-(TALEWEAVER_MAX_BODY_BYTES) bounds what one upload may carry.
+can `curl --data-binary @chat.jsonl`; the upload limit
+(TALEWEAVER_MAX_UPLOAD_BYTES) bounds what one upload may carry.
 """
 
 from __future__ import annotations
