@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"  # per client address
     redis_url: str | None = None  # rate-limit counters shared across replicas
     redis_key_prefix: str = "taleweaver"  # keeps instances sharing one Redis apart
+    # The live channel (/api/v1/sessions/{id}/live): a ping every so often, a client
+    # silent for longer than `live_dead_after_seconds` dropped, and the event log
+    # polled at least this often in case a wake-up was lost.
+    live_ping_seconds: float = 15.0
+    live_dead_after_seconds: float = 45.0
+    live_poll_seconds: float = 1.0
     # How browsers reach this server (e.g. behind a proxy); unset: each request's own URL.
     public_url: str | None = None
     # Single sign-on with OpenID Connect: on when both an issuer and a client id are set.

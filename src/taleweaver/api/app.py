@@ -30,6 +30,7 @@ from taleweaver.api.routes import (
     workspaces,
     world,
 )
+from taleweaver.api.routes import live as live_routes
 from taleweaver.api.routes import models as model_routes
 from taleweaver.api.routes import secrets as secret_routes
 from taleweaver.api.security import LoginMode
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
     for module in (world, lorebooks, summaries, characters, interop, safety, therapy):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
+    app.router.routes.append(live_routes.route)  # the WebSocket (see its module)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from starlette.requests import HTTPConnection
 
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.ratelimit import RateLimits
@@ -62,7 +63,7 @@ class LoginMode:
     checked_at: float = 0.0
 
 
-async def login_required(request: Request, engine: Engine) -> bool:
+async def login_required(request: HTTPConnection, engine: Engine) -> bool:
     settings = request.app.state.settings
     if settings.require_login or not is_loopback(settings.bind_host):
         return True
@@ -74,7 +75,7 @@ async def login_required(request: Request, engine: Engine) -> bool:
     return mode.required
 
 
-async def current_principal(request: Request, engine: EngineDep) -> Principal | None:
+async def current_principal(request: HTTPConnection, engine: EngineDep) -> Principal | None:
     """The caller, or None when no credentials were sent and login is required."""
     if hasattr(request.state, "principal"):
         known: Principal | None = request.state.principal
@@ -84,7 +85,7 @@ async def current_principal(request: Request, engine: EngineDep) -> Principal | 
     return principal
 
 
-async def _authenticate(request: Request, engine: Engine) -> Principal | None:
+async def _authenticate(request: HTTPConnection, engine: Engine) -> Principal | None:
     authorization = request.headers.get("authorization", "")
     if authorization:
         scheme, _, token = authorization.partition(" ")
@@ -99,7 +100,7 @@ async def _authenticate(request: Request, engine: Engine) -> Principal | None:
         principal = await engine.credentials.authenticate_session(cookie)
         if principal is None:
             raise Unauthorized("the login session has expired; log in again")
-        if request.method not in SAFE_METHODS:
+        if _method(request) not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not sent or not same(sent, principal.csrf_token or ""):
                 raise Forbidden(f"a state-changing request needs the {CSRF_HEADER} header")
@@ -127,7 +128,7 @@ class Access:
 
 
 async def _placement(
-    request: Request, engine: Engine, principal: Principal, header: str | None
+    request: HTTPConnection, engine: Engine, principal: Principal, header: str | None
 ) -> tuple[str, str | None, Role | None, int | None]:
     """Where a request acts: (workspace, owner of the session it names, caller's role,
     that session's version)."""
@@ -147,7 +148,7 @@ async def _placement(
 
 
 async def _enforce(
-    request: Request, engine: Engine, marker: Action | str, workspace_header: str | None
+    request: HTTPConnection, engine: Engine, marker: Action | str, workspace_header: str | None
 ) -> Access | Principal | None:
     limits: RateLimits = request.app.state.rate_limits
     route = request.scope.get("route")
@@ -164,7 +165,7 @@ async def _enforce(
         # About oneself (workspaces, keys): a key changes nothing without the write scope.
         if (
             principal.scopes is not None
-            and request.method not in SAFE_METHODS
+            and _method(request) not in SAFE_METHODS
             and principal.scopes.isdisjoint({Scope.WRITE, Scope.ADMIN})
         ):
             raise Forbidden("this API key's scopes do not cover changes")
@@ -203,8 +204,39 @@ async def _enforce(
     return Access(principal, workspace_id, role, decision, version)
 
 
-def _client(request: Request) -> str:
+def _client(request: HTTPConnection) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def _method(request: HTTPConnection) -> str:
+    """The HTTP method; a WebSocket handshake is a GET."""
+    return str(request.scope.get("method", "GET"))
+
+
+async def authorize_websocket(websocket: HTTPConnection, engine: Engine, action: Action) -> Access:
+    """Authorize a WebSocket handshake for `action` as every route is authorized.
+
+    Browsers send cookies with a cross-site WebSocket handshake and no CORS check
+    guards it, so without an API key the page's Origin must be this server's own
+    (or one of the configured CORS origins or the public URL).
+    """
+    if not websocket.headers.get("authorization"):
+        origin = websocket.headers.get("origin")
+        if origin is not None and not _same_origin(websocket, origin):
+            raise Forbidden(f"a live channel may not be opened from {origin}")
+    access = await _enforce(websocket, engine, action, websocket.headers.get("x-workspace"))
+    assert isinstance(access, Access)
+    return access
+
+
+def _same_origin(connection: HTTPConnection, origin: str) -> bool:
+    settings = connection.app.state.settings
+    allowed = {o.rstrip("/") for o in settings.cors_origins}
+    if settings.public_url:
+        allowed.add(str(settings.public_url).rstrip("/"))
+    host = connection.headers.get("host", "")
+    own = {f"http://{host}", f"https://{host}"}
+    return origin.rstrip("/") in allowed | own
 
 
 def requires(marker: Action | str) -> Any:

@@ -12,6 +12,7 @@ from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.interop import Interop
+from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
 from taleweaver.engine.session_lorebooks import SessionLorebooks
@@ -22,6 +23,7 @@ from taleweaver.memory import NoContinuityCheck, NoExtraction
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
 from taleweaver.memory.world import WorldMemory
+from taleweaver.realtime import hub_for
 from taleweaver.safety import AllowAll
 from taleweaver.safety.service import SafetyService
 from taleweaver.safety.webhooks import Webhooks
@@ -71,6 +73,13 @@ class Engine:
         self.sessions = Sessions(repository, caps.queries)
         self._wire_features()
         self.turns = TurnRunner(repository, caps)
+        # Live channels: in-process, or across replicas through Redis when configured.
+        self.live = LiveSessions(
+            repository,
+            self.turns,
+            hub_for(self.settings.redis_url, self.settings.redis_key_prefix),
+            poll_s=self.settings.live_poll_seconds,
+        )
 
     def _wire_features(self) -> None:
         """Build each feature's services and plug its hooks into the pipeline's
@@ -225,6 +234,7 @@ class Engine:
     async def close(self) -> None:
         await self.summaries.aclose()
         await self.turns.shutdown()
+        await self.live.close()
         await self.safety.aclose()  # crisis webhooks in flight get a few seconds
         await self.model.aclose()
         await self.usage.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -117,6 +117,8 @@ class TurnRunner:
         self.caps = caps
         self._running: dict[str, TurnHandle] = {}
         self._recent: OrderedDict[str, TurnHandle] = OrderedDict()
+        # Told of each turn once it runs (the live channel relays its stream).
+        self.on_start: Callable[[TurnHandle], Awaitable[None]] | None = None
 
     async def start(
         self,
@@ -158,13 +160,31 @@ class TurnRunner:
             },
         )
         handle.task = asyncio.create_task(self._run(handle, ctx), name=f"turn-{handle.turn_id}")
+        if self.on_start is not None:
+            await self.on_start(handle)
         return handle
 
     def get(self, workspace_id: str, session_id: str, turn_id: str) -> TurnHandle:
-        handle = self._recent.get(turn_id)
-        if handle is None or handle.session_id != session_id or handle.workspace_id != workspace_id:
+        handle = self.find(workspace_id, session_id, turn_id)
+        if handle is None:
             raise NotFound(f"turn {turn_id} is not running or recent in session {session_id}")
         return handle
+
+    def find(self, workspace_id: str, session_id: str, turn_id: str) -> TurnHandle | None:
+        """A running or recent turn of this process, or None."""
+        handle = self._recent.get(turn_id)
+        if handle is None or handle.session_id != session_id or handle.workspace_id != workspace_id:
+            return None
+        return handle
+
+    def local(self, session_id: str, turn_id: str) -> TurnHandle | None:
+        """A running or recent turn of this process in that session (any workspace:
+        for callers that authorized the session already)."""
+        handle = self._recent.get(turn_id)
+        return handle if handle is not None and handle.session_id == session_id else None
+
+    def running(self, session_id: str) -> TurnHandle | None:
+        return self._running.get(session_id)
 
     async def shutdown(self) -> None:
         """Stop every running turn without committing it (the process is going away)."""

@@ -141,6 +141,20 @@ class EventStore:
             result = await conn.execute(query)
             return [self._record(row._mapping) for row in result]
 
+    async def read_stream_since(
+        self, stream_id: str, *, position: int, limit: int = 500
+    ) -> list[RecordedEvent]:
+        """A stream's events after a global position, in order (a live channel's replay)."""
+        query = (
+            sa.select(events)
+            .where(events.c.stream_id == stream_id, events.c.position > position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            result = await conn.execute(query)
+            return [self._record(row._mapping) for row in result]
+
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Every stream's events in commit order, for tailers that resume by position."""
         query = (

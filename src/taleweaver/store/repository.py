@@ -17,6 +17,8 @@ from taleweaver.store.sealing import Sealer
 
 # Writes the read models of freshly appended events, in their transaction.
 Projector = Callable[[AsyncConnection, Sequence[RecordedEvent], Sealer | None], Awaitable[None]]
+# Told of events once their transaction committed (a wake-up for live channels).
+CommitListener = Callable[[Sequence[RecordedEvent]], Awaitable[None]]
 
 SNAPSHOT_EVERY = 100
 CACHE_SIZE = 256
@@ -28,6 +30,7 @@ class SessionRepository:
         self.queries = queries
         # States this process committed or opened, reused while still current.
         self._cache: OrderedDict[str, SessionState] = OrderedDict()
+        self.committed: list[CommitListener] = []
 
     async def open(
         self, workspace_id: str, session_id: str, *, known_version: int | None = None
@@ -95,6 +98,7 @@ class SessionRepository:
             if after.version // SNAPSHOT_EVERY > state.version // SNAPSHOT_EVERY:
                 await self.store.save_snapshot(conn, state.id, after.version, after.to_snapshot())
         self._remember(after)
+        await self._announce(recorded)
         return after, recorded
 
     async def commit_new(
@@ -124,7 +128,12 @@ class SessionRepository:
                 state.apply(event)
             await self.store.save_snapshot(conn, session_id, state.version, state.to_snapshot())
         self._remember(state)
+        await self._announce(recorded)
         return state
+
+    async def _announce(self, recorded: Sequence[RecordedEvent]) -> None:
+        for listener in self.committed:
+            await listener(recorded)
 
     def _remember(self, state: SessionState) -> None:
         self._cache[state.id] = state

@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from taleweaver.api import sse
 from taleweaver.api.deps import EngineDep, metadata_for
-from taleweaver.api.problems import problem
 from taleweaver.api.schemas import TurnCreate, TurnPublic
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
@@ -71,9 +70,7 @@ async def cancel_turn(
     engine: EngineDep,
     access: Annotated[Access, requires(Action.SESSION_PLAY)],
 ) -> Response:
-    """Stop a running turn: generation stops and the turn is recorded as cancelled."""
-    handle = engine.turns.get(access.workspace_id, session_id, turn_id)
-    if not handle.cancel():
-        return problem(409, "Conflict", f"turn {turn_id} has already finished or is committing")
-    result = await handle.wait()
+    """Stop a running turn, on whichever replica runs it: generation stops and the
+    turn is recorded as cancelled."""
+    result = await engine.live.cancel(access.workspace_id, session_id, turn_id)
     return JSONResponse(TurnPublic.model_validate(result).model_dump(mode="json"))

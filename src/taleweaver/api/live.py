@@ -1,0 +1,195 @@
+"""One live-channel connection: JSON frames over a WebSocket, one task per source.
+
+Server frames: `hello`, `event`, `replayed`, `turn.<name>` (`turn.start`,
+`turn.token`, `turn.choices`, `turn.safety`, `turn.done`, `turn.error`, ...),
+`presence`, `ping`, `error`. Client frames: `pong`, `typing`. The README lists
+their fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from taleweaver.config import Settings
+from taleweaver.domain.events import JSON, RecordedEvent
+from taleweaver.engine.live import LiveSessions, SessionWatch, seen_until
+from taleweaver.engine.outcome import new_id
+from taleweaver.realtime import Presence
+
+log = logging.getLogger(__name__)
+
+NO_HEARTBEAT = 4000  # close code: the client stopped answering pings
+
+
+def event_frame(event: RecordedEvent) -> JSON:
+    data = event.to_dict()
+    data.pop("workspace_id", None)  # what GET .../events shows, no more
+    return {"type": "event", "position": event.position, "event": data}
+
+
+class LiveConnection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        live: LiveSessions,
+        settings: Settings,
+        *,
+        session_id: str,
+        user_id: str,
+    ) -> None:
+        self.websocket = websocket
+        self.live = live
+        self.session_id = session_id
+        self.user_id = user_id
+        self.connection = new_id()
+        self.ping_s = settings.live_ping_seconds
+        self.dead_after_s = settings.live_dead_after_seconds
+        self.typing = False
+        self.heard_at = time.monotonic()
+        self._send_lock = asyncio.Lock()
+
+    async def run(self, after: int, resume: tuple[str, int] | None) -> None:
+        """Serve the connection until either side ends it."""
+        await self.live.start()
+        with self.live.watch(self.session_id) as watch:
+            await self.live.here(self.session_id, self._presence())
+            jobs: list[Awaitable[None]] = [
+                self._events(watch, after),
+                self._turns(watch, resume),
+                self._heartbeat(watch),
+                self._receive(),
+            ]
+            tasks = [asyncio.ensure_future(job) for job in jobs]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is not None and not isinstance(error, WebSocketDisconnect):
+                        log.warning("live connection %s ended: %r", self.connection, error)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await self.live.gone(self.session_id, self.connection)
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.websocket.close()
+
+    async def send(self, frame: JSON) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
+
+    def _presence(self) -> Presence:
+        return Presence(
+            self.connection, self.user_id, self.typing, seen_until(self.dead_after_s)
+        )
+
+    async def _events(self, watch: SessionWatch, after: int) -> None:
+        """Replay from the store after `after`, then live events, each position once."""
+        await self.send(
+            {
+                "type": "hello",
+                "session_id": self.session_id,
+                "connection": self.connection,
+                "user_id": self.user_id,
+            }
+        )
+        last = after
+        while batch := await self.live.replay(self.session_id, last):
+            for event in batch:
+                await self.send(event_frame(event))
+                last = event.position
+        await self.send({"type": "replayed", "position": last})
+        while True:
+            event = await watch.events.get()
+            if event.position > last:
+                await self.send(event_frame(event))
+                last = event.position
+
+    async def _turns(self, watch: SessionWatch, resume: tuple[str, int] | None) -> None:
+        """The running turn's stream (from its start, or after the seq resumed from),
+        then each turn that starts while connected."""
+        followed: set[str] = set()
+        waiting: deque[str] = deque()
+        current = await self.live.current_turn(self.session_id)
+        if current is not None:
+            waiting.append(current)
+        while True:
+            if not waiting:
+                waiting.append(await watch.turns.get())
+            turn_id = waiting.popleft()
+            if turn_id in followed:
+                continue
+            followed.add(turn_id)
+            after = resume[1] if resume is not None and resume[0] == turn_id else 0
+            async for event in self.live.follow_turn(self.session_id, turn_id, after):
+                await self.send(
+                    {
+                        "type": f"turn.{event['name']}",
+                        "turn_id": turn_id,
+                        "seq": event["seq"],
+                        "data": event["data"],
+                    }
+                )
+
+    async def _heartbeat(self, watch: SessionWatch) -> None:
+        """Presence whenever it changes; a ping every `ping_s`; drop a silent client."""
+        next_ping = time.monotonic() + self.ping_s
+        watch.presence.set()
+        while True:
+            until_ping = max(0.0, next_ping - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.presence.wait(), until_ping)
+            if watch.presence.is_set():
+                watch.presence.clear()
+                here = await self.live.presence(self.session_id)
+                await self.send(
+                    {
+                        "type": "presence",
+                        "here": [
+                            {"user_id": p.user_id, "connection": p.connection, "typing": p.typing}
+                            for p in here
+                        ],
+                        "typing": sorted({p.user_id for p in here if p.typing}),
+                    }
+                )
+            now = time.monotonic()
+            if now < next_ping:
+                continue
+            if now - self.heard_at > self.dead_after_s:
+                await self.websocket.close(NO_HEARTBEAT, "no answer to pings")
+                return
+            await self.send({"type": "ping", "at": time.time()})
+            await self.live.here(self.session_id, self._presence(), changed=False)
+            next_ping = now + self.ping_s
+
+    async def _receive(self) -> None:
+        while True:
+            text = await self.websocket.receive_text()
+            self.heard_at = time.monotonic()
+            try:
+                frame = json.loads(text)
+                kind = frame["type"] if isinstance(frame, dict) else None
+            except (ValueError, KeyError):
+                kind = None
+            if kind == "pong":
+                continue
+            if kind == "typing" and isinstance(frame.get("typing"), bool):
+                self.typing = frame["typing"]
+                await self.live.here(self.session_id, self._presence())
+                continue
+            await self.send(
+                {
+                    "type": "error",
+                    "title": "Invalid frame",
+                    "detail": 'send {"type": "pong"} or {"type": "typing", "typing": true|false}',
+                }
+            )

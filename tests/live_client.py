@@ -1,0 +1,69 @@
+"""A live-channel client for tests: a real WebSocket over loopback (`websockets`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+
+Frame = dict[str, Any]
+WAIT_S = 20.0  # a safety net against hanging, never a synchronisation
+
+
+class LiveClient:
+    def __init__(self, ws: ClientConnection, *, answer_pings: bool) -> None:
+        self.ws = ws
+        self.answer_pings = answer_pings
+        self.frames: list[Frame] = []
+
+    async def next(self, *types: str) -> Frame:
+        """The next frame of one of `types` (any type when none is given)."""
+        return await self.until(lambda f: not types or f["type"] in types)
+
+    async def until(self, wanted: Callable[[Frame], bool]) -> Frame:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                frame: Frame = json.loads(await self.ws.recv())
+                self.frames.append(frame)
+                if frame["type"] == "ping" and self.answer_pings:
+                    await self.send({"type": "pong"})
+                if wanted(frame):
+                    return frame
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    def of_type(self, prefix: str) -> list[Frame]:
+        return [f for f in self.frames if f["type"].startswith(prefix)]
+
+
+def live_url(base_url: str, session_id: str, **query: object) -> str:
+    params = urlencode({k: v for k, v in query.items() if v is not None})
+    ws_base = base_url.replace("http://", "ws://", 1)
+    return f"{ws_base}/api/v1/sessions/{session_id}/live" + (f"?{params}" if params else "")
+
+
+@asynccontextmanager
+async def live(
+    base_url: str,
+    session_id: str,
+    *,
+    after: int | None = None,
+    turn: str | None = None,
+    headers: dict[str, str] | None = None,
+    origin: str | None = None,
+    answer_pings: bool = True,
+) -> AsyncIterator[LiveClient]:
+    url = live_url(base_url, session_id, after=after, turn=turn)
+    async with connect(
+        url,
+        additional_headers=headers,
+        origin=origin,  # type: ignore[arg-type]
+        open_timeout=WAIT_S,
+    ) as ws:
+        yield LiveClient(ws, answer_pings=answer_pings)
