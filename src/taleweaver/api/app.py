@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from taleweaver import __version__
 from taleweaver.api import problems
+from taleweaver.api.guard import InputGuard, check_path_ids
 from taleweaver.api.headers import SecurityHeaders
 from taleweaver.api.middleware import RequestContext
 from taleweaver.api.ratelimit import RateLimits
@@ -21,6 +22,7 @@ from taleweaver.api.routes import (
     interop,
     lorebooks,
     oidc,
+    openai,
     safety,
     sessions,
     summaries,
@@ -38,6 +40,7 @@ from taleweaver.api.webapp import BUILT, WebApp
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ChatModel
+from taleweaver.store.serving import hold_for_serving
 
 
 def create_app(
@@ -55,9 +58,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
         app.state.engine = engine or await Engine.open(settings, model=model)
+        # A local model loads while the server already answers; /readyz says "loading".
+        app.state.engine.warm_up()
+        lease = None
         try:
+            if owned:  # a server of this database: restore must wait for it to stop
+                lease = await hold_for_serving(app.state.engine.db)
             yield
         finally:
+            if lease is not None:
+                await lease.release()
             await app.state.rate_limits.close()
             if owned:
                 await app.state.engine.close()
@@ -67,6 +77,7 @@ def create_app(
         version=__version__,
         summary="Persistent AI narrative sessions: stories, companions, world-building.",
         lifespan=lifespan,
+        dependencies=[Depends(check_path_ids)],
     )
     app.state.settings = settings
     app.state.login_mode = LoginMode()
@@ -88,6 +99,7 @@ def create_app(
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
     for module in (world, lorebooks, summaries, characters, interop, safety, therapy):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(openai.router)  # errors in OpenAI's shape, not problem+json
     app.router.routes.append(live_routes.route)  # the WebSocket (see its module)
     if settings.cors_origins:
         app.add_middleware(
@@ -105,6 +117,8 @@ def create_app(
             ],
         )
     app.add_middleware(WebApp, directory=webapp)
+    # Inside RequestContext: bodies are size-checked first, and refusals carry the id.
+    app.add_middleware(InputGuard)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,

@@ -77,12 +77,14 @@ def backup_cmd(output: Path | None) -> None:
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an instance that already holds data.")
 def restore_cmd(archive: Path, force: bool) -> None:
-    """Restore a backup into this instance's database (stop the server first)."""
+    """Restore a backup into this instance's database (refused while a server runs on it)."""
+    from taleweaver.store.serving import maintenance
 
     async def run(settings: Settings) -> JSON:
         db = database_from_settings(settings)
         try:
-            return await backups.restore(db, archive, force=force)
+            async with maintenance(db, "restore"):
+                return await backups.restore(db, archive, force=force)
         finally:
             await db.dispose()
 
