@@ -18,6 +18,7 @@ import httpx
 import pexpect
 import pytest
 
+from taleweaver.store.database import redacted_url
 from taleweaver.store.migrate import head_revision
 from tests.conftest import free_port
 
@@ -390,7 +391,7 @@ def start_serving(data_dir: Path, log: IO[str] | None = None) -> Served:
             try:
                 if client.get("/healthz").status_code == 200:
                     assert process.stdout is not None
-                    banner = process.stdout.readline() + process.stdout.readline()
+                    banner = "".join(process.stdout.readline() for _ in range(3))
                     return Served(process, base_url, banner)
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -424,6 +425,16 @@ def test_serve_prints_where_it_listens(served: Served) -> None:
     assert f"Taleweaver serving on {served.base_url}" in served.banner
     assert f"API docs: {served.base_url}/docs" in served.banner
     assert "model: scripted" in served.banner
+
+
+def test_serve_names_the_data_dir_and_database_it_opened(served: Served) -> None:
+    data_dir = served.banner.split("  data: ", 1)[1].split()[0]
+    assert f"database: sqlite+aiosqlite:///{data_dir}/taleweaver.db\n" in served.banner
+
+
+def test_a_database_url_is_shown_without_its_password() -> None:
+    shown = redacted_url("postgresql://tale:s3cret@db.example:5432/tw")
+    assert shown == "postgresql://tale:***@db.example:5432/tw"
 
 
 def test_serve_answers_healthz(served: Served) -> None:

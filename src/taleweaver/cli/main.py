@@ -63,9 +63,16 @@ def serve(host: str, port: int) -> None:
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Taleweaver {click.style('serving', bold=True)} on http://{shown}:{port}")
     click.echo(f"  API docs: http://{shown}:{port}/docs    model: {settings.resolved_model()}")
+    click.echo(f"  data: {settings.data_dir}    database: {_database_shown(settings)}")
     for line in notice:
         click.echo(f"  {line}")
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def _database_shown(settings: Settings) -> str:
+    from taleweaver.store.database import redacted_url, sqlite_url
+
+    return redacted_url(settings.database_url or sqlite_url(settings.data_dir))
 
 
 @cli.command()

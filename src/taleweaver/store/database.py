@@ -29,6 +29,14 @@ def normalise_url(url: str) -> str:
     raise InvalidInput(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
+def redacted_url(url: str) -> str:
+    """The URL to show a person: any password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(not a database URL)"
+
+
 def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'taleweaver.db'}"
 
