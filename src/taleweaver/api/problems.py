@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from taleweaver.api.logs import correlation_id
 from taleweaver.domain.errors import (
+    AlreadyImported,
     BudgetExceeded,
     Conflict,
     Forbidden,
@@ -126,7 +127,10 @@ def problem_body(error: TaleweaverError) -> dict[str, object]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaleweaverError)
     async def _ours(_: Request, exc: TaleweaverError) -> JSONResponse:
-        response = problem(status_of(exc), exc.title, exc.detail)
+        extra: dict[str, object] = {}
+        if isinstance(exc, AlreadyImported):  # the client offers the choices
+            extra = {"choices": list(exc.choices), "existing": exc.existing}
+        response = problem(status_of(exc), exc.title, exc.detail, **extra)
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):

@@ -13,7 +13,7 @@ import click
 
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
-from taleweaver.domain.errors import TaleweaverError
+from taleweaver.domain.errors import AlreadyImported, TaleweaverError
 from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.engine.engine import database_from_settings
 from taleweaver.interop import backup as backups
@@ -104,7 +104,17 @@ def restore_cmd(archive: Path, force: bool) -> None:
     show_default=True,
     help="Workspace bundles: keep their ids, or give everything new ones.",
 )
-def import_cmd(path: Path, workspace: str, title: str | None, ids: str) -> None:
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["ask", "update", "copy", "skip"]),
+    default="ask",
+    show_default=True,
+    help="A lorebook imported before: refuse and say so (ask), replace its entries, "
+    "keep both, or leave it.",
+)
+def import_cmd(
+    path: Path, workspace: str, title: str | None, ids: str, on_duplicate: str
+) -> None:
     """Import a file, or every file in a folder: SillyTavern chats (JSONL),
     character cards (PNG, JSON, CHARX), lorebooks (SillyTavern, V3, NovelAI) and
     workspace bundles. The kind is recognised from the content."""
@@ -116,7 +126,7 @@ def import_cmd(path: Path, workspace: str, title: str | None, ids: str) -> None:
     if not files:
         click.echo(f"no files in {path}", err=True)
         sys.exit(1)
-    results = _run(_import_files(_settings(), files, workspace, title, ids))
+    results = _run(_import_files(_settings(), files, workspace, title, ids, on_duplicate))
     failed = 0
     for file, outcome in results:
         if isinstance(outcome, str):
@@ -136,11 +146,21 @@ def _describe(made: JSON) -> str:
     if "events" in made and "streams" in made:
         return f"{made['streams']} streams, {made['events']} events, ids {made['ids']}"
     name = made.get("name") or made.get("title")
-    return f"{made.get('id', '')} {name or ''}".strip() or "done"
+    said = f"{made.get('id', '')} {name or ''}".strip() or "done"
+    duplicate = made.get("duplicate")
+    if duplicate:  # a re-import: say what became of it
+        done = {"update": "updated", "copy": "copied", "skip": "skipped"}[duplicate["outcome"]]
+        said += f" ({done}: {duplicate['match']} as {duplicate['of']})"
+    return said
 
 
 async def _import_files(
-    settings: Settings, files: list[Path], workspace: str, title: str | None, ids: str
+    settings: Settings,
+    files: list[Path],
+    workspace: str,
+    title: str | None,
+    ids: str,
+    on_duplicate: str = "ask",
 ) -> list[tuple[Path, tuple[str, JSON] | str]]:
     from taleweaver.interop import detect
 
@@ -173,9 +193,19 @@ async def _import_files(
                                 filename=file.name,
                                 owner_id=LOCAL_USER_ID,
                                 metadata=meta,
+                                on_duplicate=on_duplicate,  # type: ignore[arg-type]
                             ),
                         )
                     )
+            except AlreadyImported as exc:
+                found = exc.existing
+                done.append(
+                    (
+                        file,
+                        f"already imported ({found['match']} as '{found['name']}', "
+                        f"id {found['id']}): run again with --on-duplicate update, copy or skip",
+                    )
+                )
             except TaleweaverError as exc:
                 done.append((file, exc.detail))
             except OSError as exc:

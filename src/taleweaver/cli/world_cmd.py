@@ -26,21 +26,27 @@ def _is_lorebook(data: Any) -> bool:
     return isinstance(data.get("entries"), (dict, list)) and data.get("format") is None
 
 
-async def _import(settings: Settings, data: JSON, world_id: str | None) -> JSON:
+async def _import(
+    settings: Settings, data: JSON, world_id: str | None, filename: str | None = None
+) -> JSON:
     from taleweaver.cli.admin import _engine
+    from taleweaver.memory.lorebook.reimport import file_stem
 
     async with _engine(settings) as engine:
         if _is_lorebook(data):
             lorebooks: Any = getattr(engine, "lorebooks", None)
             if lorebooks is None:
                 raise InvalidInput("lorebook import is not available in this build")
-            if world_id is None:
+            if world_id is None:  # named as the book is: its own name, else its file's
+                name = data.get("name") if isinstance(data.get("name"), str) else None
                 created = await engine.world.bible.create_world(
-                    DEFAULT_WORKSPACE_ID, name=str(data.get("name") or "Lorebook"), meta=CLI_ACTOR
+                    DEFAULT_WORKSPACE_ID,
+                    name=(name or "").strip() or file_stem(filename) or "Lorebook",
+                    meta=CLI_ACTOR,
                 )
                 world_id = str(created["id"])
             result: JSON = await lorebooks.import_book(
-                DEFAULT_WORKSPACE_ID, data, world_id=world_id, actor="cli"
+                DEFAULT_WORKSPACE_ID, data, world_id=world_id, filename=filename, actor="cli"
             )
             return {"lorebook": result, "world_id": world_id}
         return await engine.world.import_(DEFAULT_WORKSPACE_ID, data, CLI_ACTOR, world_id=world_id)
@@ -77,7 +83,7 @@ def import_cmd(file: Path, world_id: str | None) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         click.echo(f"error: {file} is not JSON: {exc}", err=True)
         sys.exit(1)
-    result = _run(_import(_settings(), data, world_id))
+    result = _run(_import(_settings(), data, world_id, file.name))
     shown = result.get("world_id") or result.get("id")
     click.echo(f"imported into world {shown}")
 

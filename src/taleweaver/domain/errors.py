@@ -6,7 +6,8 @@ TaleweaverError
  ├── TooManyRequests     rate limit or login lockout, with a retry delay (429)
  ├── NotFound            a thing the caller named does not exist (404)
  ├── Conflict            the state moved under the caller (409)
- │    └── ConcurrencyConflict   a stale expected version on append
+ │    ├── ConcurrencyConflict   a stale expected version on append
+ │    └── AlreadyImported       an import matches something already there; choose what to do
  ├── InvalidInput        the request itself is wrong (422)
  ├── PayloadTooLarge     the request body is over the limit (413)
  ├── ModelError          the model failed while generating (502)
@@ -65,6 +66,17 @@ class ConcurrencyConflict(Conflict):
         )
         self.stream_id = stream_id
         self.expected_version = expected_version
+
+
+class AlreadyImported(Conflict):
+    """An import that matches an existing thing; the caller picks one of `choices`."""
+
+    title = "Already imported"
+    choices = ("update", "copy", "skip")
+
+    def __init__(self, detail: str, existing: dict[str, object]) -> None:
+        super().__init__(detail)
+        self.existing = existing
 
 
 class InvalidInput(TaleweaverError):

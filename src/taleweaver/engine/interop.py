@@ -14,7 +14,7 @@ from taleweaver.engine.export import export_session
 from taleweaver.engine.sessions import Sessions
 from taleweaver.interop import bundles, detect
 from taleweaver.interop.limits import check_size
-from taleweaver.memory.lorebook import Lorebooks
+from taleweaver.memory.lorebook import Lorebooks, OnDuplicate
 from taleweaver.store.events import EventStore
 
 SEARCH_CONTEXT = 2  # messages shown on each side of a hit
@@ -96,8 +96,11 @@ class Interop:
         filename: str | None,
         owner_id: str | None,
         metadata: EventMetadata,
+        on_duplicate: OnDuplicate = "ask",
     ) -> tuple[str, JSON]:
-        """Recognise the file and import it where it belongs: (kind, what was made)."""
+        """Recognise the file and import it where it belongs: (kind, what was made).
+        A lorebook named after its file when it has no name of its own; one already
+        imported is refused with the choices unless `on_duplicate` says what to do."""
         check_size(data, "file")
         kind = detect.sniff(data, filename)
         if kind == detect.CHAT:
@@ -115,7 +118,12 @@ class Interop:
             )
             return kind, made
         made = await self.lorebooks.import_book(
-            workspace_id, data, world_id=None, actor=metadata.actor
+            workspace_id,
+            data,
+            world_id=None,
+            filename=filename,
+            on_duplicate=on_duplicate,
+            actor=metadata.actor,
         )
         return kind, made
 

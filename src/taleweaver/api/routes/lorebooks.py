@@ -28,6 +28,18 @@ class LorebookSummary(BaseModel):
     world_id: str | None
 
 
+class Reimport(BaseModel):
+    of: str = Field(description="The book this import matched.")
+    match: Literal["same content", "same name"]
+    outcome: Literal["update", "copy", "skip"]
+
+
+class LorebookImported(LorebookSummary):
+    duplicate: Reimport | None = Field(
+        default=None, description="Set when the file matched a book already imported."
+    )
+
+
 class LorebookPublic(LorebookSummary):
     version: int
     settings: dict[str, Any]
@@ -164,11 +176,33 @@ async def import_lorebook(
     ],
     world_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-) -> LorebookSummary:
+    filename: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            description="The file's name: what the book is called when it has no name field.",
+        ),
+    ] = None,
+    on_duplicate: Annotated[
+        Literal["update", "copy", "skip"] | None,
+        Query(
+            description="What to do when the book was imported before (same entries, or "
+            "the same name): replace that book's entries, keep both, or import nothing. "
+            "Unset: such an import is a 409 that lists these choices."
+        ),
+    ] = None,
+) -> LorebookImported:
     summary = await engine.lorebooks.import_book(
-        access.workspace_id, body, world_id=world_id, name=name, actor=access.principal.user_id
+        access.workspace_id,
+        body,
+        world_id=world_id,
+        name=name,
+        filename=filename,
+        on_duplicate=on_duplicate or "ask",
+        actor=access.principal.user_id,
     )
-    return LorebookSummary.model_validate(summary)
+    return LorebookImported.model_validate(summary)
 
 
 @router.get("/lorebooks")

@@ -2,6 +2,7 @@
 
 from taleweaver.memory.lorebook.formats import FORMATS, parse_lorebook, to_format
 from taleweaver.memory.lorebook.matcher import AutomatonIndex, PreparedBooks
+from taleweaver.memory.lorebook.reimport import OnDuplicate
 from taleweaver.memory.lorebook.service import Lorebooks
 from taleweaver.memory.lorebook.source import LorebookSource
 
@@ -10,6 +11,7 @@ __all__ = [
     "AutomatonIndex",
     "LorebookSource",
     "Lorebooks",
+    "OnDuplicate",
     "PreparedBooks",
     "parse_lorebook",
     "to_format",

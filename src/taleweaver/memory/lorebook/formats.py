@@ -391,8 +391,10 @@ def _read_entries(items: list[tuple[str | int, Any]], reader: EntryReader) -> Bo
     return Book(name="", format="", entries=tuple(entries), raw_entries=tuple(raws))
 
 
-def parse_lorebook(obj: Any, *, name: str | None = None) -> Book:
-    """Detect the format of a lorebook file's JSON and read it; InvalidInput if it is none."""
+def parse_lorebook(obj: Any, *, name: str | None = None, fallback: str | None = None) -> Book:
+    """Detect the format of a lorebook file's JSON and read it; InvalidInput if it is none.
+
+    Its name: `name`, else the file's own name field, else `fallback` (the file's name)."""
     if not isinstance(obj, dict):
         raise InvalidInput("a lorebook file must be a JSON object")
     spec = obj.get("spec")
@@ -402,13 +404,13 @@ def parse_lorebook(obj: Any, *, name: str | None = None) -> Book:
         if not isinstance(book, dict):
             raise InvalidInput("this character card has no character_book")
         card_name = data.get("name") if isinstance(data, dict) else None
-        fallback = card_name if isinstance(card_name, str) else None
-        return _character_book(book, "character_book", name, fallback)
+        own = card_name if isinstance(card_name, str) else None
+        return _character_book(book, "character_book", name, own or fallback)
     if spec == "lorebook_v3":
         data = obj.get("data")
         if not isinstance(data, dict):
             raise InvalidInput("a lorebook_v3 file needs a 'data' object")
-        parsed = _character_book(data, "lorebook_v3", name, None)
+        parsed = _character_book(data, "lorebook_v3", name, fallback)
         envelope = copy.deepcopy(obj)
         envelope["data"] = parsed.envelope
         return replace(parsed, envelope=envelope)
@@ -419,14 +421,15 @@ def parse_lorebook(obj: Any, *, name: str | None = None) -> Book:
         if not isinstance(entries, list):
             raise InvalidInput("a NovelAI lorebook needs an 'entries' list")
         read = _read_entries(list(enumerate(entries)), _nai_entry)
-        return _finish(read, obj, "novelai", name or _text(obj.get("name")) or "NovelAI lorebook")
+        title = name or _text(obj.get("name")) or fallback or "NovelAI lorebook"
+        return _finish(read, obj, "novelai", title)
     if isinstance(entries, dict):
         items = list(entries.items())
         read = _read_entries(items, lambda i, raw: _st_entry(str(items[i][0]), raw))
-        title = name or _text(obj.get("name")) or "Imported lorebook"
+        title = name or _text(obj.get("name")) or fallback or "Imported lorebook"
         return _finish(read, obj, "sillytavern", title)
     if isinstance(entries, list):
-        return _character_book(obj, "character_book", name, None)
+        return _character_book(obj, "character_book", name, fallback)
     raise InvalidInput(
         "not a lorebook: expected SillyTavern World Info ({'entries': {...}}), a "
         "character_book, a lorebook_v3 file or a NovelAI lorebook"

@@ -38,6 +38,13 @@ from taleweaver.domain.session_settings import book_ids
 from taleweaver.memory.context import RecallQuery
 from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
 from taleweaver.memory.lorebook.matcher import PreparedBooks
+from taleweaver.memory.lorebook.reimport import (
+    OnDuplicate,
+    ask,
+    copy_name,
+    file_stem,
+    find_match,
+)
 from taleweaver.store.database import Database
 from taleweaver.store.lorebook_schema import lorebook_entries, lorebook_timed, lorebooks
 
@@ -106,25 +113,54 @@ class Lorebooks:
         *,
         world_id: str | None = None,
         name: str | None = None,
+        filename: str | None = None,
+        on_duplicate: OnDuplicate = "copy",
         actor: str,
     ) -> JSON:
-        """Detect the format, store the book and its entries; nothing is stored on error."""
+        """Detect the format, store the book and its entries; nothing is stored on error.
+
+        The book is named `name`, else by its own name field, else after `filename`.
+        One matching a book already here (see `reimport`) is refused with
+        AlreadyImported under "ask", replaces that book's entries under "update", is
+        left out under "skip", and is stored beside it under "copy" (the default, for
+        books that come inside something else, such as a character card)."""
         if isinstance(data, bytes | bytearray):
             try:
                 data = json.loads(data)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InvalidInput(f"the lorebook file is not valid JSON: {exc}") from None
-        _storable([data, name], "the lorebook")
-        book = parse_lorebook(data, name=_name(name) if name is not None else None)
+        _storable([data, name, filename], "the lorebook")
+        book = parse_lorebook(
+            data, name=_name(name) if name is not None else None, fallback=file_stem(filename)
+        )
+        title = _name(book.name)
         book_id = uuid.uuid4().hex
         stamp = _now()
         async with self.db.write() as conn:
+            # A copy the caller named needs no match; any other import looks for one.
+            wanted = on_duplicate != "copy" or name is None
+            match = await find_match(conn, workspace_id, book, title) if wanted else None
+            outcome: JSON = {}
+            if match is not None:
+                row, why = match
+                outcome = {"duplicate": {"of": row.id, "match": why, "outcome": on_duplicate}}
+                if on_duplicate == "ask":
+                    raise ask(row, why)
+                if on_duplicate == "skip":
+                    kept = (row.id, row.name, row.format, row.entry_count, row.world_id)
+                    return _import_result(*kept) | outcome
+                if on_duplicate == "update":
+                    await self._replace(conn, row, book, world_id, actor)
+                    made = (row.id, title, book.format, len(book.entries), world_id or row.world_id)
+                    return _import_result(*made) | outcome
+                outcome["duplicate"]["outcome"] = "copy"
+                title = copy_name(title) if title.casefold() == row.name.casefold() else title
             await conn.execute(
                 lorebooks.insert().values(
                     id=book_id,
                     workspace_id=workspace_id,
                     world_id=_world_id(world_id),
-                    name=_name(book.name),
+                    name=title[:MAX_NAME],
                     format=book.format,
                     settings=settings_to_json(book.settings),
                     envelope=book.envelope,
@@ -134,19 +170,7 @@ class Lorebooks:
                     updated_at=stamp,
                 )
             )
-            rows = [
-                {
-                    "lorebook_id": book_id,
-                    "uid": entry.uid,
-                    "workspace_id": workspace_id,
-                    "seq": seq,
-                    "data": entry_to_json(entry),
-                    "raw": raw,
-                }
-                for seq, (entry, raw) in enumerate(zip(book.entries, book.raw_entries, strict=True))
-            ]
-            for start in range(0, len(rows), INSERT_BATCH):
-                await conn.execute(lorebook_entries.insert(), rows[start : start + INSERT_BATCH])
+            await _insert_entries(conn, workspace_id, book_id, book)
             await self.audit.record(
                 actor,
                 "lorebook.imported",
@@ -155,13 +179,36 @@ class Lorebooks:
                 details={"format": book.format, "entries": len(book.entries)},
                 conn=conn,
             )
-        return {
-            "id": book_id,
+        made = (book_id, title[:MAX_NAME], book.format, len(book.entries), world_id)
+        return _import_result(*made) | outcome
+
+    async def _replace(
+        self, conn: AsyncConnection, row: Any, book: Book, world_id: str | None, actor: str
+    ) -> None:
+        """A re-import's update: the book keeps its id, and takes the new entries."""
+        await conn.execute(
+            lorebook_entries.delete().where(lorebook_entries.c.lorebook_id == row.id)
+        )
+        await _insert_entries(conn, row.workspace_id, row.id, book)
+        values: JSON = {
             "name": _name(book.name),
             "format": book.format,
-            "entries": len(book.entries),
-            "world_id": world_id,
+            "settings": settings_to_json(book.settings),
+            "envelope": book.envelope,
+            "entry_count": len(book.entries),
         }
+        if world_id is not None:
+            values["world_id"] = _world_id(world_id)
+        await self._bump(conn, row, **values)
+        await self.audit.record(
+            actor,
+            "lorebook.reimported",
+            workspace_id=row.workspace_id,
+            target=row.id,
+            details={"format": book.format, "entries": len(book.entries)},
+            conn=conn,
+        )
+        self.prepared.forget(row.id)
 
     async def export_book(self, workspace_id: str, lorebook_id: str, fmt: str) -> JSON:
         return to_format(await self.book(workspace_id, lorebook_id), fmt)
@@ -516,6 +563,30 @@ class Lorebooks:
     async def _summary(self, workspace_id: str, lorebook_id: str) -> JSON:
         async with self.db.read() as conn:
             return _summary(await self._row(conn, workspace_id, lorebook_id))
+
+
+def _import_result(
+    book_id: str, name: str, fmt: str, entries: int, world_id: str | None
+) -> JSON:
+    return {"id": book_id, "name": name, "format": fmt, "entries": entries, "world_id": world_id}
+
+
+async def _insert_entries(
+    conn: AsyncConnection, workspace_id: str, book_id: str, book: Book
+) -> None:
+    rows = [
+        {
+            "lorebook_id": book_id,
+            "uid": entry.uid,
+            "workspace_id": workspace_id,
+            "seq": seq,
+            "data": entry_to_json(entry),
+            "raw": raw,
+        }
+        for seq, (entry, raw) in enumerate(zip(book.entries, book.raw_entries, strict=True))
+    ]
+    for start in range(0, len(rows), INSERT_BATCH):
+        await conn.execute(lorebook_entries.insert(), rows[start : start + INSERT_BATCH])
 
 
 def _budget(settings: JSON, books: Sequence[PreparedBook]) -> int | None:
