@@ -51,3 +51,13 @@ def client_for(settings: Settings, model: ChatModel | None = None) -> Iterator[h
         httpx.Client(base_url=server.base_url, timeout=30) as client,
     ):
         yield client
+
+
+def cli_env(settings: Settings) -> dict[str, str | None]:
+    """The environment a `taleweaver` command run against `settings` gets."""
+    return {
+        "TALEWEAVER_DATA_DIR": str(settings.data_dir),
+        "TALEWEAVER_MODEL": "scripted",
+        "TALEWEAVER_DATABASE_URL": settings.database_url,
+        "TALEWEAVER_CONFIG": None,
+    }

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from taleweaver.cli.main import cli
 from taleweaver.config import Settings
-from tests.served import BACKENDS, client_for, on_backend
+from tests.served import BACKENDS, cli_env, client_for, on_backend
 
 API = "/api/v1"
 JSONDict = dict[str, Any]
@@ -139,12 +139,7 @@ def test_the_cli_names_a_book_after_its_file_and_asks_before_duplicating(
 ) -> None:
     path = tmp_path / "Eldoria.json"
     path.write_text(json.dumps(world_info("Two moons.")), encoding="utf-8")
-    env = {
-        "TALEWEAVER_DATA_DIR": str(chosen.data_dir),
-        "TALEWEAVER_MODEL": "scripted",
-        "TALEWEAVER_DATABASE_URL": chosen.database_url,
-        "TALEWEAVER_CONFIG": None,
-    }
+    env = cli_env(chosen)
 
     def run(*args: str) -> Result:
         return CliRunner().invoke(cli, ["import", str(path), *args], env=env)

@@ -17,7 +17,7 @@ from taleweaver.config import Settings
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.llm import ScriptedModel
 from tests.data.cards import factory as f
-from tests.served import BACKENDS, client_for, on_backend
+from tests.served import BACKENDS, cli_env, client_for, on_backend
 
 API = "/api/v1"
 JSONDict = dict[str, Any]
@@ -275,12 +275,7 @@ def test_the_cli_attaches_orders_lists_and_detaches_a_sessions_books(
             birds = import_book(client, world_info("Ravens speak.", "raven", name="Birds"))
             sea = import_book(client, world_info("The tide is red.", "tide", name="Sea"))
             session_id = story(client)
-        env = {
-            "TALEWEAVER_DATA_DIR": str(chosen.data_dir),
-            "TALEWEAVER_MODEL": "scripted",
-            "TALEWEAVER_DATABASE_URL": chosen.database_url,
-            "TALEWEAVER_CONFIG": None,
-        }
+        env = cli_env(chosen)
 
         def run(*args: str) -> Result:
             return CliRunner().invoke(cli, ["sessions", "lorebooks", *args], env=env)
