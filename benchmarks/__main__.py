@@ -8,6 +8,7 @@ from benchmarks import (
     append_throughput,
     card_import,
     chat_interop,
+    cli_startup,
     crisis_detector,
     embedded_speed,
     lorebook_activation,
@@ -36,6 +37,7 @@ def main() -> int:
         safety_check.run(),
         crisis_detector.run(),
         therapy_overhead.run(),
+        cli_startup.run(),
     ]
     print(f"\n{sum(results)}/{len(results)} benchmarks meet their targets")
     return 0

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth.audit import AuditLog
-from taleweaver.auth.passwords import DUMMY_HASH, verify_password
+from taleweaver.auth.passwords import dummy_hash, verify_password
 from taleweaver.auth.policy import Scope
 from taleweaver.auth.principal import Principal
 from taleweaver.auth.tokens import digest, make_api_key, new_secret, same, split_api_key
@@ -69,7 +69,7 @@ class Credentials:
                 "too many failed logins; try again later",
                 retry_after=int((locked_until - now).total_seconds()) + 1,
             )
-        stored = row.password_hash if row is not None and row.password_hash else DUMMY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else dummy_hash()
         valid = verify_password(stored, password) and row is not None and row.is_active
         if not valid or row is None:
             await self._failed(row.id if row is not None else None, address, client)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -29,6 +31,9 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return False
 
 
-# Verified when an account does not exist, so a wrong email costs the same time as
-# a wrong password and timing does not tell which emails have accounts.
-DUMMY_HASH = _hasher.hash("not-a-real-password")
+@functools.cache
+def dummy_hash() -> str:
+    """Verified when an account does not exist, so a wrong email costs the same time
+    as a wrong password and timing does not tell which emails have accounts. Made
+    on first use: hashing at import cost every CLI command ~0.1 s."""
+    return _hasher.hash("not-a-real-password")

@@ -7,20 +7,27 @@ import json
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
-from taleweaver.config import Settings
+from taleweaver.cli.lazy import LazyCommand, LazyGroup
 from taleweaver.domain.errors import TaleweaverError
 from taleweaver.domain.sessions import SessionKind
+
+if TYPE_CHECKING:
+    from taleweaver.config import Settings
 
 T = TypeVar("T")
 
 
 def _settings() -> Settings:
+    # Settings pull in pydantic and the model catalogue: only commands that run need them.
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from taleweaver.config import Settings
+
     try:
         return Settings()
     except (ValidationError, SettingsError) as exc:
@@ -29,6 +36,8 @@ def _settings() -> Settings:
 
 
 def _config_problem(exc: Exception) -> str:
+    from pydantic import ValidationError
+
     if not isinstance(exc, ValidationError):
         return str(exc)
     lines = []
@@ -39,7 +48,49 @@ def _config_problem(exc: Exception) -> str:
     return "".join(lines)
 
 
-@click.group()
+def _feature(name: str, short_help: str) -> LazyCommand:
+    return LazyCommand(f"taleweaver.cli.{name}", short_help)
+
+
+# Imported only when run (see cli/lazy.py); the help lines match each command's own.
+_FEATURES = {
+    "backup": _feature(
+        "interop_cmd:backup_cmd", "Back up the whole instance (safe while the server runs)."
+    ),
+    "characters": _feature(
+        "characters_cmd:characters", "Character cards (PNG, JSON, CHARX) and companions."
+    ),
+    "export": _feature(
+        "interop_cmd:export_group",
+        "Export a session (Markdown, text, JSON, SillyTavern JSONL) or a workspace.",
+    ),
+    "import": _feature(
+        "interop_cmd:import_cmd",
+        "Import a file, or every file in a folder: SillyTavern chats (JSONL), character "
+        "cards (PNG, JSON, CHARX), lorebooks (SillyTavern, V3, NovelAI) and workspace bundles.",
+    ),
+    "restore": _feature(
+        "interop_cmd:restore_cmd",
+        "Restore a backup into this instance's database (refused while a server runs on it).",
+    ),
+    "safety": _feature(
+        "safety_cmd:safety",
+        "Crisis detection: evaluate the layers, train the learned detector, check a text.",
+    ),
+    "therapy": _feature("therapy_cmd:therapy", "The therapeutic layer: retention and exports."),
+    "world": _feature(
+        "world_cmd:world", "World bibles: import, export, continuity checks (default workspace)."
+    ),
+}
+_SESSION_FEATURES = {
+    "lorebooks": _feature(
+        "session_lorebooks_cmd:lorebooks",
+        "The lorebooks a session consults: its own, in order, then its world's.",
+    ),
+}
+
+
+@click.group(cls=LazyGroup, lazy=_FEATURES)
 @click.version_option(package_name="taleweaver")
 def cli() -> None:
     """Taleweaver: persistent AI narrative sessions."""
@@ -105,7 +156,7 @@ def db_upgrade() -> None:
     click.echo(f"database at revision {revision}")
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy=_SESSION_FEATURES)
 def sessions() -> None:
     """List and export sessions."""
 
@@ -286,26 +337,6 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except TaleweaverError as exc:
         click.echo(f"error: {exc.detail}", err=True)
         sys.exit(1)
-
-
-def _register_feature_commands() -> None:
-    from taleweaver.cli import (
-        characters_cmd,
-        interop_cmd,
-        safety_cmd,
-        session_lorebooks_cmd,
-        therapy_cmd,
-        world_cmd,
-    )
-
-    sessions.add_command(session_lorebooks_cmd.lorebooks)
-
-    for module in (world_cmd, characters_cmd, interop_cmd, safety_cmd, therapy_cmd):
-        for command in module.commands:
-            cli.add_command(command)
-
-
-_register_feature_commands()
 
 
 def main() -> None:
