@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from taleweaver import __version__
-from taleweaver.api import problems
+from taleweaver.api import docs, problems
 from taleweaver.api.guard import InputGuard, check_path_ids
 from taleweaver.api.headers import SecurityHeaders
 from taleweaver.api.middleware import RequestContext
@@ -78,6 +78,8 @@ def create_app(
         summary="Persistent AI narrative sessions: stories, companions, world-building.",
         lifespan=lifespan,
         dependencies=[Depends(check_path_ids)],
+        docs_url=None,  # served from local files by api/docs.py
+        redoc_url=None,  # ReDoc would come from a CDN
     )
     app.state.settings = settings
     app.state.login_mode = LoginMode()
@@ -89,6 +91,7 @@ def create_app(
     )
     problems.install(app)
     problems.document(app)
+    docs.install(app)
     # Routes are matched in order: the hot path (turns, then sessions) goes first.
     for module in (turns, sessions):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)

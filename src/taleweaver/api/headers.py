@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# The API docs page loads Swagger UI from its CDN; everything else loads nothing.
+# The API docs page loads Swagger UI from this server (its set-up script is inline);
+# everything else loads nothing.
 _DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 )
 _API_CSP = "default-src 'none'; frame-ancestors 'none'"
 _COMMON = [
@@ -28,7 +28,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"] in ("/docs", "/redoc", "/docs/oauth2-redirect")
+        docs = scope["path"] in ("/docs", "/docs/oauth2-redirect")
         extra = [*_COMMON, (b"content-security-policy", (_DOCS_CSP if docs else _API_CSP).encode())]
         if scope.get("scheme") == "https":
             extra.append(_HSTS)
