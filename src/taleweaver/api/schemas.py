@@ -96,6 +96,13 @@ class SafetyPublic(BaseModel):
     action: str
 
 
+class FindingPublic(BaseModel):
+    id: str | None
+    kind: str = Field(description="'contradiction', 'duplicate', 'timeline'...")
+    summary: str
+    entity_ids: list[str]
+
+
 class TurnPublic(BaseModel):
     id: str
     session_id: str
@@ -105,6 +112,10 @@ class TurnPublic(BaseModel):
     input: TurnInput
     reply: ReplyPublic | None
     safety: SafetyPublic
+    continuity: list[FindingPublic] = Field(
+        default_factory=list,
+        description="What the continuity check found in the reply against the world's canon.",
+    )
     tokens: int
     model: str
     version: int | None

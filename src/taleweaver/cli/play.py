@@ -63,6 +63,9 @@ async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
                 click.echo()
                 for choice in event.data["choices"]:
                     click.echo(f"  {choice['number']}. {choice['text']}")
+            elif event.name == "continuity":
+                for finding in event.data["findings"]:
+                    click.echo(f"\n[continuity: {finding['summary']}]")
             elif event.name == "rewrite":  # the rewrite streams like any reply
                 click.echo("\n[that reply broke a content rule and is written again]")
             elif event.name == "safety" and event.data["action"] == "replaced":

@@ -71,10 +71,24 @@ def turn_view(ctx: TurnContext, status: str, version: int | None) -> JSON:
             "choices": [{"number": i, "text": c} for i, c in enumerate(ctx.choices, 1)],
         },
         "safety": ctx.safety.to_dict(),
+        "continuity": continuity_view(ctx.findings),
         "tokens": ctx.tokens,
         "model": ctx.model_name,
         "version": version,
     }
+
+
+def continuity_view(findings: list[JSON]) -> list[JSON]:
+    """What the player is shown of the continuity check's findings on a reply."""
+    return [
+        {
+            "id": f.get("id"),
+            "kind": f.get("kind"),
+            "summary": f.get("summary", ""),
+            "entity_ids": list(f.get("entity_ids") or []),
+        }
+        for f in findings
+    ]
 
 
 def new_id() -> str:

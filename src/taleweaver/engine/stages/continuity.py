@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from taleweaver.engine.context import TurnContext
+from taleweaver.engine.outcome import continuity_view
 from taleweaver.engine.stages.extract import under_review
 from taleweaver.memory import ContinuityChecker
 
@@ -16,3 +17,5 @@ class Continuity:
 
     async def run(self, ctx: TurnContext) -> None:
         ctx.findings = await self.checker.check(under_review(ctx), ctx.artifacts)
+        if ctx.findings:  # shown as soon as known, before the turn commits
+            ctx.emit("continuity", {"findings": continuity_view(ctx.findings)})

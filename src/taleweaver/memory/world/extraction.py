@@ -188,12 +188,22 @@ class WorldExtractor:
     ) -> list[JSON]:
         source = {"session_id": reply.session_id, "turn_id": reply.turn_id, "message": "narrator"}
         known: dict[str, str | None] = {}
+        # Names that mean a known entity under another form ("Malvek": "Lord Malvek").
+        linked: dict[str, JSON] = {}
         async with self.db.read() as conn:
             names = [e.name for e in out.entities] + [e.name for e in out.events]
             names += [f.entity for f in out.facts]
             names += [r.source for r in out.relations] + [r.target for r in out.relations]
             for name in dict.fromkeys(names):
                 match = await rows.entity_by_label(conn, world_id, name)
+                if match is None and (near := await rows.entity_like(conn, world_id, name)):
+                    match = near.entity
+                    linked[name] = {
+                        "entity_id": match["id"],
+                        "name": match["name"],
+                        "how": near.how,
+                        "score": near.score,
+                    }
                 known[name] = match["id"] if match else None
 
         def artifact(kind: str, payload: JSON, confidence: dict[str, float]) -> JSON:
@@ -220,6 +230,9 @@ class WorldExtractor:
             }
             if known.get(e.name):
                 payload["entity_id"] = known[e.name]
+            if e.name in linked:  # accepted, the reply's form becomes an alias
+                payload["linked"] = linked[e.name]
+                payload["aliases"] = list(dict.fromkeys([*e.aliases, e.name]))
             found.append(artifact("entity", payload, e.confidence))
         for f in out.facts:
             payload = {
@@ -231,6 +244,8 @@ class WorldExtractor:
             }
             if known.get(f.entity):
                 payload["entity_id"] = known[f.entity]
+            if f.entity in linked:
+                payload["linked"] = linked[f.entity]
             found.append(artifact("fact", payload, f.confidence))
         for r in out.relations:
             payload = {"source": r.source, "type": r.type, "target": r.target}

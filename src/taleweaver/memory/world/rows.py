@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.events import JSON
+from taleweaver.domain.world.names import NameMatch, core, match_name
 from taleweaver.store.world_schema import (
     world_entities,
     world_entries,
@@ -154,6 +155,29 @@ async def entity_by_label(conn: AsyncConnection, world_id: str, label: str) -> J
         if any(a.casefold() == folded for a in candidate.aliases):
             return plain(candidate)
     return None
+
+
+async def entity_like(conn: AsyncConnection, world_id: str, label: str) -> NameMatch | None:
+    """The one live entity `label` most likely names when none has it as its name or
+    alias (see domain.world.names): "Malvek" for "Lord Malvek"."""
+    cored = core(label)
+    if not cored:
+        return None
+    # Candidates share the start of one of the name's words; the matcher decides.
+    stems = {w[:4] for w in cored.split() if len(w) >= 3} or {cored[:4]}
+    result = await conn.execute(
+        sa.select(world_entities).where(
+            world_entities.c.world_id == world_id,
+            world_entities.c.status != "deprecated",
+            sa.or_(
+                *(
+                    world_entities.c.search_text.ilike(f"%{_like(stem)}%", escape="\\")
+                    for stem in stems
+                )
+            ),
+        )
+    )
+    return match_name(label, [plain(row) for row in result])
 
 
 def _like(text: str) -> str:
