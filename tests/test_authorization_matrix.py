@@ -265,6 +265,17 @@ def _session_case(
     return Case(action, build)
 
 
+def _openai_chat_case() -> Case:
+    """A chat completion naming a session as its model: the session's rules apply."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        sid = _new_session(world, workspace)
+        body = {"model": f"session/{sid}", "messages": [{"role": "user", "content": "Go on"}]}
+        return "POST", "/openai/v1/chat/completions", {"json": body}
+
+    return Case("session.play", build)
+
+
 def _collection_case(action: str, method: str, path: str, **kwargs: Any) -> Case:
     def build(world: World, workspace: str, role: str) -> Request:
         return method, path, kwargs | {"headers": {"X-Workspace": workspace}}
@@ -552,6 +563,8 @@ ROUTES: dict[tuple[str, str], Case] = {
         "session.update", "PATCH", "", json={"title": "Renamed"}
     ),
     ("DELETE", "/api/v1/sessions/{session_id}"): _session_case("session.delete", "DELETE", ""),
+    ("GET", "/openai/v1/models"): _collection_case("session.list", "GET", "/openai/v1/models"),
+    ("POST", "/openai/v1/chat/completions"): _openai_chat_case(),
     ("POST", "/api/v1/sessions/{session_id}/fork"): _session_case(
         "session.play", "POST", "/fork", json={"at_turn": 1}
     ),

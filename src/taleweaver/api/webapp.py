@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 __all__ = ["BUILT", "WebApp"]
 
 BUILT = Path(__file__).resolve().parent.parent / "webapp"
-RESERVED = ("/api/", "/v1/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz")
+RESERVED = ("/api/", "/v1/", "/openai/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 APP_CSP = (
