@@ -18,9 +18,12 @@ import httpx
 import pexpect
 import pytest
 
+from taleweaver.cli.play import COMMAND_LIST, Notice, parse_line
+from taleweaver.domain.turns import TurnRequest
 from taleweaver.store.database import redacted_url
 from taleweaver.store.migrate import head_revision
 from tests.conftest import free_port
+from tests.data.cards import factory as cards
 
 SCRIPT = Path(sys.executable).with_name("taleweaver")
 PROMPT = r"\r\n> "
@@ -104,6 +107,15 @@ def exported(data_dir: Path, session_id: str) -> dict[str, Any]:
     return document
 
 
+def quit_and_export(child: Any, data_dir: Path) -> dict[str, Any]:
+    """/quit at the prompt; the saved session, exported as JSON."""
+    child.sendline("/quit")
+    child.expect(RESUME)
+    session_id = child.match.group(1)
+    assert finish(child) == 0
+    return exported(data_dir, session_id)
+
+
 def event_types(document: dict[str, Any]) -> list[str]:
     return [e["type"] for e in document["events"]]
 
@@ -158,18 +170,75 @@ def test_regenerate_retells_the_last_reply(tmp_path: Path) -> None:
     child.sendline("/regenerate")
     child.expect_exact("Scene 1. You look around.")
     child.expect_exact(f"  3. {CHOICES[2]}")
+    child.expect_exact("[telling 2/2]")
     child.expect(PROMPT)
-    child.sendline("/quit")
-    child.expect(RESUME)
-    session_id = child.match.group(1)
-    assert finish(child) == 0
-
-    document = exported(tmp_path, session_id)
+    document = quit_and_export(child, tmp_path)
     assert event_types(document)[-2:] == ["turn.committed", "turn.regenerated"]
     assert document["session"]["turn_count"] == 1
     narrator = [m for m in document["messages"] if m["role"] == "narrator"]
     assert len(narrator) == 1
     assert len(narrator[0]["alternatives"]) == 2
+
+
+def test_slash_lines_are_commands_never_story_and_edit_asks_first(tmp_path: Path) -> None:
+    child = play(tmp_path)
+    child.sendline("I look around")
+    child.expect(PROMPT)
+    child.sendline("/dance wildly")
+    child.expect_exact("[unknown command /dance; the commands are:]")
+    child.expect_exact("/regenerate")
+    child.expect(PROMPT)
+    child.sendline("/edit I run")
+    child.expect_exact("Replace your last line with 'I run' and retell? [y/N] ")
+    child.sendline("n")
+    child.expect_exact("[nothing changed]")
+    child.expect(PROMPT)
+    child.sendline("/edit I run")
+    child.expect_exact("[y/N] ")
+    child.sendline("y")
+    child.expect_exact("Scene 1. You run.")
+    child.expect_exact("[telling 2/2]")
+    child.expect(PROMPT)
+    document = quit_and_export(child, tmp_path)
+    assert document["session"]["turn_count"] == 1  # nothing typed after / reached the story
+    assert [m["content"] for m in document["messages"] if m["role"] == "player"] == ["I run"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("/help", Notice(COMMAND_LIST)),
+        ("/Help", Notice(f"[unknown command /Help; the commands are:]\n{COMMAND_LIST}")),
+        ("/edit", Notice("[/edit needs the new text: /edit I open the door instead]")),
+        ("//me waves", TurnRequest.build(action=None, text="/me waves", choice=None)),
+        ("/exit", None),
+    ],
+)
+def test_what_a_line_at_the_prompt_asks_for(line: str, expected: object) -> None:
+    assert parse_line(line) == expected
+
+
+def test_play_with_a_character_greets_first_and_uses_the_persona(tmp_path: Path) -> None:
+    card = tmp_path / "aria.json"
+    card.write_text(json.dumps(cards.v3_card(alternate_greetings=[])), encoding="utf-8")
+    assert taleweaver(tmp_path, "characters", "import", str(card)).returncode == 0
+
+    result = taleweaver(tmp_path, "play", "--character", "aria", "--as", "Mira", stdin="/quit\n")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "Welcome in out of the rain, Mira. I'm Aria."
+    session_id = RESUME.search(result.stdout).group(1)  # type: ignore[union-attr]
+    chat = taleweaver(tmp_path, "export", "session", session_id, "--format", "jsonl")
+    assert json.loads(chat.stdout.splitlines()[0])["user_name"] == "Mira"
+
+
+def test_play_with_an_unknown_character_says_how_to_find_one(tmp_path: Path) -> None:
+    result = taleweaver(tmp_path, "play", "--character", "Nobody", stdin="")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: no character has the id or name 'Nobody': see `taleweaver characters list`\n"
+    )
 
 
 def test_quit_saves_and_prints_how_to_resume(tmp_path: Path) -> None:
@@ -228,12 +297,7 @@ def test_ctrl_c_while_the_narrator_streams_cancels_the_turn_not_the_program(
     child.expect_exact("Scene 1. You walk carefully.")
     child.expect_exact(f"  3. {CHOICES[2]}")
     child.expect(PROMPT)
-    child.sendline("/quit")
-    child.expect(RESUME)
-    session_id = child.match.group(1)
-    assert finish(child) == 0
-
-    document = exported(tmp_path, session_id)
+    document = quit_and_export(child, tmp_path)
     assert event_types(document) == ["session.created", "turn.cancelled", "turn.committed"]
     assert [(m["role"], m["content"].split(".")[0]) for m in document["messages"]] == [
         ("player", "I walk carefully"),

@@ -17,7 +17,7 @@ from taleweaver.domain.characters import choose_greeting
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
 from taleweaver.domain.macros import MacroContext, expand
-from taleweaver.domain.session_settings import check_book_ids, check_settings, merge_ids
+from taleweaver.domain.session_settings import check_book_ids, check_settings, merge_ids, persona
 from taleweaver.domain.sessions import (
     EventType,
     Reply,
@@ -115,7 +115,7 @@ class Companions:
             index, text = chosen
             context = MacroContext(
                 char=first.display_name,
-                user=await self.characters.user_name(owner_id),
+                user=persona(given) or await self.characters.user_name(owner_id),
                 seed=session_id,
                 rng=random.Random(f"{session_id}:greeting"),
             )

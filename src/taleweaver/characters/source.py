@@ -14,6 +14,7 @@ from taleweaver.characters.service import Characters
 from taleweaver.characters.tone import Relationship
 from taleweaver.domain.characters import Card, CardMember, pick_speaker
 from taleweaver.domain.macros import MacroContext, expand
+from taleweaver.domain.session_settings import persona
 from taleweaver.memory import ContextPiece, Placement, RecallQuery
 
 SOURCE = "character"
@@ -81,7 +82,7 @@ class CharacterSource:
             speaker, why = pick_speaker(members, query.current_text, query.turn_number)
         character_id = present[speaker]
         card = cards[character_id]
-        user = await self.characters.user_name(query.player_id)
+        user = persona(query.settings) or await self.characters.user_name(query.player_id)
         macros = MacroContext(
             char=card.display_name,
             user=user,

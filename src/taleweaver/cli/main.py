@@ -130,16 +130,31 @@ def _database_shown(settings: Settings) -> str:
 @click.option("--session", "session_id", help="Continue this session instead of a new one.")
 @click.option("--title", default="A new story", show_default=True)
 @click.option("--premise", default=None, help="What the story is about.")
-def play(session_id: str | None, title: str, premise: str | None) -> None:
-    """Play an interactive story in the terminal.
+@click.option(
+    "--character", default=None, help="Chat with this character (id or name) instead."
+)
+@click.option("--world", "world_id", default=None, help="Set the story in this world (id).")
+@click.option(
+    "--as", "persona", default=None, help="Your name in the story ({{user}}) and its exports."
+)
+def play(
+    session_id: str | None,
+    title: str,
+    premise: str | None,
+    character: str | None,
+    world_id: str | None,
+    persona: str | None,
+) -> None:
+    """Play an interactive story, or chat with a character, in the terminal.
 
-    Type what you do, or a choice's number. Ctrl-C stops the narrator's current
-    reply; Ctrl-D or /quit leaves. /regenerate, /continue and /edit TEXT
-    (replace your last line and retell) work too.
+    Type what you do, or a choice's number; /help lists the commands (/continue,
+    /regenerate, /edit TEXT, /quit). Ctrl-C stops the narrator's current reply;
+    Ctrl-D leaves.
     """
-    from taleweaver.cli.play import run_play
+    from taleweaver.cli.play import Start, run_play
 
-    sys.exit(run_play(_settings(), session_id=session_id, title=title, premise=premise))
+    start = Start(session_id, title, premise, character, world_id, persona)
+    sys.exit(run_play(_settings(), start))
 
 
 @cli.group()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from dataclasses import dataclass
 
 import click
 
+from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
-from taleweaver.domain.errors import TaleweaverError
+from taleweaver.domain.errors import InvalidInput, NotFound, TaleweaverError
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnAction, TurnRequest
@@ -22,26 +24,64 @@ from taleweaver.engine import Engine
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID as WORKSPACE
 
 HELP = (
-    "Type what you do, or the number of a choice. /continue, /regenerate, "
-    "/edit TEXT, /quit. Ctrl-C stops the narrator; Ctrl-D leaves."
+    "Type what you do, or the number of a choice; /help lists the commands. "
+    "Ctrl-C stops the narrator; Ctrl-D leaves."
 )
+COMMANDS = (
+    ("/help", "this list"),
+    ("/continue", "the narrator goes on without you"),
+    ("/regenerate", "tell the last reply again (every telling is kept)"),
+    ("/edit TEXT", "replace your last line with TEXT and retell (asks first)"),
+    ("/quit", "save and leave (also /exit or Ctrl-D)"),
+    ("//TEXT", "say TEXT starting with one slash"),
+)
+COMMAND_LIST = "\n".join(f"  {name:<12} {what}" for name, what in COMMANDS)
 META = EventMetadata(actor="cli")
 
 
-def parse_line(line: str) -> TurnRequest | None:
-    """What a line typed at the prompt asks for; None for /quit."""
+@dataclass(frozen=True)
+class Notice:
+    """A line answered at the prompt; nothing goes to the narrator."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """A request sent only once the player says yes to `question`."""
+
+    question: str
+    request: TurnRequest
+
+
+def parse_line(line: str) -> TurnRequest | Confirm | Notice | None:
+    """What a line typed at the prompt asks for; None for /quit. A line starting
+    with one slash is a command, never story text."""
     text = line.strip()
-    if text in ("/quit", "/exit"):
+    if text.startswith("//"):
+        return TurnRequest.build(action=None, text=text[1:], choice=None)
+    if not text.startswith("/"):
+        if text.isdigit():
+            return TurnRequest.build(action=None, text=None, choice=int(text))
+        return TurnRequest.build(action=None, text=text, choice=None)
+    word, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if word in ("/quit", "/exit"):
         return None
-    if text == "/continue":
+    if word == "/help":
+        return Notice(COMMAND_LIST)
+    if word == "/continue":
         return TurnRequest.build(action=TurnAction.CONTINUE, text=None, choice=None)
-    if text == "/regenerate":
+    if word == "/regenerate":
         return TurnRequest.build(action=TurnAction.REGENERATE, text=None, choice=None)
-    if text.startswith("/edit "):
-        return TurnRequest.build(action=TurnAction.EDIT, text=text[6:], choice=None)
-    if text.isdigit():
-        return TurnRequest.build(action=None, text=None, choice=int(text))
-    return TurnRequest.build(action=None, text=text, choice=None)
+    if word == "/edit":
+        if not rest:
+            return Notice("[/edit needs the new text: /edit I open the door instead]")
+        return Confirm(
+            f"Replace your last line with {rest!r} and retell? [y/N] ",
+            TurnRequest.build(action=TurnAction.EDIT, text=rest, choice=None),
+        )
+    return Notice(f"[unknown command {word}; the commands are:]\n{COMMAND_LIST}")
 
 
 async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
@@ -80,46 +120,125 @@ async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
         click.echo()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+    if request.action in (TurnAction.REGENERATE, TurnAction.EDIT):
+        click.echo(await _telling(engine, session_id))
 
 
-async def _open(
-    settings: Settings, session_id: str | None, title: str, premise: str | None
-) -> tuple[Engine, str]:
+async def _telling(engine: Engine, session_id: str) -> str:
+    """Which of the last reply's tellings is shown: "[telling 2/3]"."""
+    session = await engine.sessions.get(WORKSPACE, session_id)
+    recent = await engine.sessions.messages(
+        WORKSPACE, session_id, after_turn=max(session["turn_count"] - 1, 0), limit=4
+    )
+    narrator = [m for m in recent if m["role"] != "player"]
+    if not narrator:
+        return ""
+    last = narrator[-1]
+    return f"[telling {int(last['active']) + 1}/{max(len(last['alternatives']), 1)}]"
+
+
+@dataclass(frozen=True)
+class Start:
+    """How `taleweaver play` opens: an existing session, or a new story or chat."""
+
+    session_id: str | None = None
+    title: str = "A new story"
+    premise: str | None = None
+    character: str | None = None  # an id or a name: a companion chat
+    world_id: str | None = None
+    persona: str | None = None  # the player's name in the story and its exports
+
+
+async def _character_id(engine: Engine, wanted: str) -> str:
+    try:
+        return str((await engine.characters.get(WORKSPACE, wanted))["id"])
+    except NotFound:
+        pass
+    key = wanted.casefold()
+    named = [
+        c
+        for c in await engine.characters.list(WORKSPACE)
+        if key in (str(c.get("name", "")).casefold(), str(c.get("display_name", "")).casefold())
+    ]
+    if not named:
+        raise NotFound(
+            f"no character has the id or name {wanted!r}: see `taleweaver characters list`"
+        )
+    if len(named) > 1:
+        ids = ", ".join(str(c["id"]) for c in named)
+        raise InvalidInput(f"{len(named)} characters are named {wanted!r}: pick one by id ({ids})")
+    return str(named[0]["id"])
+
+
+async def _create(engine: Engine, start: Start) -> str:
+    settings_json: dict[str, object] = {}
+    if start.premise:
+        settings_json["premise"] = start.premise
+    if start.world_id:
+        settings_json["world_id"] = start.world_id
+    if start.persona:
+        settings_json["user_name"] = start.persona
+    if start.character is not None:
+        sid = await engine.characters.start_session(
+            WORKSPACE,
+            [await _character_id(engine, start.character)],
+            owner_id=LOCAL_USER_ID,
+            settings=settings_json,
+            metadata=META,
+        )
+        session = await engine.sessions.get(WORKSPACE, sid)
+        click.echo(f"{session['title']} ({sid}).")
+        await _show_recent(engine, sid, session["turn_count"])  # the greeting comes first
+        return sid
+    created = await engine.sessions.create(
+        WORKSPACE,
+        kind=SessionKind.STORY,
+        title=start.title,
+        settings=settings_json,
+        metadata=META,
+    )
+    click.echo(f"New story '{start.title}' ({created['id']}).")
+    return str(created["id"])
+
+
+async def _show_recent(engine: Engine, session_id: str, turn_count: int) -> None:
+    recent = await engine.sessions.messages(
+        WORKSPACE, session_id, after_turn=max(turn_count - 1, 0), limit=4
+    )
+    for message in recent:
+        prefix = "> " if message["role"] == "player" else ""
+        click.echo(prefix + message["content"])
+        for number, choice in enumerate(message["choices"], 1):
+            click.echo(f"  {number}. {choice}")
+
+
+async def _open(settings: Settings, start: Start) -> tuple[Engine, str]:
     engine = await Engine.open(settings)
     try:
-        if session_id is None:
-            settings_json = {"premise": premise} if premise else {}
-            created = await engine.sessions.create(
-                WORKSPACE,
-                kind=SessionKind.STORY,
-                title=title,
-                settings=settings_json,
-                metadata=META,
-            )
-            session_id = created["id"]
-            click.echo(f"New story '{title}' ({session_id}).")
-        else:
-            session = await engine.sessions.get(WORKSPACE, session_id)
-            click.echo(f"Continuing '{session['title']}' after turn {session['turn_count']}.")
-            recent = await engine.sessions.messages(
-                WORKSPACE, session_id, after_turn=max(session["turn_count"] - 1, 0), limit=4
-            )
-            for message in recent:
-                prefix = "> " if message["role"] == "player" else ""
-                click.echo(prefix + message["content"])
-                for number, choice in enumerate(message["choices"], 1):
-                    click.echo(f"  {number}. {choice}")
+        if start.session_id is None:
+            return engine, await _create(engine, start)
+        session = await engine.sessions.get(WORKSPACE, start.session_id)
+        click.echo(f"Continuing '{session['title']}' after turn {session['turn_count']}.")
+        await _show_recent(engine, start.session_id, session["turn_count"])
     except BaseException:
         await engine.close()
         raise
-    return engine, session_id
+    return engine, start.session_id
 
 
-def run_play(settings: Settings, *, session_id: str | None, title: str, premise: str | None) -> int:
+def _ask(question: str) -> bool:
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt):
+        click.echo()
+        return False
+
+
+def run_play(settings: Settings, start: Start) -> int:
     loop = asyncio.new_event_loop()
     try:
         try:
-            engine, sid = loop.run_until_complete(_open(settings, session_id, title, premise))
+            engine, sid = loop.run_until_complete(_open(settings, start))
         except TaleweaverError as exc:
             click.echo(f"error: {exc.detail}", err=True)
             return 1
@@ -140,6 +259,14 @@ def run_play(settings: Settings, *, session_id: str | None, title: str, premise:
                     request = parse_line(line)
                     if request is None:
                         break
+                    if isinstance(request, Notice):
+                        click.echo(request.text)
+                        continue
+                    if isinstance(request, Confirm):
+                        if not _ask(request.question):
+                            click.echo("[nothing changed]")
+                            continue
+                        request = request.request
                     loop.run_until_complete(_turn(engine, sid, request))
                 except TaleweaverError as exc:
                     click.echo(f"[{exc.detail}]")

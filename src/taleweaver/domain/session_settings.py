@@ -1,8 +1,9 @@
 """A session's settings: the checks every writer applies, and its lorebook list.
 
 Settings are free-form JSON a client stores, except for the keys the engine
-reads: `lorebook_ids` (the session's own books, in the order they are consulted)
-and `world_id` (whose books are consulted after them).
+reads: `lorebook_ids` (the session's own books, in the order they are consulted),
+`world_id` (whose books are consulted after them) and `user_name` (the player's
+name in this session: `{{user}}` and exports; unset, the account's display name).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def check_book_ids(value: object) -> list[str]:
     return ids
 
 
+def persona(settings: JSON) -> str | None:
+    """The player's name this session sets (`user_name`), if any."""
+    name = settings.get("user_name")
+    return name.strip() if isinstance(name, str) and name.strip() else None
+
+
 def check_settings(settings: JSON) -> JSON:
     """The settings, checked: their size, and the keys the engine reads."""
     checked = dict(settings)
@@ -62,4 +69,5 @@ __all__ = [
     "check_book_ids",
     "check_settings",
     "merge_ids",
+    "persona",
 ]
