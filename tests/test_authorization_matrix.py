@@ -478,6 +478,34 @@ def _world_turn_case(action: str, method: str, suffix: str, **kwargs: Any) -> Ca
     return Case(action, build)
 
 
+def _session_book_case(method: str) -> Case:
+    """Attaching (POST) or detaching (DELETE) a book of the workspace's own on a session
+    (attached already, for DELETE)."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        sid = _new_session(world, workspace)
+        owner = "owner" if workspace == world.own else "stranger"
+        headers = {"X-Workspace": workspace}
+        book = {"entries": {"0": {"uid": 0, "key": ["lantern"], "content": "A lantern."}}}
+        with world.client(owner) as client:
+            made = client.post(
+                "/api/v1/lorebooks/import?on_duplicate=copy", json=book, headers=headers
+            )
+            assert made.status_code == 201, made.text
+            book_id = made.json()["id"]
+            if method == "DELETE":
+                attached = client.post(
+                    f"/api/v1/sessions/{sid}/lorebooks", json={"lorebook_id": book_id}
+                )
+                assert attached.status_code == 201, attached.text
+        if method == "DELETE":
+            return method, f"/api/v1/sessions/{sid}/lorebooks/{book_id}", {"headers": headers}
+        body = {"json": {"lorebook_id": book_id}, "headers": headers}
+        return method, f"/api/v1/sessions/{sid}/lorebooks", body
+
+    return Case("session.update", build)
+
+
 def _lorebook_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
     """A route about one lorebook (with entry 0), imported fresh by the workspace's owner."""
 
@@ -486,7 +514,9 @@ def _lorebook_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case
         headers = {"X-Workspace": workspace}
         book = {"entries": {"0": {"uid": 0, "key": ["lantern"], "content": "A lantern."}}}
         with world.client(owner) as client:
-            made = client.post("/api/v1/lorebooks/import", json=book, headers=headers)
+            made = client.post(
+                "/api/v1/lorebooks/import?on_duplicate=copy", json=book, headers=headers
+            )
             assert made.status_code == 201, made.text
         path = f"/api/v1/lorebooks/{made.json()['id']}{suffix}"
         return method, path, kwargs | {"headers": headers}
@@ -538,7 +568,7 @@ def _character_case(action: str, method: str, suffix: str, **kwargs: Any) -> Cas
         owner = "owner" if workspace == world.own else "stranger"
         with world.client(owner) as client:
             created = client.post(
-                "/api/v1/characters/import",
+                "/api/v1/characters/import?on_duplicate=copy",
                 content=_character_card(),
                 headers={"X-Workspace": workspace, "Content-Type": "image/png"},
             )
@@ -620,7 +650,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/sessions/{session_id}/usage"): _session_case("usage.read", "GET", "/usage"),
     # --- world memory and lorebook routes (#4) ---
     ("POST", "/api/v1/lorebooks/import"): _collection_case(
-        "world.edit", "POST", "/api/v1/lorebooks/import", json={"entries": {}}
+        "world.edit", "POST", "/api/v1/lorebooks/import?on_duplicate=copy", json={"entries": {}}
     ),
     ("GET", "/api/v1/lorebooks"): _collection_case("world.read", "GET", "/api/v1/lorebooks"),
     ("GET", "/api/v1/lorebooks/{lorebook_id}"): _lorebook_case("world.read", "GET", ""),
@@ -718,6 +748,17 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/sessions/{session_id}/turns/{turn_id}/context"): _session_case(
         "session.read", "GET", "/turns/{turn_id}/context"
     ),
+    # --- a session's lorebooks (#14) ---
+    ("GET", "/api/v1/sessions/{session_id}/lorebooks"): _session_case(
+        "session.read", "GET", "/lorebooks"
+    ),
+    ("PUT", "/api/v1/sessions/{session_id}/lorebooks"): _session_case(
+        "session.update", "PUT", "/lorebooks", json={"lorebook_ids": []}
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/lorebooks"): _session_book_case("POST"),
+    ("DELETE", "/api/v1/sessions/{session_id}/lorebooks/{lorebook_id}"): _session_book_case(
+        "DELETE"
+    ),
     ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/apply"): _world_turn_case(
         "world.edit", "POST", "/apply", json={"target": "blueprint"}
     ),
@@ -732,7 +773,7 @@ ROUTES: dict[tuple[str, str], Case] = {
         "character.edit",
         lambda world, workspace, role: (
             "POST",
-            "/api/v1/characters/import",
+            "/api/v1/characters/import?on_duplicate=copy",
             {"content": _character_card(), "headers": {"X-Workspace": workspace}},
         ),
     ),

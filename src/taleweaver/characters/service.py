@@ -7,14 +7,14 @@ import builtins
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from taleweaver.characters.cards import avatar, export_bytes, icon_path, split_ours
 from taleweaver.characters.companions import Companions
 from taleweaver.characters.relationships import Relationships
 from taleweaver.characters.storage import Asset, CharacterStore, clean_tags, now
 from taleweaver.domain.characters import EDITABLE_FIELDS, Card, apply_edit, normalise_card
-from taleweaver.domain.errors import InvalidInput, NotFound
+from taleweaver.domain.errors import AlreadyImported, InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.interop import read_card_file
 from taleweaver.store.database import Database
@@ -23,6 +23,8 @@ from taleweaver.store.repository import SessionRepository
 log = logging.getLogger(__name__)
 
 OURS = ("voice", "avatar_url", "model_url")
+# "ask": refuse a card already imported (AlreadyImported); the others say what to do.
+OnDuplicate = Literal["ask", "update", "copy", "skip"]
 DEFAULT_USER_NAME = "User"
 
 
@@ -126,15 +128,29 @@ class Characters:
     # --- import and export ------------------------------------------------------------
 
     async def import_card(
-        self, workspace_id: str, data: bytes, *, filename: str | None = None, actor: str
+        self,
+        workspace_id: str,
+        data: bytes,
+        *,
+        filename: str | None = None,
+        on_duplicate: OnDuplicate = "copy",
+        actor: str,
     ) -> JSON:
         """A PNG, JSON or CHARX card (told apart by content) as a new character.
 
         Everything is checked before anything is written; a bad file raises a
         4xx error (InvalidInput, PayloadTooLarge) and leaves no row behind.
+        A card matching a character already here (the same card, or one of the same
+        name) is refused with AlreadyImported under "ask", is left out under "skip",
+        replaces that character's card under "update", and is kept beside it under
+        "copy" (the default).
         """
         found = read_card_file(data, filename)
         card = normalise_card(found.card)
+        if on_duplicate != "copy":
+            match = await self._match(workspace_id, card)
+            if match is not None:
+                return await self._reimport(workspace_id, match, card, found, on_duplicate, actor)
         ours = split_ours(card.taleweaver)
         assets = [Asset("file", path, content) for path, content in found.files.items()]
         if found.image is not None:
@@ -170,6 +186,53 @@ class Characters:
             row["lorebook_id"] = await self._register_book(workspace_id, character_id, card, actor)
         # Built from what was just written: no need to read it back.
         return view(row, sorted(clean_tags(card.tags)), [a.describe() for a in assets])
+
+    async def _match(self, workspace_id: str, card: Card) -> tuple[JSON, str] | None:
+        """(row, "same content" | "same name") of the character this card matches."""
+        named, _ = await self.store.page(
+            workspace_id, tag=None, name=card.name, limit=None, offset=0
+        )
+        ids = [r["id"] for r in named if r["name"].casefold() == card.name.casefold()]
+        rows = await self.store.rows(workspace_id, ids)
+        found = [rows[i] for i in ids if i in rows]
+        same = [r for r in found if r["card"] == card.card]
+        if same:
+            return same[0], "same content"
+        return (found[0], "same name") if found else None
+
+    async def _reimport(
+        self,
+        workspace_id: str,
+        match: tuple[JSON, str],
+        card: Card,
+        found: Any,
+        on_duplicate: OnDuplicate,
+        actor: str,
+    ) -> JSON:
+        row, why = match
+        if on_duplicate == "ask":
+            raise AlreadyImported(
+                f"this card was already imported ({why} as '{row['name']}', id {row['id']}): "
+                "import it again with on_duplicate=update (replace that character's card), "
+                "copy (keep both) or skip",
+                {"id": row["id"], "name": row["name"], "match": why},
+            )
+        if on_duplicate == "update":
+            values = {
+                "name": card.name,
+                "display_name": card.display_name,
+                "card": card.card,
+                "raw": found.text,
+                "source_format": found.format,
+                "source_spec": card.source_spec,
+                "edited": False,
+            }
+            await self.store.update(workspace_id, row["id"], values, card.tags)
+            await self.audit.record(
+                actor, "character.reimported", workspace_id=workspace_id, target=row["id"]
+            )
+        view = await self.get(workspace_id, row["id"])
+        return view | {"duplicate": {"of": row["id"], "match": why, "outcome": on_duplicate}}
 
     async def _register_book(
         self, workspace_id: str, character_id: str, card: Card, actor: str

@@ -75,7 +75,15 @@ def list_cmd(workspace: str, tag: str | None, name: str | None, as_json: bool) -
 @characters.command("import")
 @_WORKSPACE
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def import_cmd(workspace: str, files: tuple[str, ...]) -> None:
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["ask", "update", "copy", "skip"]),
+    default="ask",
+    show_default=True,
+    help="A card imported before: refuse and say so (ask), replace its card, keep both, "
+    "or leave it.",
+)
+def import_cmd(workspace: str, files: tuple[str, ...], on_duplicate: str) -> None:
     """Import card files; each is checked on its own and a bad one stops nothing else."""
 
     async def run(settings: Settings) -> int:
@@ -86,14 +94,20 @@ def import_cmd(workspace: str, files: tuple[str, ...]) -> None:
                 try:
                     data = await asyncio.to_thread(path.read_bytes)
                     made = await engine.characters.import_card(
-                        workspace, data, filename=path.name, actor=CLI_ACTOR
+                        workspace,
+                        data,
+                        filename=path.name,
+                        on_duplicate=on_duplicate,  # type: ignore[arg-type]
+                        actor=CLI_ACTOR,
                     )
                 except (TaleweaverError, OSError) as exc:  # reported; the other files go on
                     failed += 1
                     detail = exc.detail if isinstance(exc, TaleweaverError) else str(exc)
                     click.echo(f"{path.name}: refused: {detail}", err=True)
                     continue
-                click.echo(f"{path.name}: {made['id']}  {made['name']}")
+                again = made.get("duplicate")
+                said = f" ({again['outcome']}: {again['match']})" if again else ""
+                click.echo(f"{path.name}: {made['id']}  {made['name']}{said}")
         return failed
 
     failed = _run(run(_settings()))

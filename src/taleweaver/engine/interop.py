@@ -114,7 +114,11 @@ class Interop:
             )
         if kind == detect.CARD:
             made = await self.characters.import_card(
-                workspace_id, data, filename=filename, actor=metadata.actor
+                workspace_id,
+                data,
+                filename=filename,
+                on_duplicate=on_duplicate,
+                actor=metadata.actor,
             )
             return kind, made
         made = await self.lorebooks.import_book(

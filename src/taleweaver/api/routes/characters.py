@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from taleweaver.api.deps import EngineDep, metadata_for
+from taleweaver.api.import_choices import OnDuplicateQuery, Reimport
 from taleweaver.api.schemas import SessionPublic, Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
@@ -62,6 +63,12 @@ class CharacterPublic(CharacterSummary):
     edited: bool
     has_avatar: bool
     assets: list[AssetPublic]
+
+
+class CharacterImported(CharacterPublic):
+    duplicate: Reimport | None = Field(
+        default=None, description="Set when the card matched a character already imported."
+    )
 
 
 class CharacterPage(BaseModel):
@@ -140,12 +147,17 @@ async def import_character(
     engine: EngineDep,
     access: Annotated[Access, requires(Action.CHARACTER_EDIT)],
     filename: Annotated[str | None, Query(max_length=255)] = None,
-) -> CharacterPublic:
+    on_duplicate: OnDuplicateQuery = None,
+) -> CharacterImported:
     data = await request.body()
     created = await engine.characters.import_card(
-        access.workspace_id, data, filename=filename, actor=access.principal.user_id
+        access.workspace_id,
+        data,
+        filename=filename,
+        on_duplicate=on_duplicate or "ask",
+        actor=access.principal.user_id,
     )
-    return CharacterPublic.model_validate(created)
+    return CharacterImported.model_validate(created)
 
 
 @router.get("/characters")

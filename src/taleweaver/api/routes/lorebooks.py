@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
 from taleweaver.api.deps import EngineDep, metadata_for
+from taleweaver.api.import_choices import OnDuplicateQuery, Reimport
 from taleweaver.api.schemas import Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
@@ -26,12 +27,6 @@ class LorebookSummary(BaseModel):
     format: str
     entries: int
     world_id: str | None
-
-
-class Reimport(BaseModel):
-    of: str = Field(description="The book this import matched.")
-    match: Literal["same content", "same name"]
-    outcome: Literal["update", "copy", "skip"]
 
 
 class LorebookImported(LorebookSummary):
@@ -184,14 +179,7 @@ async def import_lorebook(
             description="The file's name: what the book is called when it has no name field.",
         ),
     ] = None,
-    on_duplicate: Annotated[
-        Literal["update", "copy", "skip"] | None,
-        Query(
-            description="What to do when the book was imported before (same entries, or "
-            "the same name): replace that book's entries, keep both, or import nothing. "
-            "Unset: such an import is a 409 that lists these choices."
-        ),
-    ] = None,
+    on_duplicate: OnDuplicateQuery = None,
 ) -> LorebookImported:
     summary = await engine.lorebooks.import_book(
         access.workspace_id,
