@@ -60,6 +60,8 @@ def test_a_book_is_named_by_its_name_field_else_after_its_file(client: httpx.Cli
     assert own.json()["name"] == "Saltmarsh lore"
     assert from_file.json()["name"] == "Eldoria"
     assert bare.status_code == 201 and bare.json()["name"] == "Imported lorebook"
+    other = post(client, world_info("Other tides."))
+    assert other.status_code == 201, "two unnamed books are not the same book"
 
 
 def test_importing_the_same_book_again_is_a_409_with_the_choices(client: httpx.Client) -> None:

@@ -17,6 +17,8 @@ from taleweaver.domain.errors import AlreadyImported
 from taleweaver.domain.lorebook import Book, entry_to_json
 from taleweaver.store.lorebook_schema import lorebook_entries, lorebooks
 
+# What a book without a name of its own, or a file name, is called: never a match.
+PLACEHOLDER_NAMES = frozenset({"imported lorebook", "novelai lorebook", "character lorebook"})
 # "ask": refuse a match with AlreadyImported; the others say what to do with one.
 OnDuplicate = Literal["ask", "update", "copy", "skip"]
 
@@ -60,6 +62,8 @@ async def find_match(
         )
         if list(stored) == wanted:
             return row, "same content"
+    if name.casefold() in PLACEHOLDER_NAMES:
+        return None
     named = [row for row in rows if row.name.casefold() == name.casefold()]
     return (named[0], "same name") if named else None
 
