@@ -283,7 +283,8 @@ async def test_a_chat_imported_into_a_sensitive_workspace_is_sealed_at_rest(
 
 # --- the round trip holds for every chat ------------------------------------------------
 
-_text = st.text(st.characters(codec="utf-8"), max_size=30)
+# No NUL: an import strips it (no database stores it), so it cannot round-trip.
+_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 _extra_fields = st.dictionaries(
     st.sampled_from(["title", "force_avatar", "gen_started", "custom", "bias"]),
     st.one_of(_text, st.integers(), st.booleans(), st.none(), st.lists(st.integers(), max_size=3)),

@@ -23,8 +23,9 @@ def imported(client: httpx.Client, body: object = ASTER, **params: str) -> str:
 
 def test_import_list_read_and_export(serve: Serve) -> None:
     client = serve()
+    aster = client.post("/api/v1/worlds", json={"name": "Aster"}).json()["id"]
     made = client.post(
-        "/api/v1/lorebooks/import", json=ASTER, params={"world_id": "aster", "name": "Aster"}
+        "/api/v1/lorebooks/import", json=ASTER, params={"world_id": aster, "name": "Aster"}
     )
     assert made.status_code == 201
     summary = made.json()
@@ -32,7 +33,7 @@ def test_import_list_read_and_export(serve: Serve) -> None:
     book_id = summary["id"]
 
     assert [
-        b["id"] for b in client.get("/api/v1/lorebooks", params={"world_id": "aster"}).json()
+        b["id"] for b in client.get("/api/v1/lorebooks", params={"world_id": aster}).json()
     ] == [book_id]
     assert client.get("/api/v1/lorebooks", params={"world_id": "elsewhere"}).json() == []
     detail = client.get(f"/api/v1/lorebooks/{book_id}").json()

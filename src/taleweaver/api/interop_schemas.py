@@ -30,6 +30,11 @@ class SearchResult(SearchHit):
 class ImportCounts(BaseModel):
     messages: int
     turns: int
+    stripped: int = Field(
+        default=0,
+        description="NUL and unpaired-surrogate characters removed from the file: no "
+        "database stores them.",
+    )
 
 
 class ChatImported(SessionPublic):

@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from taleweaver.api.strictness import lax_text_types
+from taleweaver.domain.json_values import find_unstorable
 from taleweaver.domain.sessions import MAX_TITLE_LENGTH, SessionKind
 from taleweaver.domain.turns import MAX_INPUT_CHARS, TurnAction
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no coercion: `"2"` and `true` are
+    not numbers, `1` is not a boolean. Enums and dates still come as strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for info in cls.model_fields.values():
+            lax = lax_text_types(info.annotation)
+            if lax is not info.annotation:
+                info.annotation, changed = lax, True
+        if changed:
+            cls.model_rebuild(force=True)
+
+# Free-form JSON a client stores (session and world settings, source references):
+# the guard already refuses NUL, surrogates, NaN and depth past 64; this bounds it
+# further, to what a settings object plausibly needs.
+MAX_FREE_JSON_DEPTH = 16
+MAX_FREE_JSON_BYTES = 32 * 1024
+
+
+def _bounded(value: dict[str, Any]) -> dict[str, Any]:
+    wrong = find_unstorable(value, max_depth=MAX_FREE_JSON_DEPTH)
+    if wrong is not None:
+        raise ValueError(str(wrong))
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_FREE_JSON_BYTES:
+        raise ValueError(f"must be at most {MAX_FREE_JSON_BYTES} bytes as JSON")
+    return value
+
+
+FreeJSON = Annotated[dict[str, Any], AfterValidator(_bounded)]
 
 
 class SessionCreate(Strict):
     kind: SessionKind
     title: str = Field(default="Untitled", min_length=1, max_length=MAX_TITLE_LENGTH)
-    settings: dict[str, Any] = Field(
+    settings: FreeJSON = Field(
         default_factory=dict,
         description="Kind-specific settings: 'premise' (story), 'character' with 'name' and "
         "'description' (companion), 'world' (studio).",

@@ -101,7 +101,10 @@ class ChatImporter:
             )
             session_id = await self.commit_new_session(workspace_id, events, metadata)
         session = await self.sessions.get(workspace_id, session_id)
-        return session | {"imported": {"messages": chat.messages, "turns": len(chat.turns)}}
+        counts = {"messages": chat.messages, "turns": len(chat.turns)}
+        if chat.stripped:  # NUL and lone surrogates removed: say so
+            counts["stripped"] = chat.stripped
+        return session | {"imported": counts}
 
     async def commit_new_session(
         self, workspace_id: str, events: list[NewEvent], metadata: EventMetadata

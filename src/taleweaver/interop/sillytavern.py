@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, NewEvent, RecordedEvent
+from taleweaver.domain.json_values import find_unstorable, strip_unstorable
 from taleweaver.domain.sessions import EventType, Reply
 from taleweaver.domain.turn_record import MessageIds, TurnInput, TurnRecord
 
@@ -51,6 +52,7 @@ class Chat:
     header: JSON
     turns: list[ChatTurn] = field(default_factory=list)
     messages: int = 0
+    stripped: int = 0  # NUL and unpaired-surrogate characters removed from the file
 
     @property
     def user_name(self) -> str:
@@ -78,14 +80,24 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def _object(number: int, line: bytes) -> JSON:
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _object(number: int, line: bytes) -> tuple[JSON, int]:
+    """The line's object, with NUL and lone surrogates stripped (other tools write
+    them; no database stores them), and how many were."""
     try:
-        value = json.loads(line)
+        value = json.loads(line, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"line {number} is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"line {number} is not a JSON object")
-    return value
+    wrong = find_unstorable(value, text=False)
+    if wrong is not None:
+        raise InvalidInput(f"line {number}: {wrong}")
+    cleaned, stripped = strip_unstorable(value)
+    return cleaned, stripped
 
 
 def _check_message(number: int, message: JSON) -> None:
@@ -108,16 +120,17 @@ def parse_chat(data: bytes) -> Chat:
     first = next(lines, None)
     if first is None:
         raise InvalidInput("the chat file is empty")
-    header = _object(*first)
+    header, stripped = _object(*first)
     if "mes" in header or not {"user_name", "character_name", "chat_metadata"} & header.keys():
         raise InvalidInput(
             "line 1 is not a SillyTavern chat header "
             "(user_name, character_name, create_date, chat_metadata)"
         )
-    chat = Chat(header=header)
+    chat = Chat(header=header, stripped=stripped)
     pending: JSON | None = None
     for number, line in lines:
-        message = _object(number, line)
+        message, stripped = _object(number, line)
+        chat.stripped += stripped
         _check_message(number, message)
         chat.messages += 1
         if chat.messages > MAX_MESSAGES:

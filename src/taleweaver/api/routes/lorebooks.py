@@ -181,6 +181,8 @@ async def import_lorebook(
     ] = None,
     on_duplicate: OnDuplicateQuery = None,
 ) -> LorebookImported:
+    if world_id is not None:  # NotFound for a world not in this workspace
+        await engine.world.bible.world(access.workspace_id, world_id)
     summary = await engine.lorebooks.import_book(
         access.workspace_id,
         body,

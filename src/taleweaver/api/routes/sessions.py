@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -20,10 +20,21 @@ from taleweaver.api.schemas import (
 )
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
+from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.store.queries import SessionFilter
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
+
+
+def _in_range(value: datetime | None, name: str) -> datetime | None:
+    """The date in UTC; refused when its offset carries it past year 1 or 9999."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value
+    except OverflowError:
+        raise InvalidInput(f"{name} must lie within years 1 to 9999 in UTC") from None
 # Turn numbers and versions are 32-bit columns; a larger cursor would overflow the query.
 MAX_CURSOR = 2**31 - 1
 
@@ -179,7 +190,9 @@ async def search(
 ) -> list[SearchResult]:
     """Full-text search over every message in the workspace (or one session), filtered
     by character, session kind and when the message was written; each hit comes with
-    its neighbouring messages and a link to the conversation around it."""
+    its neighbouring messages and a link to the conversation around it. Dates must
+    lie within years 1 to 9999 in UTC."""
+    since, until = _in_range(since, "since"), _in_range(until, "until")
     rows = await engine.interop.search(
         access.workspace_id,
         q,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from taleweaver.api.deps import EngineDep, metadata_for
-from taleweaver.api.schemas import Strict
+from taleweaver.api.schemas import FreeJSON, Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
 from taleweaver.domain.errors import NotFound
@@ -29,7 +29,7 @@ StoryTime = int | str | None
 class WorldCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
-    settings: dict[str, Any] = Field(
+    settings: FreeJSON = Field(
         default_factory=dict,
         description="auto_accept_threshold (0-1): artifacts at least this confident "
         "become canon without review.",
@@ -39,7 +39,7 @@ class WorldCreate(Strict):
 class WorldUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = None
-    settings: dict[str, Any] | None = None
+    settings: FreeJSON | None = None
 
 
 class EntityCreate(Strict):

@@ -80,11 +80,12 @@ async def import_world(
     """Import an export into `world_id` (which must exist) or into a new world."""
     if not is_world_export(data):
         raise InvalidInput(f"not a Taleweaver world export (format must be {FORMAT!r})")
-    if data.get("version") != VERSION:
-        raise InvalidInput(f"unsupported world export version {data.get('version')!r}")
+    version = data.get("version")
+    if isinstance(version, bool) or version != VERSION:
+        raise InvalidInput(f"unsupported world export version {version!r}")
+    source = _header(data.get("world"))
     events = _events(data)
     if world_id is None:
-        source = data.get("world") or {}
         created = await bible.create_world(
             workspace_id,
             name=str(source.get("name") or "Imported world"),
@@ -106,6 +107,18 @@ async def import_world(
 
     await bible.commit(workspace_id, world_id, meta, decide)
     return await bible.world(workspace_id, world_id)
+
+
+def _header(source: Any) -> JSON:
+    """The export's `world` object, its fields of the types an export writes."""
+    if source is None:
+        return {}
+    if not isinstance(source, dict):
+        raise InvalidInput("the export's 'world' must be an object")
+    for key, kind in (("name", str), ("description", str), ("settings", dict)):
+        if source.get(key) is not None and not isinstance(source[key], kind):
+            raise InvalidInput(f"the export's world {key} must be a {kind.__name__}")
+    return source
 
 
 def _events(data: JSON) -> list[NewEvent]:

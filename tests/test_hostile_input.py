@@ -1,0 +1,110 @@
+"""A hostile-input corpus (tests/hostile/http_cases.json) through the real app, on
+SQLite and PostgreSQL: each case gets its 4xx (or its normalised 2xx), never a 5xx,
+and a refused request writes nothing anyone can list."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from taleweaver.api import create_app
+from taleweaver.config import Settings
+from taleweaver.engine import Engine
+from tests.test_summaries import settings
+
+__all__ = ["settings"]  # the key-file settings fixture PostgreSQL needs
+
+pytestmark = pytest.mark.dialects
+API = "/api/v1"
+CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "hostile" / "http_cases.json").read_text()
+)
+# What a refused request must leave as it was: everything a client can list.
+LISTINGS = ["/sessions", "/worlds", "/lorebooks", "/characters", "/workspaces"]
+
+
+@asynccontextmanager
+async def api(engine: Engine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            yield c
+
+
+async def _created(client: httpx.AsyncClient, path: str, body: Any, **kw: Any) -> str:
+    answer = await client.post(f"{API}{path}", json=body, **kw)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+async def _world(client: httpx.AsyncClient) -> dict[str, str]:
+    """A played story, a world with an entity, a lorebook, and another workspace's
+    world: the ids the cases' paths name."""
+    session = await _created(client, "/sessions", {"kind": "story", "title": "S"})
+    turn = await client.post(f"{API}/sessions/{session}/turns", json={"text": "Look"})
+    assert turn.status_code == 201, turn.text
+    world = await _created(client, "/worlds", {"name": "Aster"})
+    await _created(client, f"/worlds/{world}/entities", {"type": "npc", "name": "Ada"})
+    book = {"entries": {"0": {"key": ["dragon"], "content": "Dragons sleep."}}}
+    await _created(client, "/lorebooks/import", book)
+    other = await _created(client, "/workspaces", {"name": "Other"})
+    theirs = {"X-Workspace": other}
+    other_world = await _created(client, "/worlds", {"name": "Theirs"}, headers=theirs)
+    return {"session": session, "world": world, "other_world": other_world, "long": "a" * 129}
+
+
+async def _listed(client: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
+    paths = [
+        *LISTINGS,
+        f"/sessions/{ids['session']}/events",
+        f"/worlds/{ids['world']}/entities",
+    ]
+    return [(await client.get(f"{API}{p}")).json() for p in paths]
+
+
+def _body(case: dict[str, Any]) -> dict[str, Any]:
+    if "json" in case:  # escaped as clients send it: surrogates as \\udXXX
+        raw = json.dumps(case["json"])
+        return {"content": raw.encode(), "headers": {"content-type": "application/json"}}
+    raw = re.sub(
+        r"\{\{deep:(\d+)\}\}", lambda m: "[" * int(m[1]) + "]" * int(m[1]), case.get("raw", "")
+    )
+    if not raw:
+        return {}
+    headers = {"content-type": case.get("content_type", "application/json")}
+    return {"content": raw.encode("utf-8", "surrogatepass"), "headers": headers}
+
+
+async def test_every_hostile_request_is_refused_cleanly_and_writes_nothing(
+    engine: Engine, settings: Settings
+) -> None:
+    failures: list[str] = []
+    async with api(engine, settings) as client:
+        ids = await _world(client)
+        for case in CASES:
+            before = await _listed(client, ids)
+            request = _body(case)
+            headers = {**request.pop("headers", {}), **case.get("headers", {})}
+            url = API + case["path"].removeprefix(API).format(**ids)
+            answer = await client.request(case["method"], url, headers=headers, **request)
+            expected = case["expect"] if isinstance(case["expect"], list) else [case["expect"]]
+            if answer.status_code not in expected:
+                failures.append(f"{case['name']}: {answer.status_code} {answer.text[:200]}")
+                continue
+            if answer.status_code >= 400:
+                problem = answer.json()
+                assert problem["status"] == answer.status_code and problem["detail"]
+            if "stripped" in case:
+                assert answer.json()["imported"]["stripped"] == case["stripped"], case["name"]
+                assert "\\u0000" not in answer.text and "\\ud800" not in answer.text
+            if not case.get("writes") and await _listed(client, ids) != before:
+                failures.append(f"{case['name']}: refused ({answer.status_code}) but wrote")
+    assert not failures, "\n".join(failures)
