@@ -128,6 +128,7 @@ class _Scan:
         self.max_depth = max((book.max_depth for book in books), default=0)
         self.window_text = _Joined(window[: self.max_depth + 1])
         self.recursion_text: dict[tuple[int, int], _Joined] = {}
+        self.span_possible: dict[tuple[int, int, int], set[int]] = {}  # (book, span)
         for b, book in enumerate(books):
             hits: dict[int, int] = {}
             # Deepest first, so that a key seen at several depths keeps the shallowest.
@@ -160,7 +161,8 @@ class _Scan:
         for b, book in enumerate(self.books):
             found, entries = book.index.find(text)
             hits = self.recursion_hits[b]
-            hits.update(dict.fromkeys(found - hits.keys(), label))
+            for key_id in found:  # (`found - hits.keys()` would copy every key so far)
+                hits.setdefault(key_id, label)
             self._add_candidates(b, entries)
 
     def recursion_added(self) -> None:
@@ -202,7 +204,10 @@ class _Scan:
             joined = self.recursion_text.get(span)
             if joined is None:
                 joined = self.recursion_text[span] = _Joined(self.recursion_chunks[searched:])
-            found = joined.first(pattern)
+            possible = self.span_possible.get((b, *span))
+            if possible is None:
+                possible = self.span_possible[(b, *span)] = self.books[b].possible(joined.text)
+            found = joined.first(pattern) if ref.regex_id in possible else None
             label = None if found is None else self.recursion_chunks[searched + found].label
             self.regex_recursion[pattern] = (len(self.recursion_chunks), label)
         return label

@@ -71,6 +71,31 @@ class EveryRegex:
         return set(self.ids)
 
 
+class LayeredLiterals:
+    """A book's literal index after edits: the one it was prepared with, less the regex
+    keys removed since, plus a small index over those added since."""
+
+    def __init__(
+        self,
+        base: LiteralIndex,
+        added: Sequence[tuple[int, Requirement]],
+        gone: frozenset[int],
+        make_literals: LiteralFactory,
+    ) -> None:
+        self.base = base
+        self.added = tuple(added)
+        self.gone = gone
+        self.extra = make_literals(self.added)
+
+    def find(self, folded: str) -> set[int]:
+        found = self.base.find(folded)
+        if self.gone:
+            found -= self.gone
+        if self.added:
+            found |= self.extra.find(folded)
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRef:
     """A key as its entry lists it: a plain key's id, or a compiled regex and its id."""
@@ -137,12 +162,25 @@ class _Builder:
         self.literals: list[Requirement | None] = list(book.regex_literals) if book else []
         self.positions = dict(book.positions) if book else {}
         self.first_new_key = len(self.keys)
-        # Literals already worked out, by pattern: an edit does not parse again.
-        self.known: dict[re.Pattern[str], Requirement | None] = {
-            ref.pattern: literals
-            for ref, literals in zip(self.regexes, self.literals, strict=True)
-            if ref.pattern is not None
-        }
+        self.book = book
+        # What an edit must redo over the whole book: nothing, unless it touches regex
+        # keys (the literal index) or delayed entries (the recursion levels).
+        self.regexes_changed = book is None
+        self.levels_changed = book is None
+        self.new_levels: set[int] = set()
+        self._known: dict[re.Pattern[str], Requirement | None] | None = None
+
+    def _literals_of(self, pattern: re.Pattern[str]) -> Requirement | None:
+        """Worked out once per pattern: an edit does not parse the book's patterns again."""
+        if self._known is None:
+            self._known = {
+                ref.pattern: literals
+                for ref, literals in zip(self.regexes, self.literals, strict=True)
+                if ref.pattern is not None
+            }
+        if pattern not in self._known:
+            self._known[pattern] = required_literals(pattern)
+        return self._known[pattern]
 
     def _refs(
         self, texts: Sequence[str], entry: int, secondary: bool, case: bool, whole: bool
@@ -155,11 +193,10 @@ class _Builder:
             pattern = parse_regex_key(text)
             if pattern is not None:
                 ref = KeyRef(text, pattern=pattern, regex_id=len(self.regexes))
-                if pattern not in self.known:
-                    self.known[pattern] = required_literals(pattern)
+                self.literals.append(self._literals_of(pattern))
                 self.regexes.append(ref)
                 self.owners.append(NOT_PRIMARY if secondary else entry)
-                self.literals.append(self.known[pattern])
+                self.regexes_changed = True
                 made.append(ref)
                 continue
             key = PlainKey(len(self.keys), entry, secondary, text, text.lower(), case, whole)
@@ -189,14 +226,18 @@ class _Builder:
             self.secondary[position] = self._refs(entry.secondary_keys, position, True, case, whole)
         if entry.constant:
             self.constants.add(position)
+        self.new_levels.add(entry.delay_until_recursion)
 
     def drop(self, position: int) -> set[int]:
         """Unindex the entry at `position`; the ids of the plain keys it had."""
         gone: set[int] = set()
+        old = self.entries[position]
+        self.levels_changed |= old.enabled and bool(old.delay_until_recursion)
         for refs in (self.primary.pop(position, ()), self.secondary.pop(position, ())):
             for ref in refs:
                 if ref.regex_id >= 0:
                     self.owners[ref.regex_id] = GONE
+                    self.regexes_changed = True
                 else:
                     gone.add(ref.key_id)
         self.constants.discard(position)
@@ -210,9 +251,21 @@ class _Builder:
         make_literals: LiteralFactory,
         revisions: int,
     ) -> PreparedBook:
+        book = self.book
         live = [i for i, owner in enumerate(self.owners) if owner != GONE]
-        filtered = [(i, lit) for i in live if (lit := self.literals[i]) is not None]
-        levels = {e.delay_until_recursion for e in self.entries if e.enabled}
+        literal_index: LiteralIndex
+        if book is None:
+            filtered = [(i, lit) for i in live if (lit := self.literals[i]) is not None]
+            literal_index = make_literals(filtered)
+        elif self.regexes_changed:
+            literal_index = self._layered(book, make_literals)
+        else:
+            literal_index = book.literal_index
+        unfiltered = frozenset(i for i in live if self.literals[i] is None)
+        if self.levels_changed or book is None:
+            levels = frozenset(e.delay_until_recursion for e in self.entries if e.enabled)
+        else:
+            levels = book.delay_levels | self.new_levels
         return PreparedBook(
             book_id=book_id,
             name=name,
@@ -227,14 +280,30 @@ class _Builder:
             regexes=tuple(self.regexes),
             regex_owner=tuple(self.owners),
             regex_literals=tuple(self.literals),
-            literal_index=make_literals(filtered),
-            unfiltered=frozenset(i for i in live if self.literals[i] is None),
+            literal_index=literal_index,
+            unfiltered=unfiltered,
             delay_levels=frozenset(levels - {0}),
             max_depth=max(self.depths, default=self.settings.scan_depth),
             positions=self.positions,
             revisions=revisions,
             make_literals=make_literals,
         )
+
+    def _layered(self, book: PreparedBook, make_literals: LiteralFactory) -> LayeredLiterals:
+        """The literal index after this edit, without rebuilding the book's own."""
+        base = book.literal_index
+        earlier: tuple[tuple[int, Requirement], ...] = ()
+        if isinstance(base, LayeredLiterals):
+            earlier = base.added
+            base = base.base
+        new = [
+            (i, lit)
+            for i in range(len(book.regexes), len(self.regexes))
+            if (lit := self.literals[i]) is not None
+        ]
+        gone = frozenset(i for i, owner in enumerate(self.owners) if owner == GONE)
+        added = [(i, lit) for i, lit in (*earlier, *new) if i not in gone]
+        return LayeredLiterals(base, added, gone, make_literals)
 
 
 def prepare(

@@ -25,7 +25,7 @@ from taleweaver.domain.lorebook import (
     prepare,
 )
 from taleweaver.domain.lorebook.literals import Requirement
-from taleweaver.domain.lorebook.prepare import Change, KeyIndex, revise
+from taleweaver.domain.lorebook.prepare import Change, KeyIndex, LayeredLiterals, revise
 
 # How the occurrences of one lower-cased key text are checked.
 ANYWHERE, WHOLE_WORD, CHECKED = 0, 1, 2
@@ -212,7 +212,9 @@ class PreparedBooks:
         index = book.index
         overlay = index.overlay_keys if isinstance(index, OverlaidIndex) else ()
         revised = revise(book, changes)
-        if len(overlay) + len(revised.keys) - len(book.keys) > OVERLAY_KEYS:
+        literals = revised.literal_index
+        added_regexes = len(literals.added) if isinstance(literals, LayeredLiterals) else 0
+        if len(overlay) + len(revised.keys) - len(book.keys) + added_regexes > OVERLAY_KEYS:
             # Prepared whole again, in the edit's own time (decorators are already
             # applied, and applying them again changes nothing).
             live = [e for p, e in enumerate(revised.entries) if revised.positions.get(e.uid) == p]
