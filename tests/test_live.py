@@ -140,6 +140,21 @@ async def test_reconnecting_with_the_turn_and_seq_resumes_exactly(serve: Serve) 
     assert live_frames(first) + live_frames(second) == sse_frames(rest)
 
 
+async def test_reconnecting_after_the_turn_ended_still_gets_its_rest(serve: Serve) -> None:
+    client = serve(model=ScriptedModel([LONG_STORY], token_delay=0.015))
+    session_id = create_session(client)
+    stream = sse_turn(str(client.base_url), session_id, "I wait")
+    start = await anext(stream)
+    async with live(str(client.base_url), session_id) as first:
+        await first.until(lambda f: f["type"] == "turn.token" and f["seq"] >= 6)
+    rest = [start] + [event async for event in stream]  # the turn is over now
+    last = first.of_type("turn.")[-1]
+    resume = f"{last['turn_id']}:{last['seq']}"
+    async with live(str(client.base_url), session_id, turn=resume) as second:
+        await second.next("turn.done")
+    assert live_frames(first) + live_frames(second) == sse_frames(rest)
+
+
 # --- presence and heartbeats --------------------------------------------------------------
 
 
@@ -242,9 +257,7 @@ async def test_a_browser_connects_with_its_cookie_from_its_own_origin_only(
     client, session_id = locked
     base = str(client.base_url)
     async with httpx.AsyncClient(base_url=base) as browser:
-        login = await browser.post(
-            f"{API}/auth/login", json={"email": ADMIN, "password": PASSWORD}
-        )
+        login = await browser.post(f"{API}/auth/login", json={"email": ADMIN, "password": PASSWORD})
         assert login.status_code == 200, login.text
         cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
     async with live(base, session_id, headers={"Cookie": cookie}, origin=base) as channel:

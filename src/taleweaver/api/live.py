@@ -88,9 +88,7 @@ class LiveConnection:
             await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
 
     def _presence(self) -> Presence:
-        return Presence(
-            self.connection, self.user_id, self.typing, seen_until(self.dead_after_s)
-        )
+        return Presence(self.connection, self.user_id, self.typing, seen_until(self.dead_after_s))
 
     async def _events(self, watch: SessionWatch, after: int) -> None:
         """Replay from the store after `after`, then live events, each position once."""
@@ -115,10 +113,13 @@ class LiveConnection:
                 last = event.position
 
     async def _turns(self, watch: SessionWatch, resume: tuple[str, int] | None) -> None:
-        """The running turn's stream (from its start, or after the seq resumed from),
-        then each turn that starts while connected."""
+        """The turn resumed (after its seq, even if it has ended since: its tail is
+        still readable a while), the running turn (from its start), then each turn
+        that starts while connected."""
         followed: set[str] = set()
         waiting: deque[str] = deque()
+        if resume is not None:
+            waiting.append(resume[0])
         current = await self.live.current_turn(self.session_id)
         if current is not None:
             waiting.append(current)

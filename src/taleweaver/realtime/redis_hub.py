@@ -69,7 +69,7 @@ class RedisHub(Hub):
                 await asyncio.sleep(RETRY_S)
             finally:
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -1,0 +1,268 @@
+"""Two server processes on loopback sharing the real PostgreSQL and Redis: a client
+on one replica sees turns made on the other, a cancel sent to either stops a turn,
+and a client whose replica is killed mid-stream resumes on the other with no event
+or token lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from taleweaver.config import Settings
+from taleweaver.engine import Engine
+from taleweaver.llm import ScriptedModel
+from tests.conftest import _PG_REASON, POSTGRES_URL, DatabaseSpec, _postgres, free_port
+from tests.live_client import Frame, LiveClient, live
+from tests.test_live import create_session, play, positions, sse_turn
+
+pytestmark = pytest.mark.postgres
+
+REDIS_URL = os.environ.get("TALEWEAVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REPLICA = Path(__file__).with_name("live_replica.py")
+API = "/api/v1"
+# The scripted story echoes the player's action: a long action makes a long turn.
+LONG_ACTION = "walk " + " ".join(f"step{i}" for i in range(60))
+
+
+def _redis_reason() -> str | None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"Redis at {REDIS_URL} is not reachable: {exc}"
+    return None
+
+
+@dataclass
+class Replica:
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def _wait_ready(replica: Replica) -> None:
+    with httpx.Client(base_url=replica.base_url, timeout=5) as client:
+        for _ in range(1200):
+            if replica.process.poll() is not None:
+                raise RuntimeError(f"replica exited with {replica.process.returncode}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            _pause()
+    raise RuntimeError("replica did not start")
+
+
+def _pause() -> None:
+    """A short pause between start-up probes (polling a process, not synchronising)."""
+    threading.Event().wait(0.05)
+
+
+class Cluster:
+    """Replicas of one deployment: one PostgreSQL schema and one Redis key prefix of
+    their own. A replica process takes seconds to import the app, so the module's
+    tests share them (each test in sessions of its own), started side by side: two
+    that stay up, and a third that one test kills."""
+
+    def __init__(self, schema: str, env: dict[str, str]) -> None:
+        self.schema = schema
+        self.env = env
+        self.started: list[Replica] = []
+
+    def start(self, count: int = 1) -> list[Replica]:
+        launched = []
+        for _ in range(count):
+            port = free_port()
+            process = subprocess.Popen(
+                [sys.executable, str(REPLICA), str(port), self.schema],
+                env=self.env | {"TALEWEAVER_AUTO_MIGRATE": "false"},
+                stdout=subprocess.DEVNULL,
+            )
+            launched.append(Replica(process, f"http://127.0.0.1:{port}"))
+        self.started += launched
+        for replica in launched:
+            _wait_ready(replica)
+        return launched
+
+    def stop(self) -> None:
+        for replica in self.started:
+            if replica.process.poll() is None:
+                replica.process.terminate()
+        for replica in self.started:
+            replica.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if _PG_REASON is not None:
+        pytest.skip(_PG_REASON)
+    reason = _redis_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    schema = f"tw_{uuid.uuid4().hex[:12]}"
+    key = base64.b64encode(os.urandom(32)).decode()
+    env = os.environ | {
+        "TALEWEAVER_DATABASE_URL": POSTGRES_URL,
+        "TALEWEAVER_REDIS_URL": REDIS_URL,
+        "TALEWEAVER_REDIS_KEY_PREFIX": f"test-{schema}",
+        "TALEWEAVER_ENCRYPTION_KEYS": f"k1:{key}",
+        "TALEWEAVER_MODEL": "scripted",
+        "TALEWEAVER_SCRIPTED_TOKEN_DELAY_MS": "8",
+        "TALEWEAVER_DATA_DIR": str(tmp_path_factory.mktemp("replicas") / "data"),
+        "TALEWEAVER_LIVE_POLL_SECONDS": "5",  # wake-ups must come through Redis
+    }
+    asyncio.run(_postgres(f"CREATE SCHEMA {schema}"))
+    # One process migrates (and makes the local user) before any replica starts.
+    asyncio.run(_prepare(DatabaseSpec("postgresql", POSTGRES_URL, _search_path(schema)), env))
+    cluster = Cluster(schema, env)
+    try:
+        cluster.start(3)
+        yield cluster
+    finally:
+        cluster.stop()
+        asyncio.run(_postgres(f"DROP SCHEMA {schema} CASCADE"))
+        flush = redis.Redis.from_url(REDIS_URL)
+        for name in flush.scan_iter(match=f"test-{schema}:*"):
+            flush.delete(name)
+
+
+@pytest.fixture
+def pair(cluster: Cluster) -> tuple[Replica, Replica]:
+    """The module's two replicas, both up."""
+    a, b = cluster.started[:2]
+    assert a.process.poll() is None and b.process.poll() is None
+    return a, b
+
+
+def _search_path(schema: str) -> dict[str, Any]:
+    return {"server_settings": {"search_path": schema}}
+
+
+async def _prepare(spec: DatabaseSpec, env: dict[str, str]) -> None:
+    settings = Settings(
+        database_url=POSTGRES_URL,
+        encryption_keys=env["TALEWEAVER_ENCRYPTION_KEYS"],  # type: ignore[arg-type]
+        data_dir=Path(env["TALEWEAVER_DATA_DIR"]),
+        model="scripted",
+    )
+    engine = await Engine.open(settings, model=ScriptedModel(), database=spec.open())
+    await engine.close()
+
+
+def turn_frames(channel: LiveClient, turn_id: str) -> list[tuple[int, str, Any]]:
+    return [
+        (f["seq"], f["type"].removeprefix("turn."), f["data"])
+        for f in channel.of_type("turn.")
+        if f["turn_id"] == turn_id
+    ]
+
+
+def sse_frames(events: list[Frame]) -> list[tuple[int, str, Any]]:
+    return [(int(e["id"].rpartition(":")[2]), e["name"], e["data"]) for e in events]
+
+
+async def first_tokens(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
+    seen = [await anext(stream)]
+    while sum(e["name"] == "token" for e in seen) < count:
+        seen.append(await anext(stream))
+    return seen
+
+
+async def test_a_client_on_one_replica_sees_turns_made_on_the_other_in_order(
+    pair: tuple[Replica, Replica],
+) -> None:
+    a, b = pair
+    with b.client() as on_b:
+        session_id = create_session(on_b)
+        async with live(a.base_url, session_id) as channel:
+            await channel.next("replayed")
+            first = play(on_b, session_id, "I open the door")
+            await channel.until(lambda f: f["type"] == "turn.done")
+            stream = sse_turn(b.base_url, session_id, "I light a lantern")
+            second = [event async for event in stream]
+            second_id = second[0]["data"]["turn_id"]
+            await channel.until(lambda f: f["type"] == "turn.done" and f["turn_id"] == second_id)
+            head = max(positions(on_b, session_id))
+            await channel.until(lambda f: f["type"] == "event" and f["position"] == head)
+        assert [f["position"] for f in channel.of_type("event")] == positions(on_b, session_id)
+    done = channel.of_type("turn.done")
+    assert [f["turn_id"] for f in done] == [first["id"], second_id]
+    assert turn_frames(channel, second_id) == sse_frames(second)
+
+
+@pytest.mark.parametrize("cancel_on", ["running replica", "other replica"])
+async def test_a_cancel_sent_to_either_replica_stops_the_turn(
+    pair: tuple[Replica, Replica], cancel_on: str
+) -> None:
+    a, b = pair
+    target = b if cancel_on == "running replica" else a
+    with b.client() as on_b, target.client() as canceller:
+        session_id = create_session(on_b)
+        stream = sse_turn(b.base_url, session_id, LONG_ACTION)
+        seen = await first_tokens(stream, 3)
+        turn_id = seen[0]["data"]["turn_id"]
+        response = await asyncio.to_thread(
+            canceller.post, f"{API}/sessions/{session_id}/turns/{turn_id}/cancel"
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "cancelled"
+        seen += [event async for event in stream]
+        assert seen[-1]["name"] == "done" and seen[-1]["data"]["turn"]["status"] == "cancelled"
+        events = on_b.get(f"{API}/sessions/{session_id}/events").json()
+        assert events[-1]["type"] == "turn.cancelled"
+        again = canceller.post(f"{API}/sessions/{session_id}/turns/{turn_id}/cancel")
+        assert again.status_code == 409, again.text
+        unknown = canceller.post(f"{API}/sessions/{session_id}/turns/no-such-turn/cancel")
+        assert unknown.status_code == 404, unknown.text
+
+
+async def test_a_client_resumes_on_the_other_replica_when_its_own_dies(
+    cluster: Cluster, pair: tuple[Replica, Replica]
+) -> None:
+    # The turn runs on b; the client watches it from c, which dies, and resumes on a,
+    # which has the turn's tokens from Redis only.
+    a, b = pair
+    c = cluster.started[2]
+    with b.client() as on_b:
+        session_id = create_session(on_b)
+        play(on_b, session_id, "I open the door")
+        stream = sse_turn(b.base_url, session_id, LONG_ACTION)
+        reference = await first_tokens(stream, 1)
+        turn_id = reference[0]["data"]["turn_id"]
+        async with live(c.base_url, session_id) as before:
+            await before.next("replayed")  # the turn's frames may come before the replay
+            await before.until(lambda f: f["type"] == "turn.token" and f["seq"] >= 8)
+            c.kill()
+        last_event = before.of_type("event")[-1]["position"]
+        last_seq = before.of_type("turn.")[-1]["seq"]
+        async with live(
+            a.base_url, session_id, after=last_event, turn=f"{turn_id}:{last_seq}"
+        ) as after:
+            await after.until(lambda f: f["type"] == "turn.done")
+            reference += [event async for event in stream]
+            head = max(positions(on_b, session_id))
+            await after.until(lambda f: f["type"] == "event" and f["position"] == head)
+        seen = [f["position"] for f in before.of_type("event") + after.of_type("event")]
+        assert seen == positions(on_b, session_id)  # every committed event exactly once
+    tokens = turn_frames(before, turn_id) + turn_frames(after, turn_id)
+    assert tokens == sse_frames(reference)  # every stream event exactly once, in order
