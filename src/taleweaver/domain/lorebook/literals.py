@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser  # type: ignore[attr-defined]
+from re import _constants as sre  # type: ignore[attr-defined,unused-ignore]
+from re import _parser  # type: ignore[attr-defined,unused-ignore]
 from typing import Any
 
 # The non-ASCII characters `re` matches to ASCII letters under IGNORECASE
