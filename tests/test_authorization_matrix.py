@@ -881,6 +881,9 @@ ROUTES: dict[tuple[str, str], Case] = {
 OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("POST", "/api/v1/auth/setup"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("GET", "/api/v1/auth/oidc/login"): PUBLIC,

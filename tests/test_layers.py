@@ -21,6 +21,8 @@ PACKAGE = Path(taleweaver.__file__).parent
 LAYERS: dict[str, int] = {
     "domain": 0,
     "store": 1,
+    "observability": 1,
+    "realtime": 2,
     "llm": 2,
     "memory": 2,
     "safety": 2,
@@ -33,9 +35,7 @@ LAYERS: dict[str, int] = {
     "cli": 4,
 }
 CAPABILITIES = {name for name, level in LAYERS.items() if level == 2}
-MODULES = sorted(
-    path for path in PACKAGE.rglob("*.py") if len(path.relative_to(PACKAGE).parts) > 1
-)
+MODULES = sorted(path for path in PACKAGE.rglob("*.py") if len(path.relative_to(PACKAGE).parts) > 1)
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:

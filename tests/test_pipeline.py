@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from taleweaver.domain.errors import ConcurrencyConflict, Conflict, InvalidInput, ModelError
+from taleweaver.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    InvalidInput,
+    ModelError,
+    TaleweaverError,
+)
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import SafetyVerdict, TurnAction, TurnRequest
 from taleweaver.engine import Engine
@@ -172,6 +178,29 @@ async def test_model_error_yields_error_event_and_no_partial_turn(engine: Engine
         await handle.wait()
     assert await engine.sessions.messages(WS, sid, after_turn=0, limit=10) == []
     assert await event_types(engine, sid) == ["session.created", "turn.failed"]
+
+
+async def test_a_bug_in_a_stage_ends_the_turn_with_an_error_and_records_it(
+    engine: Engine,
+) -> None:
+    def broken(_: object) -> str:
+        raise RuntimeError("a bug, not a model failure")
+
+    engine.caps.model = ScriptedModel(broken)
+    sid = await new_story(engine)
+    handle = await engine.turns.start(WS, sid, say("Go"), META)
+    events = [e async for e in handle.subscribe()]
+    assert events[0].name == "start" and events[-1].name == "error"
+    assert events[-1].data["type"] == "TurnCrashed"
+    assert "a bug" not in events[-1].data["detail"]  # internals stay in the log
+    with pytest.raises(TaleweaverError):
+        await handle.wait()
+    assert await event_types(engine, sid) == ["session.created", "turn.failed"]
+    # The session is free again: the next turn runs.
+    engine.caps.model = ScriptedModel(["The door opens."])
+    assert (await (await engine.turns.start(WS, sid, say("Again"), META)).wait())[
+        "status"
+    ] == "completed"
 
 
 async def test_a_second_turn_while_one_runs_is_a_clear_conflict(engine: Engine) -> None:

@@ -13,6 +13,7 @@ from taleweaver import __version__
 from taleweaver.api import docs, problems
 from taleweaver.api.guard import InputGuard, check_path_ids
 from taleweaver.api.headers import SecurityHeaders
+from taleweaver.api.metrics import HTTPMetrics
 from taleweaver.api.middleware import RequestContext
 from taleweaver.api.ratelimit import RateLimits
 from taleweaver.api.routes import (
@@ -120,6 +121,7 @@ def create_app(
             ],
         )
     app.add_middleware(WebApp, directory=webapp)
+    app.add_middleware(HTTPMetrics)  # outside the web app: its files count as unmatched
     # Inside RequestContext: bodies are size-checked first, and refusals carry the id.
     app.add_middleware(InputGuard)
     app.add_middleware(

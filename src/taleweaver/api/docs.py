@@ -11,6 +11,8 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from taleweaver.api.security import PUBLIC, requires
+
 __all__ = ["ASSETS", "install"]
 
 ASSETS = "/docs/assets"
@@ -32,7 +34,7 @@ def install(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     title = f"{app.title} API"
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, dependencies=[requires(PUBLIC)])
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
@@ -43,6 +45,6 @@ def install(app: FastAPI) -> None:
             oauth2_redirect_url=_REDIRECT,
         )
 
-    @app.get(_REDIRECT, include_in_schema=False)
+    @app.get(_REDIRECT, include_in_schema=False, dependencies=[requires(PUBLIC)])
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()

@@ -38,7 +38,7 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MODE_CACHE_SECONDS = 2.0
 
-UNLIMITED = frozenset({"/healthz", "/readyz"})
+UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 # Route markers that are not workspace actions.
 PUBLIC = "public"

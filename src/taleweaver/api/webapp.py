@@ -17,7 +17,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 __all__ = ["BUILT", "WebApp"]
 
 BUILT = Path(__file__).resolve().parent.parent / "webapp"
-RESERVED = ("/api/", "/v1/", "/openai/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz")
+RESERVED = (
+    "/api/",
+    "/v1/",
+    "/openai/",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 APP_CSP = (

@@ -62,6 +62,10 @@ class LiveSessions:
         runner.on_start = self._turn_started
         repository.committed.append(self._committed)
 
+    def watching(self) -> dict[str, int]:
+        """Open live connections on this server, by session (for the metrics)."""
+        return {session: len(watches) for session, watches in self._watches.items() if watches}
+
     async def start(self) -> None:
         if not self._started:
             self._started = True

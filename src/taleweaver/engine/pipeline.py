@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from taleweaver.engine.stages import (
     Understand,
 )
 from taleweaver.llm import ChatModel
+from taleweaver.observability import observe_stage
 from taleweaver.memory import (
     ContextSource,
     ContinuityChecker,
@@ -57,10 +59,13 @@ class Pipeline:
 
     async def run(self, ctx: TurnContext) -> None:
         """Run every stage in order; commit is the caller's, after this returns."""
+        kind = str(ctx.session.kind)
         for stage in self.stages:
             if ctx.halted and not stage.runs_when_halted:
                 continue
+            started = time.perf_counter()
             await stage.run(ctx)
+            observe_stage(stage.name, kind, time.perf_counter() - started)
 
 
 def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -32,9 +33,26 @@ from taleweaver.engine.outcome import (
     turn_view,
 )
 from taleweaver.engine.pipeline import Capabilities, build_pipeline
+from taleweaver.observability import (
+    observe_inter_token,
+    observe_safety,
+    observe_stage,
+    observe_ttft,
+    observe_turn,
+    turns_in_flight,
+)
 from taleweaver.store.repository import SessionRepository
 
 log = logging.getLogger(__name__)
+
+UNEXPECTED = "the turn failed on an unexpected error; the server log has the details"
+
+
+class TurnCrashed(TaleweaverError):
+    """A turn ended by an error no stage raised on purpose (answered as a 500)."""
+
+    title = "Turn failed"
+
 
 KEEP_FINISHED = 1000
 
@@ -144,7 +162,7 @@ class TurnRunner:
             session=state,
             request=request,
             metadata=metadata,
-            emit=handle.emit,
+            emit=_timing_tokens(handle, str(state.kind)),
         )
         self._running[session_id] = handle
         self._recent[handle.turn_id] = handle
@@ -186,6 +204,10 @@ class TurnRunner:
     def running(self, session_id: str) -> TurnHandle | None:
         return self._running.get(session_id)
 
+    def running_sessions(self) -> list[str]:
+        """Sessions with a turn generating or committing on this server now."""
+        return list(self._running)
+
     async def shutdown(self) -> None:
         """Stop every running turn without committing it (the process is going away)."""
         tasks = [h.task for h in self._running.values() if h.task is not None]
@@ -194,22 +216,33 @@ class TurnRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, handle: TurnHandle, ctx: TurnContext) -> None:
+        outcome = "failed"
         try:
-            await self._generate_and_commit(handle, ctx)
+            with turns_in_flight():
+                await self._generate_and_commit(handle, ctx)
+            outcome = str((handle.result or {}).get("status", "failed"))
         except TaleweaverError as exc:
-            handle.error = exc
-            handle.emit(
-                "error",
-                {
-                    "type": type(exc).__name__,
-                    "title": exc.title,
-                    "detail": exc.detail,
-                    "turn_id": handle.turn_id,
-                },
-            )
+            self._fail(handle, exc)
+        except Exception:  # committing failed (the store is down): say so, end the stream
+            log.exception("turn %s could not be committed", handle.turn_id)
+            self._fail(handle, TurnCrashed(UNEXPECTED))
         finally:
             self._running.pop(handle.session_id, None)
             handle.finish()
+            _observe(ctx, outcome)
+
+    @staticmethod
+    def _fail(handle: TurnHandle, exc: TaleweaverError) -> None:
+        handle.error = exc
+        handle.emit(
+            "error",
+            {
+                "type": type(exc).__name__,
+                "title": exc.title,
+                "detail": exc.detail,
+                "turn_id": handle.turn_id,
+            },
+        )
 
     async def _generate_and_commit(self, handle: TurnHandle, ctx: TurnContext) -> None:
         pipeline = build_pipeline(ctx.session.kind, self.caps)
@@ -226,8 +259,16 @@ class TurnRunner:
             handle.phase = Phase.COMMITTING
             await self._commit_quietly(ctx, [failed_event(ctx, exc)])
             raise
+        except Exception as exc:  # a bug in a stage: the turn still ends, recorded
+            log.exception("turn %s failed on an unexpected error", ctx.turn_id)
+            crashed = TurnCrashed(UNEXPECTED)
+            handle.phase = Phase.COMMITTING
+            await self._commit_quietly(ctx, [failed_event(ctx, crashed)])
+            raise crashed from exc
         handle.phase = Phase.COMMITTING
+        started = time.perf_counter()
         state, _ = await self.repository.commit(ctx.session, completed_events(ctx), ctx.metadata)
+        observe_stage("commit", str(ctx.session.kind), time.perf_counter() - started)
         handle.result = turn_view(ctx, "completed", state.version)
         handle.emit("done", {"turn": handle.result})
 
@@ -245,3 +286,34 @@ class TurnRunner:
             log.info("turn %s outcome not recorded: the session moved on", ctx.turn_id)
             return None
         return state.version
+
+
+def _timing_tokens(handle: TurnHandle, kind: str) -> Callable[[str, JSON], None]:
+    """The turn's emit, noting how long its first token took and the gaps after."""
+    clock = time.perf_counter
+    last = clock()
+    first, gap = True, True
+
+    def emit(name: str, data: JSON) -> None:
+        nonlocal last, first, gap
+        if name == "token":
+            now = clock()
+            if first:
+                observe_ttft(kind, now - last)
+            elif gap:
+                observe_inter_token(kind, now - last)
+            last, first, gap = now, False, True
+        elif name == "rewrite":
+            gap = False  # the wait for a rewritten reply's start is not a gap in one
+        handle.emit(name, data)
+
+    return emit
+
+
+def _observe(ctx: TurnContext, outcome: str) -> None:
+    """A finished turn, counted: its outcome, tokens and what safety said."""
+    observe_turn(str(ctx.session.kind), outcome, model=ctx.model_name, tokens=ctx.tokens)
+    for direction, verdict in (("input", ctx.safety_in), ("output", ctx.safety_out)):
+        if verdict.level != "safe" or verdict.crisis:
+            crisis = verdict.crisis_level if verdict.crisis else None
+            observe_safety(direction, verdict.level, verdict.categories, crisis)

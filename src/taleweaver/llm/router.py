@@ -29,6 +29,7 @@ from taleweaver.llm.pricing import cost_usd, estimate_prompt_tokens, estimate_to
 from taleweaver.llm.retry import RetryPolicy
 from taleweaver.llm.routing import CallScope, Completion, Provider, RoutedModel
 from taleweaver.llm.types import TASKS, Task, Usage
+from taleweaver.observability import observe_fallback, observe_model_call, observe_retry
 
 __all__ = ["CHAT_TASKS", "BoundModel", "ModelRouter", "task_model"]
 
@@ -233,7 +234,9 @@ class ModelRouter:
                 )
                 if delay is None:
                     failures.append(failure)
+                    observe_fallback(provider.name, bound.task)
                     break
+                observe_retry(provider.name, bound.task)
                 await self._sleep(delay)
         raise _exhausted(bound.task, failures)
 
@@ -245,14 +248,15 @@ class ModelRouter:
         reply: ReplyText,
         outcome: Outcome,
     ) -> None:
-        if self.ledger is None:
-            return
         reported = reply.finish.usage if reply.finish is not None else None
         used_chars = reply.text_chars + sum(len(r) for r in reply.reasoning)
         if reported is None and not used_chars and outcome != "ok":
+            _observe(routed, bound.task, outcome, None)
             return  # nothing came back: nothing to pay for
         usage = reported or Usage(estimate_prompt_tokens(messages), estimate_tokens(used_chars))
-        self._record(routed, bound.task, bound.scope, usage, outcome, reported is None)
+        _observe(routed, bound.task, outcome, usage)
+        if self.ledger is not None:
+            self._record(routed, bound.task, bound.scope, usage, outcome, reported is None)
 
     def _record(
         self,
@@ -320,8 +324,9 @@ class ModelRouter:
                     provider.breaker.release()
                     raise
                 provider.breaker.success()
+                usage = result.usage or Usage(estimate_tokens(sum(map(len, texts))), 0)
+                _observe(routed, "embed", "ok", usage)
                 if self.ledger is not None:
-                    usage = result.usage or Usage(estimate_tokens(sum(map(len, texts))), 0)
                     self._record(routed, "embed", scope, usage, "ok", result.usage is None)
                 return result.vectors
         raise _exhausted("embed", failures)
@@ -413,6 +418,18 @@ def _rest_of(routed: RoutedModel, reply: ReplyText) -> str | None:
     if not reply.saw_text:
         raise ModelError(f"{routed.name} finished ({reply.finish.reason}) without any text")
     return rest
+
+
+def _observe(routed: RoutedModel, task: str, outcome: Outcome, usage: Usage | None) -> None:
+    observe_model_call(
+        routed.provider.name,
+        routed.alias,
+        task,
+        outcome,
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        cost_usd=cost_usd(routed.price, usage) if usage else 0.0,
+    )
 
 
 def _retry_delay(provider: Provider, attempt: int, error: ModelError) -> float | None:

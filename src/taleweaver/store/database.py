@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from taleweaver.domain.errors import InvalidInput
+from taleweaver.observability import observe_query
 
 
 def normalise_url(url: str) -> str:
@@ -79,6 +81,13 @@ class Database:
             self.engine = create_async_engine(self.url, **engine_args)
             self.reader = self.engine
         self.dialect = self.engine.dialect.name
+        for each in {self.engine, self.reader}:
+            _time_queries(each)
+
+    def connections_in_use(self) -> int:
+        """Connections checked out of the pools now (for the metrics)."""
+        pools = {id(e.pool): e.pool for e in (self.engine, self.reader)}
+        return sum(int(getattr(pool, "checkedout", lambda: 0)()) for pool in pools.values())
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -116,6 +125,24 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+
+
+def _time_queries(engine: AsyncEngine) -> None:
+    """Every statement's duration into `taleweaver_db_query_duration_seconds`."""
+    clock = time.perf_counter
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(
+        _conn: Any, _cursor: Any, _sql: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if context is not None:
+            context._taleweaver_started = clock()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _after(_conn: Any, _cursor: Any, sql: str, _params: Any, context: Any, _many: bool) -> None:
+        started = getattr(context, "_taleweaver_started", None)
+        if started is not None:
+            observe_query(sql, clock() - started)
 
 
 def _no_rollback(_dbapi_connection: Any) -> None:

@@ -11,6 +11,7 @@ transaction as everything else. Everything else uses SQLAlchemy Core.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -19,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taleweaver.observability import observe_query
 from taleweaver.store.database import Database
 
 Row = Sequence[Any]
@@ -34,10 +36,13 @@ async def _driver(conn: AsyncConnection, sql: str) -> AsyncIterator[Any]:
     """The aiosqlite connection under `conn`; driver errors come out wrapped the
     way SQLAlchemy wraps them, so callers see one error vocabulary on every path."""
     raw = await conn.get_raw_connection()
+    started = time.perf_counter()
     try:
         yield raw.driver_connection
     except sqlite3.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+    finally:  # SQLAlchemy's statement events do not see this path: time it here
+        observe_query(sql, time.perf_counter() - started)
 
 
 async def fetch_rows(db: Database, sql: str, params: dict[str, Any]) -> list[Row]:

@@ -1,0 +1,36 @@
+"""HTTP latency by route template, for `taleweaver_http_request_duration_seconds`."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taleweaver.observability import observe_request
+
+
+class HTTPMetrics:
+    """Times each HTTP request; labels it with the route's template (never the path
+    itself, which carries ids), or `unmatched` for the web app and unknown paths."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            observe_request(route, scope["method"], status, time.perf_counter() - started)

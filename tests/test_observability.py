@@ -1,0 +1,164 @@
+"""What an operator scrapes and ships: `/metrics` after real turns over loopback HTTP,
+the alert rules (checked by promtool) and the Grafana dashboards, whose every query
+must name a metric the server exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from taleweaver.llm import ScriptedModel
+from taleweaver.observability import EXPORTED
+from tests.test_api import create_session, say, stream_turn
+
+Serve = Callable[..., httpx.Client]
+ROOT = Path(__file__).resolve().parents[1]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
+METRIC = re.compile(r"\btaleweaver_[a-z0-9_]+")
+SECRET_WORDS = "lanternbearer"  # a word only the player typed
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: httpx.Client) -> tuple[Samples, str]:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples, response.text
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum over every series of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, got), v in samples.items() if n == name and wanted <= got)
+
+
+def test_a_turn_moves_the_turn_stage_token_and_request_metrics(serve: Serve) -> None:
+    client = serve(model=ScriptedModel(["The lantern gutters. You see a door."]))
+    session = create_session(client)["id"]
+    before, _ = scrape(client)
+    say(client, session, f"I call out to the {SECRET_WORDS}")
+    stream_turn(client, session, {"text": "I open the door"})
+    after, text = scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert grew("taleweaver_turns_total", kind="story", outcome="completed") == 2
+    for stage in ("understand", "safety_in", "recall", "narrate", "safety_out", "commit"):
+        assert grew("taleweaver_turn_stage_duration_seconds_count", stage=stage, kind="story") == 2
+    assert grew("taleweaver_turn_time_to_first_token_seconds_count", kind="story") == 2
+    assert grew("taleweaver_turn_inter_token_seconds_count", kind="story") > 0
+    assert grew("taleweaver_reply_tokens_total", model="scripted") > 0
+    assert grew("taleweaver_model_calls_total", task="narrate", outcome="ok") == 2
+    assert grew("taleweaver_model_tokens_total", task="narrate", direction="output") > 0
+    assert value(after, "taleweaver_turns_in_flight") == 0
+    route = "/api/v1/sessions/{session_id}/turns"
+    assert grew("taleweaver_http_request_duration_seconds_count", route=route, method="POST") == 2
+    assert grew("taleweaver_db_query_duration_seconds_count", operation="insert") >= 2
+    # Labels carry templates and fixed names: never the session id or what was said.
+    assert session not in text and SECRET_WORDS not in text
+
+
+def test_the_scrape_reads_open_crises_and_waiting_jobs(serve: Serve) -> None:
+    client = serve(model=ScriptedModel(["You sit by the window."]))
+    session = create_session(client)["id"]
+    say(client, session, "I want to kill myself tonight")
+    samples, _ = scrape(client)
+    assert value(samples, "taleweaver_crises_unacknowledged") >= 1
+    assert value(samples, "taleweaver_crisis_oldest_unacknowledged_seconds") >= 0
+    assert total(samples, "taleweaver_crisis_escalations_total") >= 1
+    assert total(samples, "taleweaver_safety_verdicts_total", direction="input") >= 1
+    assert ("taleweaver_jobs_queued", frozenset({("queue", "safety_webhooks")})) in samples
+
+
+def test_a_failed_model_call_is_counted_by_outcome(serve: Serve) -> None:
+    client = serve(model=ScriptedModel(["Half a sentence"], fail_after=1))
+    session = create_session(client)["id"]
+    before, _ = scrape(client)
+    stream_turn(client, session, {"text": "I enter"})
+    after, _ = scrape(client)
+    failed = total(after, "taleweaver_turns_total", outcome="failed") - total(
+        before, "taleweaver_turns_total", outcome="failed"
+    )
+    assert failed == 1
+
+
+def test_metrics_need_no_credentials_and_are_not_rate_limited(serve: Serve) -> None:
+    base = serve(require_login=True).base_url
+    with httpx.Client(base_url=base) as stranger:  # no cookie, no key
+        assert stranger.get("/api/v1/sessions").status_code == 401
+        for _ in range(3):
+            assert stranger.get("/metrics").status_code == 200
+
+
+# --- what ships in deploy/ ---------------------------------------------------------------
+
+
+def _rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_every_alert_rule_names_exported_metrics_and_has_a_runbook() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text().lower()
+    rules = _rules()
+    wanted = {"TurnSuccessLow", "TimeToFirstTokenSlow", "ProviderErrorsHigh", "BreakerOpen"}
+    wanted |= {"BudgetBurnFast", "CrisisUnacknowledged", "JobBacklog"}
+    assert {f"Taleweaver{w}" for w in wanted} <= {r["alert"] for r in rules}
+    for rule in rules:
+        names = set(METRIC.findall(rule["expr"]))
+        assert names <= EXPORTED, f"{rule['alert']} names {sorted(names - EXPORTED)}"
+        anchor = rule["annotations"]["runbook"].split("#")[1]
+        assert f"## {anchor}" in operations.replace("### ", "## "), anchor
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None and not os.environ.get("CI"),
+    reason="promtool is not installed (`.ci/run` installs Debian's prometheus package)",
+)
+def test_the_alert_rules_pass_promtool() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(_rules())} rules found" in checked.stdout
+
+
+def test_dashboards_cover_health_turns_cost_and_safety() -> None:
+    assert {d.stem for d in DASHBOARDS} == {"service-health", "turns-and-models", "cost", "safety"}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_dashboard_query_names_exported_metrics(path: Path) -> None:
+    board = json.loads(path.read_text())
+    assert board["uid"] and board["title"].startswith("Taleweaver")
+    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    assert exprs
+    for expr in exprs:
+        names = set(METRIC.findall(expr))
+        assert names, expr
+        assert names <= EXPORTED, f"{path.name}: {sorted(names - EXPORTED)}"
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids))
