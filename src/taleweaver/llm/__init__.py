@@ -7,12 +7,19 @@ from taleweaver.llm.budgets import Budgets, BudgetStatus
 from taleweaver.llm.build import build_router
 from taleweaver.llm.config import ModelCatalog
 from taleweaver.llm.embedded import EmbeddedModel
+from taleweaver.llm.hashing import HashingEmbedder
 from taleweaver.llm.ledger import UsageLedger
 from taleweaver.llm.ollama import OllamaEmbeddings, OllamaModel
 from taleweaver.llm.openai_compat import OpenAICompatibleModel, OpenAIEmbeddings
 from taleweaver.llm.router import BoundModel, ModelRouter, task_model
 from taleweaver.llm.routing import CallScope, Completion
 from taleweaver.llm.scripted import ScriptedModel
+from taleweaver.llm.sentence import (
+    SentenceEmbedder,
+    SentenceEncoder,
+    Vector,
+    shared_sentence_encoder,
+)
 from taleweaver.llm.text_completion import TextCompletionModel
 from taleweaver.llm.types import TASKS, Task
 
@@ -28,6 +35,7 @@ __all__ = [
     "Completion",
     "EmbeddedModel",
     "Embedder",
+    "HashingEmbedder",
     "ModelCatalog",
     "ModelRouter",
     "OllamaEmbeddings",
@@ -35,10 +43,14 @@ __all__ = [
     "OpenAICompatibleModel",
     "OpenAIEmbeddings",
     "ScriptedModel",
+    "SentenceEmbedder",
+    "SentenceEncoder",
     "Task",
     "TextCompletionModel",
     "UsageLedger",
+    "Vector",
     "as_backend",
     "build_router",
+    "shared_sentence_encoder",
     "task_model",
 ]

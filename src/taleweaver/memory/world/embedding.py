@@ -1,17 +1,29 @@
-"""Keeping entity vectors in step with entities, through the router's `embed` task.
+"""Keeping entity vectors in step with entities.
 
-Embedding happens after the change commits (a model call never holds the write
-lock); a failed call leaves the old vector and is retried by the next change or
-by `reindex`.
+The embedder is the router's `embed` route when one is configured, else the bundled
+sentence encoder (else, without its packages, the hashing embedder). Embedding
+happens after the change commits (a model call never holds the write lock); a failed
+call leaves the old vector and is retried by the next change or by `reindex`. When
+the model changes, the first search that finds another model's vectors starts
+re-embedding the world in the background, and searches keyword and graph meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from taleweaver.domain.errors import ModelError
-from taleweaver.llm import CallScope, ModelRouter
+from taleweaver.llm import (
+    CallScope,
+    ChatModel,
+    HashingEmbedder,
+    ModelRouter,
+    SentenceEmbedder,
+    shared_sentence_encoder,
+)
 from taleweaver.memory.world import rows
 from taleweaver.memory.world.vectors import TextEmbedder, VectorIndex, digest, entity_text
 from taleweaver.store.database import Database
@@ -41,6 +53,34 @@ def router_embedder(router: ModelRouter | None) -> RouterEmbedder | None:
     return RouterEmbedder(router)
 
 
+# Providers of a model handed in as it is (tests, benchmarks, commands that never
+# generate) or the scripted demo: they get no embedder unless one is given.
+_NO_DEFAULT = frozenset({"direct", "scripted"})
+
+
+def default_embedder(model: ChatModel | None) -> TextEmbedder | None:
+    """World memory's embedder: the router's embed route; else, for a real model, the
+    bundled sentence encoder, or the hashing embedder when its packages are missing."""
+    if not isinstance(model, ModelRouter):
+        return None
+    routed = router_embedder(model)
+    if routed is not None:
+        return routed
+    chain = model.chain("narrate")
+    if not chain or chain[0].provider.kind in _NO_DEFAULT:
+        return None
+    return local_embedder()
+
+
+def local_embedder() -> TextEmbedder:
+    """The bundled sentence encoder as an embedder; hashing when it is not installed."""
+    encoder = shared_sentence_encoder()
+    if encoder is None:
+        log.warning("world memory embeds by hashing words: the sentence encoder is missing")
+        return HashingEmbedder()
+    return SentenceEmbedder(encoder)
+
+
 class VectorSync:
     def __init__(self, db: Database, index: VectorIndex, embedder: TextEmbedder) -> None:
         self.db = db
@@ -68,7 +108,8 @@ class VectorSync:
         for start in range(0, len(ordered), BATCH * 8):
             chunk = ordered[start : start + BATCH * 8]
             stored = await self.index.stored_hashes(world_id, chunk)
-            stale = [i for i in chunk if stored.get(i) != digest(texts[i])]
+            model = self.embedder.name
+            stale = [i for i in chunk if stored.get(i) != (digest(texts[i]), model)]
             for at in range(0, len(stale), BATCH):
                 batch = stale[at : at + BATCH]
                 vectors = await self.embedder.embed([texts[i] for i in batch])
@@ -79,4 +120,54 @@ class VectorSync:
                     [(i, v, digest(texts[i])) for i, v in zip(batch, vectors, strict=True)],
                 )
                 done += len(batch)
+        if ids is None:  # a whole world is now this model's: leave no other model's
+            await self.index.drop_other_models(world_id, self.embedder.name)
         return done
+
+
+class BackgroundReembed:
+    """Re-embeds a whole world in the background when a search finds its vectors
+    stale (another model's) or missing: one run per world at a time, and not again
+    for a vectors version it already ran on (a failed run waits for the next change)."""
+
+    def __init__(self, sync: VectorSync) -> None:
+        self.sync = sync
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._tried: dict[str, int] = {}
+
+    def __call__(self, workspace_id: str, world_id: str, version: int) -> None:
+        if world_id in self._running or self._tried.get(world_id) == version:
+            return
+        self._tried[world_id] = version
+        task = asyncio.get_running_loop().create_task(
+            self._run(workspace_id, world_id), name=f"re-embed world {world_id}"
+        )
+        self._running[world_id] = task
+        task.add_done_callback(lambda _: self._running.pop(world_id, None))
+
+    async def _run(self, workspace_id: str, world_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            done = await self.sync.sync(workspace_id, world_id, None)
+        except ModelError as exc:
+            log.warning("world %s not re-embedded: %s", world_id, exc.detail)
+            return
+        except Exception:  # a background task's failure would otherwise go unseen
+            log.exception("world %s not re-embedded", world_id)
+            return
+        log.info(
+            "world %s re-embedded with %s: %d entities in %.1f s",
+            world_id,
+            self.sync.embedder.name,
+            done,
+            time.perf_counter() - started,
+        )
+
+    async def wait(self) -> None:
+        """Until every re-embedding started so far has finished."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    def cancel(self) -> None:
+        for task in self._running.values():
+            task.cancel()

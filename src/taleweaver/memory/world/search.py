@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,9 @@ from taleweaver.store.sqlite_fast import Row, fetch_all
 log = logging.getLogger(__name__)
 
 POOL = 20  # candidates each retrieval hands to fusion
+REBUILDING = "rebuilding for another embedding model: keyword and graph only"
+
+StaleHandler = Callable[[str, str, int], None]
 
 
 @dataclass(slots=True)
@@ -63,11 +66,19 @@ class _Found:
 
 class HybridSearch:
     def __init__(
-        self, db: Database, vectors: VectorIndex, embedder: TextEmbedder | None = None
+        self,
+        db: Database,
+        vectors: VectorIndex,
+        embedder: TextEmbedder | None = None,
+        *,
+        on_stale: StaleHandler | None = None,
     ) -> None:
         self.db = db
         self.vectors = vectors
         self.embedder = embedder
+        # Told (workspace, world, vectors_version) when a world's vectors are not all
+        # the embedder's own, or missing: world memory rebuilds them in the background.
+        self.on_stale = on_stale
 
     async def search(
         self,
@@ -109,19 +120,31 @@ class HybridSearch:
                 vector_task.cancel()
         if vector is None and not found.ranking:
             return []
+        stale = False
         async with self.db.read() as conn:
             if vector is not None:
+                assert self.embedder is not None
                 nearest = await self.vectors.nearest(
-                    conn, workspace_id, world_id, vector, POOL, version
+                    conn, workspace_id, world_id, vector, POOL, version, self.embedder.name
                 )
-                for rank, (entity_id, distance) in enumerate(nearest, start=1):
+                stale = nearest.stale
+                if (nearest.stale or nearest.empty) and self.on_stale is not None:
+                    self.on_stale(workspace_id, world_id, version)
+                for rank, (entity_id, distance) in enumerate(nearest.found, start=1):
                     found.add(
                         "vector",
                         entity_id,
                         f"vector (rank {rank})",
                         {"distance": round(distance, 4)},
                     )
-            return await _fuse(conn, workspace_id, world_id, found, limit)
+            hits = await _fuse(conn, workspace_id, world_id, found, limit)
+        if stale:
+            # Another model's vectors do not compare with this query's: keyword and
+            # graph alone until the rebuild is done, and each hit says so.
+            log.info("world %s: vectors are being rebuilt; keyword and graph only", world_id)
+            for hit in hits:
+                hit.detail["vectors"] = REBUILDING
+        return hits
 
     async def _embed(self, text: str) -> list[float] | None:
         assert self.embedder is not None

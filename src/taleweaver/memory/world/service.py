@@ -7,7 +7,7 @@ from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.llm import ChatModel, ModelRouter
 from taleweaver.memory.world.bible import WorldBible
 from taleweaver.memory.world.continuity import WorldContinuity
-from taleweaver.memory.world.embedding import VectorSync, router_embedder
+from taleweaver.memory.world.embedding import BackgroundReembed, VectorSync, default_embedder
 from taleweaver.memory.world.extraction import WorldExtractor
 from taleweaver.memory.world.recall import WorldRecall
 from taleweaver.memory.world.review import ReviewQueue
@@ -30,13 +30,14 @@ class WorldMemory:
         self.db = db
         self.bible = WorldBible(db, store)
         self.vectors = VectorIndex(db)
-        if embedder is None and isinstance(model, ModelRouter):
-            embedder = router_embedder(model)
+        if embedder is None:
+            embedder = default_embedder(model)
         self.embedder = embedder
         self.sync = VectorSync(db, self.vectors, embedder) if embedder is not None else None
+        self.reembed = BackgroundReembed(self.sync) if self.sync is not None else None
         if self.sync is not None:
             self.bible.listeners.append(self.sync)
-        self.search = HybridSearch(db, self.vectors, embedder)
+        self.search = HybridSearch(db, self.vectors, embedder, on_stale=self.reembed)
         self.recall = WorldRecall(db, self.search)
         self.extractor = WorldExtractor(db, model, use_model=_can_extract(model))
         self.continuity = WorldContinuity(db, self.bible)

@@ -7,6 +7,10 @@ The matrix is loaded on a world's first vector search and reused until the world
 a search costs one small read plus a matrix product: a few milliseconds for 100,000
 entities of 64 dimensions. Matrices are kept for the most recently searched worlds
 up to `TALEWEAVER_WORLD_VECTOR_CACHE_MB` (default 512).
+
+Every vector records the model that made it. A search only ever compares vectors of
+the query's own model: while a world still holds vectors of another (the embedding
+model changed and the rebuild has not finished), `nearest` says so and finds nothing.
 """
 
 from __future__ import annotations
@@ -54,9 +58,10 @@ def to_blob(vector: Sequence[float]) -> bytes:
 @dataclass(slots=True)
 class _Matrix:
     version: int
-    dim: int
+    model: str
     ids: list[str]
     unit: np.ndarray  # one row per id, normalised to length 1
+    foreign: bool  # the world also holds vectors of another model
 
     @property
     def nbytes(self) -> int:
@@ -70,20 +75,33 @@ def _cache_bytes() -> int:
         return 512 << 20
 
 
+@dataclass(slots=True)
+class Nearest:
+    """The k nearest of one model's vectors; `stale` when the world also holds
+    another model's (then `found` is empty: two models' distances do not compare)."""
+
+    found: list[tuple[str, float]]
+    stale: bool = False
+    empty: bool = False  # the world has no vectors of this model at all
+
+
 class VectorIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.limit_bytes = _cache_bytes()
         self._matrices: OrderedDict[str, _Matrix] = OrderedDict()
 
-    async def stored_hashes(self, world_id: str, ids: Sequence[str]) -> dict[str, str]:
+    async def stored_hashes(self, world_id: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{entity_id: (content hash, model)} of the stored vectors among `ids`."""
         async with self.db.read() as conn:
             result = await conn.execute(
-                sa.select(world_vectors.c.entity_id, world_vectors.c.content_hash).where(
+                sa.select(
+                    world_vectors.c.entity_id, world_vectors.c.content_hash, world_vectors.c.model
+                ).where(
                     world_vectors.c.world_id == world_id, world_vectors.c.entity_id.in_(list(ids))
                 )
             )
-            return {r.entity_id: r.content_hash for r in result}
+            return {r.entity_id: (r.content_hash, r.model) for r in result}
 
     async def upsert(
         self,
@@ -130,6 +148,19 @@ class VectorIndex:
             )
             await bump(conn, world_id)
 
+    async def drop_other_models(self, world_id: str, model: str) -> int:
+        """Delete the world's vectors not made by `model` (what a rebuild left over:
+        those of entities that no longer have text to embed)."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                world_vectors.delete().where(
+                    world_vectors.c.world_id == world_id, world_vectors.c.model != model
+                )
+            )
+            if result.rowcount:
+                await bump(conn, world_id)
+            return int(result.rowcount or 0)
+
     async def nearest(
         self,
         conn: AsyncConnection,
@@ -138,35 +169,41 @@ class VectorIndex:
         vector: Sequence[float],
         k: int,
         version: int,
-    ) -> list[tuple[str, float]]:
-        """(entity_id, cosine distance) of the k nearest vectors, nearest first.
+        model: str,
+    ) -> Nearest:
+        """(entity_id, cosine distance) of the k nearest vectors of `model`, nearest
+        first.
 
         `version` is the world's `vectors_version` as the caller read it in `conn`;
         deleted and deprecated entities have no vectors, and callers load the
         entities they keep anyway, so a row that vanished since is dropped there."""
         if not vector or len(vector) > MAX_DIM or k <= 0:
-            return []
+            return Nearest([])
         query = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(query))
         if norm == 0:
-            return []
-        matrix = await self._matrix(conn, workspace_id, world_id, version, len(vector))
+            return Nearest([])
+        matrix = await self._matrix(conn, workspace_id, world_id, version, model)
+        if matrix.foreign:
+            return Nearest([], stale=True)
         if not matrix.ids:
-            return []
+            return Nearest([], empty=True)
+        if matrix.unit.shape[1] != len(vector):
+            return Nearest([], stale=True)  # same name, other size: not one model
         # einsum, not `@`: a matrix-vector product through OpenBLAS spreads over all
         # cores, and on a busy host waiting for them cost 10x the product itself.
         scores = np.einsum("ij,j->i", matrix.unit, query / norm)
         take = min(len(matrix.ids), k)
         best = np.argpartition(scores, len(scores) - take)[-take:]
         best = best[np.argsort(-scores[best], kind="stable")]
-        return [(matrix.ids[i], 1.0 - float(scores[i])) for i in best]
+        return Nearest([(matrix.ids[i], 1.0 - float(scores[i])) for i in best])
 
     async def _matrix(
-        self, conn: AsyncConnection, workspace_id: str, world_id: str, version: int, dim: int
+        self, conn: AsyncConnection, workspace_id: str, world_id: str, version: int, model: str
     ) -> _Matrix:
         matrix = self._matrices.get(world_id)
-        if matrix is None or matrix.version != version or matrix.dim != dim:
-            matrix = await self._load(conn, workspace_id, world_id, version, dim)
+        if matrix is None or matrix.version != version or matrix.model != model:
+            matrix = await self._load(conn, workspace_id, world_id, version, model)
             self._matrices[world_id] = matrix
         self._matrices.move_to_end(world_id)
         # Forget the least recently searched worlds beyond the budget (never this one).
@@ -179,25 +216,38 @@ class VectorIndex:
         return matrix
 
     async def _load(
-        self, conn: AsyncConnection, workspace_id: str, world_id: str, version: int, dim: int
+        self, conn: AsyncConnection, workspace_id: str, world_id: str, version: int, model: str
     ) -> _Matrix:
         result = await conn.execute(
-            sa.select(world_vectors.c.entity_id, world_vectors.c.vector).where(
+            sa.select(
+                world_vectors.c.entity_id,
+                world_vectors.c.model,
+                world_vectors.c.dim,
+                world_vectors.c.vector,
+            ).where(
                 world_vectors.c.world_id == world_id,
                 world_vectors.c.workspace_id == workspace_id,
-                world_vectors.c.dim == dim,
             )
         )
         ids: list[str] = []
         blobs: list[bytes] = []
+        dims: set[int] = set()
+        foreign = False
         for row in result:
+            if row.model != model:
+                foreign = True
+                continue
             ids.append(row.entity_id)
+            dims.add(row.dim)
             blobs.append(bytes(row.vector))
+        if len(dims) > 1:  # one name, two sizes: not one model's vectors; rebuild them
+            return _Matrix(version, model, [], np.zeros((0, 0), np.float32), True)
+        dim = dims.pop() if dims else 0
         data = np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32)
         data = data.reshape(len(ids), dim)
         norms = np.linalg.norm(data, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return _Matrix(version, dim, ids, data / norms)
+        return _Matrix(version, model, ids, data / norms, foreign)
 
 
 async def bump(conn: AsyncConnection, world_id: str) -> None:
