@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from taleweaver.auth import Verification
 from taleweaver.config import Settings
 from taleweaver.domain.events import JSON
 from taleweaver.engine import Engine
+from taleweaver.engine.engine import database_from_settings
 from taleweaver.engine.export import render_export
 from taleweaver.llm import ScriptedModel
 from taleweaver.store import migrate
 from taleweaver.store.queries import SessionFilter
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -77,6 +85,27 @@ async def upgrade(settings: Settings) -> str | None:
     async with _engine(settings.model_copy(update={"auto_migrate": False})) as engine:
         await migrate.upgrade(engine.db.engine)
         return await migrate.current_revision(engine.db.engine)
+
+
+async def wait_for_schema(settings: Settings, within_s: float, every_s: float = 1.0) -> bool:
+    """Whether the database reaches the head revision within `within_s` seconds, for
+    a replica that must not start on a schema another process is still migrating
+    (it never migrates itself). A database not reachable yet counts as behind."""
+    head = migrate.head_revision()
+    deadline = time.monotonic() + within_s
+    db = database_from_settings(settings)
+    try:
+        while True:
+            try:
+                if await migrate.current_revision(db.engine) == head:
+                    return True
+            except (OSError, SQLAlchemyError) as exc:
+                log.info("database not reachable yet: %s", exc)
+            if time.monotonic() + every_s > deadline:
+                return False
+            await asyncio.sleep(every_s)
+    finally:
+        await db.dispose()
 
 
 async def list_sessions(

@@ -130,9 +130,7 @@ def _database_shown(settings: Settings) -> str:
 @click.option("--session", "session_id", help="Continue this session instead of a new one.")
 @click.option("--title", default="A new story", show_default=True)
 @click.option("--premise", default=None, help="What the story is about.")
-@click.option(
-    "--character", default=None, help="Chat with this character (id or name) instead."
-)
+@click.option("--character", default=None, help="Chat with this character (id or name) instead.")
 @click.option("--world", "world_id", default=None, help="Set the story in this world (id).")
 @click.option(
     "--as", "persona", default=None, help="Your name in the story ({{user}}) and its exports."
@@ -169,6 +167,20 @@ def db_upgrade() -> None:
 
     revision = _run(upgrade(_settings()))
     click.echo(f"database at revision {revision}")
+
+
+@db.command("wait")
+@click.option("--timeout", "timeout_s", default=300.0, show_default=True, help="Seconds to wait.")
+def db_wait(timeout_s: float) -> None:
+    """Wait until another process has migrated the database to this version's schema
+    (a replica's start-up, where one job migrates); exit 1 if it does not in time."""
+    from taleweaver.cli.admin import wait_for_schema
+
+    if not _run(wait_for_schema(_settings(), timeout_s)):
+        raise click.ClickException(
+            f"the database is not at this version's schema after {timeout_s:g} s"
+        )
+    click.echo("database schema is current")
 
 
 @cli.group(cls=LazyGroup, lazy=_SESSION_FEATURES)
