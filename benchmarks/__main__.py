@@ -18,6 +18,7 @@ from benchmarks import (
     summaries,
     therapy_overhead,
     turn_overhead,
+    world_meaning,
     world_recall,
 )
 
@@ -31,6 +32,7 @@ def main() -> int:
         embedded_speed.run(),
         lorebook_activation.run(),
         world_recall.run(),
+        world_meaning.run(),
         summaries.run(),
         card_import.run(),
         chat_interop.run(),

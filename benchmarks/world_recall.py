@@ -33,7 +33,13 @@ from benchmarks.stats import percentile, summary, verdict
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.world.model import search_text
 from taleweaver.memory.world.search import HybridSearch
-from taleweaver.memory.world.vectors import VectorIndex, digest, entity_text, to_blob
+from taleweaver.memory.world.vectors import (
+    TextEmbedder,
+    VectorIndex,
+    digest,
+    entity_text,
+    to_blob,
+)
 from taleweaver.store import migrate
 from taleweaver.store.database import Database
 from taleweaver.store.world_schema import world_entities, world_relations, world_vectors, worlds
@@ -87,11 +93,12 @@ async def _bulk(
     world_id: str,
     entities: list[dict[str, Any]],
     relations: list[tuple[str, str, str]],
+    embedder: TextEmbedder | None = None,
 ) -> None:
     """Rows written straight into the read models, in one transaction (the same
     tables and triggers an import fills): this measures reading, not writing."""
     now = datetime.now(UTC)
-    embedder = HashEmbedder()
+    embedder = embedder or HashEmbedder()
     async with db.write() as conn:
         await conn.execute(
             worlds.insert().values(

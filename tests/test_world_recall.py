@@ -14,7 +14,7 @@ from taleweaver.cli.main import cli
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.engine.pipeline import Capabilities
-from taleweaver.llm import ScriptedModel
+from taleweaver.llm import HashingEmbedder, ScriptedModel
 from taleweaver.memory.world import keyword
 from tests.test_world_bible import META, WS, MakeEngine, harbour_world, router_with_embedder
 
@@ -143,3 +143,16 @@ def _with_engine(settings: Settings, action: Any) -> Any:
             await engine.close()
 
     return asyncio.run(go())
+
+
+async def test_what_the_text_names_and_its_relations_reach_the_fused_top() -> None:
+    # Twenty near vectors come back for any query; a relation of the entity the text
+    # names ("Princess Lyra's father") must still make the top 10, and the named
+    # entity itself must not be pushed out by many weak word matches.
+    from benchmarks.world_meaning import measure
+
+    dev = (await measure(HashingEmbedder())).splits["dev"]
+    assert dev.by_kind["indirect"]["hybrid"] == 1.0
+    assert dev.by_kind["indirect"]["hybrid"] > dev.by_kind["indirect"]["keyword"]
+    assert dev.by_kind["mixed"]["hybrid"] >= dev.by_kind["mixed"]["keyword"]
+    assert dev.overall["hybrid"] > max(dev.overall["keyword"], dev.overall["vector"])

@@ -11,8 +11,9 @@ RRF_K = 60
 STATUS_WEIGHT: Mapping[str, float] = {"canon": 1.0, "reviewed": 0.8, "draft": 0.5}
 
 
-# A graph neighbour is only related to what was asked about: it counts half.
-METHOD_WEIGHT: Mapping[str, float] = {"graph": 0.5}
+# Every ranking counts the same. (A graph neighbour once counted half, and then could
+# never outrank the twentieth nearest vector: relations stopped reaching the top 10.)
+METHOD_WEIGHT: Mapping[str, float] = {}
 
 
 def fuse(rankings: Mapping[str, Sequence[str]], *, k: int = RRF_K) -> dict[str, float]:

@@ -113,6 +113,12 @@ class HybridSearch:
                     if "graph" in methods and hops > 0:
                         said = Said(named_in or text)
                         seeds = [h for h in keyword.hits if said.names(h.name, h.aliases)]
+                        # What the text names by name or alias is what it is about: in
+                        # fusion a ranking of its own, so that many weak word matches
+                        # (or near vectors) cannot push it out of the top.
+                        if "keyword" in methods:
+                            for seed in seeds:
+                                found.add("named", seed.id, "named in the text", {})
                         await self._walk(conn, world_id, seeds, hops, found)
             vector = await vector_task if vector_task is not None else None
         finally:
