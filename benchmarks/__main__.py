@@ -18,6 +18,7 @@ from benchmarks import (
     summaries,
     therapy_overhead,
     turn_overhead,
+    world_long_session,
     world_meaning,
     world_recall,
 )
@@ -33,6 +34,7 @@ def main() -> int:
         lorebook_activation.run(),
         world_recall.run(),
         world_meaning.run(),
+        world_long_session.run(),
         summaries.run(),
         card_import.run(),
         chat_interop.run(),

@@ -156,3 +156,10 @@ async def test_what_the_text_names_and_its_relations_reach_the_fused_top() -> No
     assert dev.by_kind["indirect"]["hybrid"] > dev.by_kind["indirect"]["keyword"]
     assert dev.by_kind["mixed"]["hybrid"] >= dev.by_kind["mixed"]["keyword"]
     assert dev.overall["hybrid"] > max(dev.overall["keyword"], dev.overall["vector"])
+
+
+async def test_a_fact_of_turn_10_is_told_when_the_story_comes_back_to_it() -> None:
+    from benchmarks.world_long_session import measure
+
+    told, _, _, why = await measure(HashingEmbedder(), turns=150)
+    assert told, why
