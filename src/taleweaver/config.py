@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # importer enforces its own, tighter limits per format on top of this.
     max_upload_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
+    # Prometheus metrics at /metrics (TALEWEAVER_METRICS=false: nothing is counted).
+    metrics: bool = True
     # Access: with a loopback bind and at most one account no login is asked for.
     bind_host: str = "127.0.0.1"
     require_login: bool = False

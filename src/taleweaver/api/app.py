@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from taleweaver import __version__
+from taleweaver import __version__, observability
 from taleweaver.api import docs, problems
 from taleweaver.api.guard import InputGuard, check_path_ids
 from taleweaver.api.headers import SecurityHeaders
@@ -121,7 +121,9 @@ def create_app(
             ],
         )
     app.add_middleware(WebApp, directory=webapp)
-    app.add_middleware(HTTPMetrics)  # outside the web app: its files count as unmatched
+    observability.enable(settings.metrics)
+    if settings.metrics:
+        app.add_middleware(HTTPMetrics)  # outside the web app: its files count as unmatched
     # Inside RequestContext: bodies are size-checked first, and refusals carry the id.
     app.add_middleware(InputGuard)
     app.add_middleware(

@@ -60,6 +60,10 @@ _FEATURES = {
     "characters": _feature(
         "characters_cmd:characters", "Character cards (PNG, JSON, CHARX) and companions."
     ),
+    "doctor": _feature(
+        "doctor:doctor",
+        "Check configuration, database, keys, models, Redis and disk; say what to fix.",
+    ),
     "export": _feature(
         "interop_cmd:export_group",
         "Export a session (Markdown, text, JSON, SillyTavern JSONL) or a workspace.",

@@ -180,6 +180,20 @@ def _build() -> Metrics:
 
 METRICS = _build()
 
+
+@dataclass(slots=True)
+class _Switch:
+    on: bool = True
+
+
+SWITCH = _Switch()
+
+
+def enable(on: bool) -> None:
+    """Count (the default) or not: off, every observer returns at once."""
+    SWITCH.on = on
+
+
 _SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",), "gauge": ("",)}
 
 
@@ -196,22 +210,32 @@ EXPORTED = _exported()
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    if not SWITCH.on:
+        return
     METRICS.http_requests.labels(route, method, str(status)).observe(seconds)
 
 
 def observe_stage(stage: str, kind: str, seconds: float) -> None:
+    if not SWITCH.on:
+        return
     METRICS.turn_stages.labels(stage, kind).observe(seconds)
 
 
 def observe_ttft(kind: str, seconds: float) -> None:
+    if not SWITCH.on:
+        return
     METRICS.time_to_first_token.labels(kind).observe(seconds)
 
 
 def observe_inter_token(kind: str, seconds: float) -> None:
+    if not SWITCH.on:
+        return
     METRICS.inter_token.labels(kind).observe(seconds)
 
 
 def observe_turn(kind: str, outcome: str, *, model: str = "", tokens: int = 0) -> None:
+    if not SWITCH.on:
+        return
     METRICS.turns.labels(kind, outcome).inc()
     if tokens and model:
         METRICS.reply_tokens.labels(model).inc(tokens)
@@ -221,6 +245,8 @@ def observe_safety(
     direction: str, level: str, categories: tuple[str, ...], crisis_level: str | None
 ) -> None:
     """A verdict that was not safe (categories come from the detector's fixed list)."""
+    if not SWITCH.on:
+        return
     for category in categories or ("none",):
         METRICS.safety_verdicts.labels(direction, level, category).inc()
     if crisis_level is not None:
@@ -238,6 +264,8 @@ def observe_model_call(
     cost_usd: float,
 ) -> None:
     """One provider call as the router accounted it."""
+    if not SWITCH.on:
+        return
     METRICS.model_calls.labels(provider, model, task, outcome).inc()
     if input_tokens:
         METRICS.model_tokens.labels(provider, model, task, "input").inc(input_tokens)
@@ -248,10 +276,14 @@ def observe_model_call(
 
 
 def observe_retry(provider: str, task: str) -> None:
+    if not SWITCH.on:
+        return
     METRICS.model_retries.labels(provider, task).inc()
 
 
 def observe_fallback(provider: str, task: str) -> None:
+    if not SWITCH.on:
+        return
     METRICS.model_fallbacks.labels(provider, task).inc()
 
 
@@ -259,6 +291,8 @@ _SQL_KINDS = frozenset({"select", "insert", "update", "delete"})
 
 
 def observe_query(statement: str, seconds: float) -> None:
+    if not SWITCH.on:
+        return
     word = statement.lstrip()[:6].lower()
     METRICS.db_queries.labels(word if word in _SQL_KINDS else "other").observe(seconds)
 
@@ -291,6 +325,9 @@ def record_snapshot(snapshot: Snapshot) -> None:
 
 @contextmanager
 def turns_in_flight() -> Iterator[None]:
+    if not SWITCH.on:
+        yield
+        return
     METRICS.in_flight.inc()
     try:
         yield
