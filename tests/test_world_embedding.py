@@ -4,6 +4,7 @@ the background while searches fall back to keyword and graph and say so."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Sequence
 
@@ -20,12 +21,12 @@ from taleweaver.llm import (
     shared_sentence_encoder,
 )
 from taleweaver.llm.routing import Provider, RoutedModel
-from taleweaver.memory.world import WorldMemory
+from taleweaver.memory.world import WorldMemory, embedding
 from taleweaver.memory.world.embedding import default_embedder, local_embedder
 from taleweaver.memory.world.search import REBUILDING
 from taleweaver.safety.encoder import MessageEncoder, load_encoder
 from taleweaver.store.world_schema import world_vectors
-from tests.test_world_bible import WS, harbour_world
+from tests.test_world_bible import META, WS, harbour_world
 
 
 def _router(kind: str) -> ModelRouter:
@@ -154,3 +155,29 @@ async def test_an_unchanged_world_is_not_embedded_again(engine: Engine) -> None:
     assert memory.reembed is not None
     await memory.reembed.wait()
     assert sum(counting.calls) == 3 + 1  # three entities once, then the query
+
+
+class _Gated(HashingEmbedder):
+    """Embeds only once the test opens the gate: an inline embedding would hang."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        await self.gate.wait()
+        return await super().embed(texts)
+
+
+async def test_a_large_import_does_not_wait_for_its_vectors(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await harbour_world(engine)
+    exported = await engine.world.export(WS, ids["world"])
+    gated = _Gated()
+    memory = WorldMemory(engine.db, engine.repository.store, None, embedder=gated)
+    monkeypatch.setattr(embedding, "INLINE", 2)  # three entities are "large" here
+    world = await asyncio.wait_for(memory.import_(WS, exported, META), timeout=10)
+    gated.gate.set()
+    assert memory.reembed is not None
+    await memory.reembed.wait()
+    assert await _models(engine, world["id"]) == {HashingEmbedder.name}

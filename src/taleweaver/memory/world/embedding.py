@@ -81,13 +81,22 @@ def local_embedder() -> TextEmbedder:
     return SentenceEmbedder(encoder)
 
 
+# A change touching more entities than this (an import) is embedded in the background:
+# at a few milliseconds an entity on a local encoder, the request would wait minutes.
+INLINE = 256
+
+
 class VectorSync:
     def __init__(self, db: Database, index: VectorIndex, embedder: TextEmbedder) -> None:
         self.db = db
         self.index = index
         self.embedder = embedder
+        self.background: BackgroundReembed | None = None
 
     async def __call__(self, workspace_id: str, world_id: str, touched: set[str]) -> None:
+        if len(touched) > INLINE and self.background is not None:
+            self.background.start(workspace_id, world_id)
+            return
         try:
             await self.sync(workspace_id, world_id, sorted(touched))
         except ModelError as exc:
@@ -126,19 +135,31 @@ class VectorSync:
 
 
 class BackgroundReembed:
-    """Re-embeds a whole world in the background when a search finds its vectors
-    stale (another model's) or missing: one run per world at a time, and not again
-    for a vectors version it already ran on (a failed run waits for the next change)."""
+    """Re-embeds a whole world in the background: when a search finds its vectors
+    stale (another model's) or missing, not again for a vectors version it already
+    ran on (a failed run waits for the next change); and after a change too large to
+    embed inline. One run per world at a time."""
 
     def __init__(self, sync: VectorSync) -> None:
         self.sync = sync
+        sync.background = self
         self._running: dict[str, asyncio.Task[None]] = {}
         self._tried: dict[str, int] = {}
+        self._again: set[str] = set()
 
     def __call__(self, workspace_id: str, world_id: str, version: int) -> None:
+        # A search during a run sees the world half rebuilt: that is the run's to finish.
         if world_id in self._running or self._tried.get(world_id) == version:
             return
         self._tried[world_id] = version
+        self.start(workspace_id, world_id)
+
+    def start(self, workspace_id: str, world_id: str) -> None:
+        """Re-embed the world now, in the background; once more after a run under way
+        (which may have read the world before this change)."""
+        if world_id in self._running:
+            self._again.add(world_id)
+            return
         task = asyncio.get_running_loop().create_task(
             self._run(workspace_id, world_id), name=f"re-embed world {world_id}"
         )
@@ -147,8 +168,13 @@ class BackgroundReembed:
 
     async def _run(self, workspace_id: str, world_id: str) -> None:
         started = time.perf_counter()
+        done = 0
         try:
-            done = await self.sync.sync(workspace_id, world_id, None)
+            while True:
+                self._again.discard(world_id)
+                done += await self.sync.sync(workspace_id, world_id, None)
+                if world_id not in self._again:
+                    break
         except ModelError as exc:
             log.warning("world %s not re-embedded: %s", world_id, exc.detail)
             return
