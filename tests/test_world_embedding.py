@@ -28,6 +28,8 @@ from taleweaver.safety.encoder import MessageEncoder, load_encoder
 from taleweaver.store.world_schema import world_vectors
 from tests.test_world_bible import META, WS, harbour_world
 
+pytestmark = pytest.mark.dialects  # vectors and their models are rows on both backends
+
 
 def _router(kind: str) -> ModelRouter:
     """A router whose chat tasks run on a provider of `kind`, with no embed route."""
