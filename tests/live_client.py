@@ -35,6 +35,14 @@ class LiveClient:
                 if wanted(frame):
                     return frame
 
+    async def seen(self, wanted: Callable[[Frame], bool]) -> Frame:
+        """The first frame so far that is `wanted`, else the next one to come: for a
+        frame that may have arrived while the test waited for another."""
+        for frame in self.frames:
+            if wanted(frame):
+                return frame
+        return await self.until(wanted)
+
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
 
@@ -65,5 +73,8 @@ async def live(
         additional_headers=headers,
         origin=origin,  # type: ignore[arg-type]
         open_timeout=WAIT_S,
+        # Unbounded: a test that leaves frames unread must not stall the closing
+        # handshake (a full queue stops the client reading, close frame included).
+        max_queue=None,
     ) as ws:
         yield LiveClient(ws, answer_pings=answer_pings)

@@ -270,6 +270,28 @@ async def test_a_client_resumes_on_the_other_replica_when_its_own_dies(
     assert tokens == sse_frames(reference)  # every stream event exactly once, in order
 
 
+async def test_a_table_opened_on_one_replica_is_played_from_the_other(
+    pair: tuple[Replica, Replica],
+) -> None:
+    a, b = pair
+    with b.client() as on_b:
+        session_id = create_session(on_b)
+    async with live(a.base_url, session_id) as on_a, live(b.base_url, session_id) as at_b:
+        await at_b.next("table")
+        await on_a.send({"type": "table.open", "policy": "gm_approves"})
+        opened = await at_b.until(lambda f: f["type"] == "table" and f["table"]["open"])
+        assert opened["table"]["policy"] == "gm_approves"
+        await at_b.send({"type": "say", "text": "The bells ring"})  # the game master's
+        said = await at_b.next("said", "error")
+        assert said["type"] == "said", said
+        await on_a.until(lambda f: f["type"] == "turn.done" and f["turn_id"] == said["turn_id"])
+        await on_a.until(
+            lambda f: (
+                f["type"] == "event" and f["event"]["payload"].get("turn_id") == said["turn_id"]
+            )
+        )
+
+
 # --- kill -9 during concurrent turns ------------------------------------------------------
 
 # The figure is 500; the suite runs fewer to stay quick on a small machine.

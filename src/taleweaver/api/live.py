@@ -2,8 +2,10 @@
 
 Server frames: `hello`, `event`, `replayed`, `turn.<name>` (`turn.start`,
 `turn.token`, `turn.choices`, `turn.safety`, `turn.done`, `turn.error`, ...),
-`presence`, `ping`, `error`. Client frames: `pong`, `typing`. The README lists
-their fields.
+`presence`, `table`, `said`, `proposed`, `decided`, `ping`, `error`. Client frames: `pong`,
+`typing`, and at a collaborative session's table `table.open`, `table.seat`,
+`table.leave`, `table.policy`, `say`, `table.decide`. The README and
+docs/collaboration.md list their fields.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from taleweaver.api.problems import problem_body
 from taleweaver.config import Settings
+from taleweaver.domain import table as t
+from taleweaver.domain.errors import InvalidInput, NotFound, TaleweaverError
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.engine.live import LiveSessions, SessionWatch, seen_until
 from taleweaver.engine.outcome import new_id
@@ -44,8 +50,14 @@ class LiveConnection:
         *,
         session_id: str,
         user_id: str,
+        workspace_id: str,
+        may_play: Callable[[], Awaitable[None]],
+        is_member: Callable[[str], Awaitable[bool]],
     ) -> None:
         self.websocket = websocket
+        self.workspace_id = workspace_id
+        self.may_play = may_play
+        self.is_member = is_member
         self.live = live
         self.session_id = session_id
         self.user_id = user_id
@@ -59,12 +71,16 @@ class LiveConnection:
     async def run(self, after: int, resume: tuple[str, int] | None) -> None:
         """Serve the connection until either side ends it."""
         await self.live.start()
-        with self.live.watch(self.session_id) as watch:
+        with (
+            self.live.watch(self.session_id) as watch,
+            self.live.feed.watch(t.table_stream(self.session_id)) as table_events,
+        ):
             await self.live.here(self.session_id, self._presence())
             jobs: list[Awaitable[None]] = [
                 self._events(watch, after),
                 self._turns(watch, resume),
                 self._heartbeat(watch),
+                self._table(table_events),
                 self._receive(),
             ]
             tasks = [asyncio.ensure_future(job) for job in jobs]
@@ -172,6 +188,15 @@ class LiveConnection:
             await self.live.here(self.session_id, self._presence(), changed=False)
             next_ping = now + self.ping_s
 
+    async def _table(self, changes: asyncio.Queue[RecordedEvent]) -> None:
+        """The session's table as it is now, then again after every change to it."""
+        while True:
+            table = await self.live.tables.get(self.session_id)
+            await self.send({"type": "table", "table": table.to_dict() | {"open": table.opened}})
+            await changes.get()
+            while not changes.empty():  # a burst of changes: one fresh table
+                changes.get_nowait()
+
     async def _receive(self) -> None:
         while True:
             text = await self.websocket.receive_text()
@@ -179,7 +204,7 @@ class LiveConnection:
             try:
                 frame = json.loads(text)
                 kind = frame["type"] if isinstance(frame, dict) else None
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 kind = None
             if kind == "pong":
                 continue
@@ -187,10 +212,69 @@ class LiveConnection:
                 self.typing = frame["typing"]
                 await self.live.here(self.session_id, self._presence())
                 continue
+            if isinstance(kind, str) and kind in TABLE_FRAMES:
+                try:
+                    await self.may_play()
+                    await self._act(kind, frame)
+                except TaleweaverError as exc:
+                    problem = problem_body(exc)
+                    problem["problem"] = problem.pop("type")  # the frame's type is "error"
+                    await self.send({"type": "error", "request": kind} | problem)
+                continue
             await self.send(
                 {
                     "type": "error",
                     "title": "Invalid frame",
-                    "detail": 'send {"type": "pong"} or {"type": "typing", "typing": true|false}',
+                    "detail": 'send {"type": "pong"}, {"type": "typing", "typing": true|false}'
+                    f" or a table frame ({', '.join(sorted(TABLE_FRAMES))})",
                 }
             )
+
+    async def _act(self, kind: str, frame: dict[str, Any]) -> None:
+        """One table frame: seating and policy (answered by the `table` frame that
+        follows), an input (`said` or `proposed`), a decision (`decided`, with the
+        turn it started when approved)."""
+        tables, ws, sid, me = self.live.tables, self.workspace_id, self.session_id, self.user_id
+        if kind == "table.open":
+            await tables.open(ws, sid, me, t.parse_policy(frame.get("policy", "free")))
+        elif kind == "table.seat":
+            user_id = _text(frame, "user_id", default=me)
+            if not await self.is_member(user_id):
+                raise NotFound(f"no member {user_id} in this workspace to seat")
+            role, character = (
+                t.parse_role(frame.get("role")),
+                t.parse_character(frame.get("character")),
+            )
+            await tables.seat(ws, sid, me, user_id, role, character)
+        elif kind == "table.leave":
+            await tables.leave(ws, sid, me, _text(frame, "user_id", default=me))
+        elif kind == "table.policy":
+            await tables.set_policy(ws, sid, me, t.parse_policy(frame.get("policy")))
+        elif kind == "say":
+            outcome = await tables.say(ws, sid, me, _text(frame, "text"))
+            if isinstance(outcome, t.Proposal):
+                await self.send({"type": "proposed", "proposal": outcome.to_dict()})
+            else:
+                await self.send({"type": "said", "turn_id": outcome.turn_id})
+        elif kind == "table.decide":
+            approved = frame.get("approved")
+            if not isinstance(approved, bool):
+                raise InvalidInput("approved must be true or false")
+            proposal = _text(frame, "proposal")
+            handle = await tables.decide(ws, sid, me, proposal, approved)
+            decided: JSON = {"type": "decided", "proposal": proposal, "approved": approved}
+            if handle is not None:
+                decided["turn_id"] = handle.turn_id
+            await self.send(decided)
+
+
+TABLE_FRAMES = frozenset(
+    {"table.open", "table.seat", "table.leave", "table.policy", "say", "table.decide"}
+)
+
+
+def _text(frame: dict[str, Any], name: str, *, default: str | None = None) -> str:
+    value = frame.get(name, default)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{name} must be a non-empty string")
+    return value

@@ -21,6 +21,7 @@ import redis.exceptions
 from taleweaver.domain.errors import Conflict, NotFound
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.engine.outcome import new_id
+from taleweaver.engine.table import Tables
 from taleweaver.engine.turns import StreamEvent, TurnHandle, TurnRunner
 from taleweaver.realtime import Hub, Presence
 from taleweaver.realtime.feed import EventFeed
@@ -61,6 +62,7 @@ class LiveSessions:
         hub.listen(self._on_signal)
         runner.on_start = self._turn_started
         repository.committed.append(self._committed)
+        self.tables = Tables(self.store, runner, self._committed)
 
     def watching(self) -> dict[str, int]:
         """Open live connections on this server, by session (for the metrics)."""

@@ -49,12 +49,25 @@ async def live(websocket: WebSocket) -> None:
         await deny(websocket, exc)
         return
     await websocket.accept()
+
+    async def may_play() -> None:
+        """At the table, acting needs what playing the session over HTTP needs."""
+        await authorize_websocket(websocket, engine, Action.SESSION_PLAY)
+
+    async def is_member(user_id: str) -> bool:
+        """Whom a game master may seat: people of the session's workspace."""
+        members = await engine.accounts.members(access.workspace_id)
+        return any(m["user_id"] == user_id for m in members)
+
     connection = LiveConnection(
         websocket,
         engine.live,
         websocket.app.state.settings,
         session_id=session_id,
         user_id=access.principal.user_id,
+        workspace_id=access.workspace_id,
+        may_play=may_play,
+        is_member=is_member,
     )
     await connection.run(after, resume)
 
