@@ -226,3 +226,25 @@ async def test_only_the_game_master_seats_people_and_sets_the_policy(table: Tabl
         await ch["bob"].send({"type": "table.open", "policy": "free"})
         taken = await ch["bob"].next("error")
         assert taken["status"] == 409  # one table, one game master
+
+
+async def test_posting_a_turn_over_http_keeps_to_the_table(table: Table) -> None:
+    async with table.channels("gm") as ch:
+        await set_table(table, ch["gm"], "round_robin", ann="player", bob="player")
+    turns = f"{API}/sessions/{table.session_id}/turns"
+    with table.client("bob") as bob, table.client("ann") as ann:
+        out_of_turn = bob.post(turns, json={"text": "me first"})
+        assert out_of_turn.status_code == 409, out_of_turn.text
+        in_turn = ann.post(turns, json={"text": "I wave"})
+        assert in_turn.status_code == 201, in_turn.text
+        assert in_turn.json()["input"]["text"] == "Annra: I wave"
+        assert (await current(table))["next"] == table.ids["bob"]
+        assert bob.post(turns, json={"text": "I wave back"}).status_code == 201
+        async with table.channels("gm") as ch:
+            await ch["gm"].send({"type": "table.policy", "policy": "gm_approves"})
+            await ch["gm"].until(
+                lambda f: f["type"] == "table" and f["table"]["policy"] == "gm_approves"
+            )
+        waits = ann.post(turns, json={"text": "I open the chest"})
+        assert waits.status_code == 409 and "live channel" in waits.json()["detail"]
+    assert len(committed(table)) == 2

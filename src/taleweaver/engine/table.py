@@ -11,6 +11,7 @@ channels see it change.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from taleweaver.domain import table as t
 from taleweaver.domain.errors import ConcurrencyConflict, Conflict, InvalidInput, NotFound
@@ -142,7 +143,7 @@ class Tables:
         table = await self.get(session_id)
         _require_open(table)
         if table.admit(user_id).runs_now:
-            return await self._turn(workspace_id, session_id, user_id, text, table)
+            return await self._turn(workspace_id, session_id, user_id, _say(table, user_id, text))
         proposal = t.Proposal(new_id(), user_id, text)
 
         def decide(current: t.Table) -> list[NewEvent]:
@@ -166,9 +167,8 @@ class Tables:
             raise NotFound(f"no input {proposal_id} is waiting at this table")
         handle = None
         if approved:
-            handle = await self._turn(
-                workspace_id, session_id, proposal.user_id, proposal.text, table
-            )
+            request = _say(table, proposal.user_id, proposal.text)
+            handle = await self._turn(workspace_id, session_id, proposal.user_id, request)
 
         def settle(current: t.Table) -> list[NewEvent]:
             if proposal_id not in current.pending:
@@ -178,19 +178,44 @@ class Tables:
         await self._change(workspace_id, session_id, by, settle)
         return handle
 
+    async def start(
+        self,
+        workspace_id: str,
+        session_id: str,
+        request: TurnRequest,
+        metadata: EventMetadata,
+        *,
+        known_version: int | None = None,
+    ) -> TurnHandle:
+        """A turn from `POST .../turns`: as before where the session has no table;
+        at a table, only if its policy lets this person act now (an input that
+        would wait for the game master goes over the live channel)."""
+        table = await self.get(session_id)
+        if not table.opened:
+            return await self.runner.start(
+                workspace_id, session_id, request, metadata, known_version=known_version
+            )
+        if not table.admit(metadata.actor).runs_now:
+            raise Conflict(
+                "at this table the game master approves each input: send it as a"
+                " 'say' frame over the live channel"
+            )
+        if request.text is not None:
+            request = replace(request, text=_voiced(table, metadata.actor, request.text))
+        return await self._turn(workspace_id, session_id, metadata.actor, request, metadata)
+
     async def _turn(
         self,
         workspace_id: str,
         session_id: str,
         user_id: str,
-        text: str,
-        seen: t.Table | None = None,
+        request: TurnRequest,
+        metadata: EventMetadata | None = None,
     ) -> TurnHandle:
         """Start the turn through the one pipeline, then note who acted (round robin
         moves on); a turn that cannot start (one is running) moves nothing."""
-        request = TurnRequest.build(action=None, text=_voiced(seen, user_id, text), choice=None)
         handle = await self.runner.start(
-            workspace_id, session_id, request, EventMetadata(actor=user_id)
+            workspace_id, session_id, request, metadata or EventMetadata(actor=user_id)
         )
 
         def note(current: t.Table) -> list[NewEvent]:
@@ -213,10 +238,14 @@ def _clean(text: str) -> str:
     return text.strip()
 
 
-def _voiced(table: t.Table | None, user_id: str, text: str) -> str:
+def _voiced(table: t.Table, user_id: str, text: str) -> str:
     """The narrator answers the table: an input is told as its character's, when the
     player has one."""
-    seat = table.seats.get(user_id) if table is not None else None
+    seat = table.seats.get(user_id)
     if seat is not None and seat.character:
         return f"{seat.character}: {text}"
     return text
+
+
+def _say(table: t.Table, user_id: str, text: str) -> TurnRequest:
+    return TurnRequest.build(action=None, text=_voiced(table, user_id, text), choice=None)

@@ -39,7 +39,8 @@ async def post_turn(
 ) -> Response:
     turn = TurnRequest.build(action=body.action, text=body.text, choice=body.choice)
     meta = metadata_for(access.principal.user_id)
-    handle = await engine.turns.start(
+    # Through the session's table, when it has one: its turn-taking policy holds here too.
+    handle = await engine.live.tables.start(
         access.workspace_id, session_id, turn, meta, known_version=access.session_version
     )
     if wants_stream(request):
