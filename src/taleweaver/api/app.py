@@ -41,6 +41,7 @@ from taleweaver.api.webapp import BUILT, WebApp
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ChatModel
+from taleweaver.observability.tracing import configure_tracing
 from taleweaver.store.serving import hold_for_serving
 
 
@@ -122,6 +123,7 @@ def create_app(
         )
     app.add_middleware(WebApp, directory=webapp)
     observability.enable(settings.metrics)
+    configure_tracing()
     if settings.metrics:
         app.add_middleware(HTTPMetrics)  # outside the web app: its files count as unmatched
     # Inside RequestContext: bodies are size-checked first, and refusals carry the id.

@@ -20,7 +20,6 @@ from taleweaver.engine.stages import (
     Understand,
 )
 from taleweaver.llm import ChatModel
-from taleweaver.observability import observe_stage
 from taleweaver.memory import (
     ContextSource,
     ContinuityChecker,
@@ -28,6 +27,8 @@ from taleweaver.memory import (
     NoContinuityCheck,
     NoExtraction,
 )
+from taleweaver.observability import observe_stage
+from taleweaver.observability.tracing import span
 from taleweaver.safety import AllowAll, SafetyChecker
 from taleweaver.store.queries import Queries
 
@@ -64,7 +65,8 @@ class Pipeline:
             if ctx.halted and not stage.runs_when_halted:
                 continue
             started = time.perf_counter()
-            await stage.run(ctx)
+            with span(f"stage {stage.name}", {"taleweaver.stage": stage.name}):
+                await stage.run(ctx)
             observe_stage(stage.name, kind, time.perf_counter() - started)
 
 

@@ -39,6 +39,7 @@ from taleweaver.observability import (
     observe_stage,
     observe_ttft,
     observe_turn,
+    tracing,
     turns_in_flight,
 )
 from taleweaver.store.repository import SessionRepository
@@ -217,19 +218,23 @@ class TurnRunner:
 
     async def _run(self, handle: TurnHandle, ctx: TurnContext) -> None:
         outcome = "failed"
-        try:
-            with turns_in_flight():
-                await self._generate_and_commit(handle, ctx)
-            outcome = str((handle.result or {}).get("status", "failed"))
-        except TaleweaverError as exc:
-            self._fail(handle, exc)
-        except Exception:  # committing failed (the store is down): say so, end the stream
-            log.exception("turn %s could not be committed", handle.turn_id)
-            self._fail(handle, TurnCrashed(UNEXPECTED))
-        finally:
-            self._running.pop(handle.session_id, None)
-            handle.finish()
-            _observe(ctx, outcome)
+        with tracing.span("turn", _turn_attributes(ctx)) as current:
+            try:
+                with turns_in_flight():
+                    await self._generate_and_commit(handle, ctx)
+                outcome = str((handle.result or {}).get("status", "failed"))
+            except TaleweaverError as exc:
+                tracing.fail(current, exc)
+                self._fail(handle, exc)
+            except Exception as exc:  # committing failed (the store is down): say so, end
+                log.exception("turn %s could not be committed", handle.turn_id)
+                tracing.fail(current, exc)
+                self._fail(handle, TurnCrashed(UNEXPECTED))
+            finally:
+                current.set_attribute("taleweaver.turn.outcome", outcome)
+                self._running.pop(handle.session_id, None)
+                handle.finish()
+                _observe(ctx, outcome)
 
     @staticmethod
     def _fail(handle: TurnHandle, exc: TaleweaverError) -> None:
@@ -259,6 +264,8 @@ class TurnRunner:
             handle.phase = Phase.COMMITTING
             await self._commit_quietly(ctx, [failed_event(ctx, exc)])
             raise
+        except TaleweaverError:
+            raise  # refused on purpose (bad settings, a paused session): nothing to record
         except Exception as exc:  # a bug in a stage: the turn still ends, recorded
             log.exception("turn %s failed on an unexpected error", ctx.turn_id)
             crashed = TurnCrashed(UNEXPECTED)
@@ -308,6 +315,16 @@ def _timing_tokens(handle: TurnHandle, kind: str) -> Callable[[str, JSON], None]
         handle.emit(name, data)
 
     return emit
+
+
+def _turn_attributes(ctx: TurnContext) -> dict[str, str | int | float | bool]:
+    return {
+        tracing.OPERATION: "invoke_agent",
+        tracing.CONVERSATION: ctx.session.id,
+        "taleweaver.session.kind": str(ctx.session.kind),
+        "taleweaver.turn.id": ctx.turn_id,
+        "taleweaver.turn.number": ctx.number,
+    }
 
 
 def _observe(ctx: TurnContext, outcome: str) -> None:

@@ -29,7 +29,8 @@ from taleweaver.llm.pricing import cost_usd, estimate_prompt_tokens, estimate_to
 from taleweaver.llm.retry import RetryPolicy
 from taleweaver.llm.routing import CallScope, Completion, Provider, RoutedModel
 from taleweaver.llm.types import TASKS, Task, Usage
-from taleweaver.observability import observe_fallback, observe_model_call, observe_retry
+from taleweaver.observability import observe_fallback, observe_model_call, observe_retry, tracing
+from taleweaver.observability.tracing import Span, fail
 
 __all__ = ["CHAT_TASKS", "BoundModel", "ModelRouter", "task_model"]
 
@@ -172,6 +173,7 @@ class ModelRouter:
                 reply = ReplyText()
                 outcome: Outcome = "failed"
                 failure: ModelError | None = None
+                call = _call_span(routed, bound, "chat", tokens)
                 items = chat.generate(messages, max_tokens=tokens)
                 watch = Watch(provider.deadlines, routed.name)
                 clock = watch.clock
@@ -208,6 +210,7 @@ class ModelRouter:
                     outcome = "ok"
                 except ModelError as exc:
                     _count(provider, exc)
+                    fail(call, exc)
                     if reply.saw_text:  # the caller has the start of this model's reply
                         raise
                     failure = exc
@@ -219,7 +222,7 @@ class ModelRouter:
                     watch.stop()
                     await close(items)
                     reply.text_chars = max(reply.text_chars, chars)
-                    self._account(routed, bound, messages, reply, outcome)
+                    _end_call(call, self._account(routed, bound, messages, reply, outcome))
                 if failure is None:
                     provider.breaker.success()
                     return
@@ -247,16 +250,19 @@ class ModelRouter:
         messages: Sequence[ChatMessage],
         reply: ReplyText,
         outcome: Outcome,
-    ) -> None:
+    ) -> Usage | None:
+        """Count and record one call; its usage (estimated when the provider said
+        nothing), or None when nothing came back."""
         reported = reply.finish.usage if reply.finish is not None else None
         used_chars = reply.text_chars + sum(len(r) for r in reply.reasoning)
         if reported is None and not used_chars and outcome != "ok":
             _observe(routed, bound.task, outcome, None)
-            return  # nothing came back: nothing to pay for
+            return None  # nothing came back: nothing to pay for
         usage = reported or Usage(estimate_prompt_tokens(messages), estimate_tokens(used_chars))
         _observe(routed, bound.task, outcome, usage)
         if self.ledger is not None:
             self._record(routed, bound.task, bound.scope, usage, outcome, reported is None)
+        return usage
 
     def _record(
         self,
@@ -418,6 +424,27 @@ def _rest_of(routed: RoutedModel, reply: ReplyText) -> str | None:
     if not reply.saw_text:
         raise ModelError(f"{routed.name} finished ({reply.finish.reason}) without any text")
     return rest
+
+
+def _call_span(routed: RoutedModel, bound: BoundModel, operation: str, max_tokens: int) -> Span:
+    attributes: dict[str, str | int | float | bool] = {
+        tracing.OPERATION: operation,
+        tracing.PROVIDER: routed.provider.kind,
+        tracing.REQUEST_MODEL: routed.model or routed.alias,
+        tracing.MAX_TOKENS: max_tokens,
+        "taleweaver.task": bound.task,
+        "taleweaver.model.alias": routed.alias,
+    }
+    if bound.scope.session_id:
+        attributes[tracing.CONVERSATION] = bound.scope.session_id
+    return tracing.start_span(f"{operation} {routed.model or routed.alias}", attributes)
+
+
+def _end_call(call: Span, usage: Usage | None) -> None:
+    if usage is not None:
+        call.set_attribute(tracing.INPUT_TOKENS, usage.prompt_tokens)
+        call.set_attribute(tracing.OUTPUT_TOKENS, usage.completion_tokens)
+    call.end()
 
 
 def _observe(routed: RoutedModel, task: str, outcome: Outcome, usage: Usage | None) -> None:

@@ -1,0 +1,98 @@
+"""OpenTelemetry traces: a span per turn, per pipeline stage and per provider call,
+with the GenAI semantic conventions' attribute names.
+
+Exported by OTLP over HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the SDK reads
+the rest of the standard `OTEL_*` variables itself). When it is not, no SDK is
+installed and the API's tracer does nothing: a span costs a function call.
+
+Spans never carry what anyone wrote: no prompt, reply or player text, whatever
+the workspace. Their attributes are ids, names, counts and outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+__all__ = [
+    "Span",
+    "configure_tracing",
+    "current_trace_id",
+    "fail",
+    "span",
+    "start_span",
+]
+
+log = logging.getLogger(__name__)
+
+TRACER = trace.get_tracer("taleweaver")
+
+# GenAI semantic conventions (attribute names as the spec spells them).
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+MAX_TOKENS = "gen_ai.request.max_tokens"
+CONVERSATION = "gen_ai.conversation.id"
+
+_configured = False
+
+
+def configure_tracing(service_name: str = "taleweaver") -> bool:
+    """Install the SDK with an OTLP exporter when an endpoint is configured; True
+    when traces are exported. Called once at server start; later calls do nothing."""
+    global _configured
+    if _configured:
+        return True
+    if not (
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured = True
+    log.info("exporting traces by OTLP as %s", name)
+    return True
+
+
+@contextmanager
+def span(
+    name: str, attributes: dict[str, str | int | float | bool] | None = None
+) -> Iterator[Span]:
+    """A span around a block, current inside it; an exception marks it an error."""
+    with TRACER.start_as_current_span(name, attributes=attributes) as current:
+        yield current
+
+
+def start_span(name: str, attributes: dict[str, str | int | float | bool]) -> Span:
+    """A span that is not made current (for an async generator, which yields to
+    its caller between tokens); the caller ends it."""
+    return TRACER.start_span(name, attributes=attributes)
+
+
+def fail(current: Span, error: BaseException) -> None:
+    current.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    current.set_attribute("error.type", type(error).__name__)
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id in hex, for log lines; None outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x")
