@@ -61,8 +61,11 @@ class EventFeed:
 
     async def _run(self) -> None:
         while True:
+            # Not wait_for: on Python 3.11 it swallows a cancel that lands as the wake
+            # comes, and close() then waits on this loop for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._catch_up()
