@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind, SessionState
+from taleweaver.engine.stages.narrate import BriefPrompt
 from taleweaver.engine.stages.recall import SystemPrompt
+from taleweaver.llm.shape import Brief
 from taleweaver.therapy.prompt import therapy_prompt
 
 
+def _premise(state: SessionState) -> str:
+    return str(state.settings.get("premise") or f"An adventure titled '{state.title}'.")
+
+
 def _story_prompt(state: SessionState) -> str:
-    premise = state.settings.get("premise") or f"An adventure titled '{state.title}'."
+    premise = _premise(state)
     return (
         "You are the narrator of an interactive story. Write in second person, present "
         "tense, two short paragraphs at most. Keep names, places and facts consistent "
@@ -18,6 +25,32 @@ def _story_prompt(state: SessionState) -> str:
         f"Premise: {premise}\n"
         "End every reply with a line 'Choices:' followed by two to four numbered "
         "options, one per line, like:\nChoices:\n1. Open the door\n2. Walk away"
+    )
+
+
+# A scene of one exchange, for small models: they copy the shape of what they see.
+_STORY_EXAMPLE = (
+    ChatMessage("user", "I step inside the old station."),
+    ChatMessage(
+        "assistant",
+        "Rain drums on the tin roof. A lamp flickers over an empty bench, and far "
+        "away a train whistle sounds. On the ticket desk lies a brass key.\n\n"
+        "Choices:\n1. Take the key\n2. Wait on the bench\n3. Walk along the tracks",
+    ),
+)
+
+
+def _story_brief(state: SessionState) -> Brief:
+    """The story prompt for a small model: short, concrete, one example to copy."""
+    return Brief(
+        replaces=_story_prompt(state),
+        system=(
+            "You narrate an interactive story. Reply with two to four short sentences "
+            "in second person, present tense: what the player sees and what happens "
+            "next. Do not repeat yourself.\n"
+            f"Story: {_premise(state)}"
+        ),
+        example=_STORY_EXAMPLE,
     )
 
 
@@ -46,10 +79,12 @@ class KindSpec:
     with_choices: bool
     # Options come annotated with a leading `[tag]`, kept apart from what is shown.
     tagged_choices: bool = False
+    # The prompt for small local models, where the kind has one.
+    brief: BriefPrompt | None = None
 
 
 KINDS: dict[SessionKind, KindSpec] = {
-    SessionKind.STORY: KindSpec(_story_prompt, with_choices=True),
+    SessionKind.STORY: KindSpec(_story_prompt, with_choices=True, brief=_story_brief),
     SessionKind.COMPANION: KindSpec(_companion_prompt, with_choices=False),
     SessionKind.STUDIO: KindSpec(_studio_prompt, with_choices=False),
     SessionKind.THERAPY: KindSpec(therapy_prompt, with_choices=True, tagged_choices=True),

@@ -3,16 +3,32 @@
 The same stage writes a reply again when output safety asks for a rewrite
 (`rewrite`): the new reply streams, splits its choices and tags and is checked
 again exactly like the first one.
+
+A reply that starts repeating itself (a small model's loop) is stopped there and
+written once more with the model told to repeat less (`ReplyShape.retry`); if
+that one loops too, it is kept up to where the repetition began. The shape of
+the reply (choices wanted, the kind's brief for small models) rides beside the
+call for the adapters that can use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from taleweaver.domain.choices import ChoiceStreamSplitter, split_tags
 from taleweaver.domain.errors import ModelError
 from taleweaver.domain.prompt import ChatMessage
+from taleweaver.domain.repetition import LoopDetector
+from taleweaver.domain.sessions import SessionState
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.models import call_scope
 from taleweaver.llm import ChatModel, ModelRouter, task_model
+from taleweaver.llm.shape import Brief, ReplyShape, shaped
+
+LOOP_RETRY_REASON = "the reply repeated itself; writing it again"
+
+BriefPrompt = Callable[[SessionState], Brief]
 
 
 class Narrate:
@@ -26,11 +42,13 @@ class Narrate:
         max_tokens: int,
         with_choices: bool,
         tagged_choices: bool = False,
+        brief: BriefPrompt | None = None,
     ) -> None:
         self.model = model
         self.max_tokens = max_tokens
         self.with_choices = with_choices
         self.tagged_choices = tagged_choices
+        self.brief = brief
 
     async def run(self, ctx: TurnContext) -> None:
         await self._write(ctx, self.model, ctx.prompt)
@@ -42,28 +60,73 @@ class Narrate:
 
     async def _write(self, ctx: TurnContext, route: ChatModel, prompt: list[ChatMessage]) -> None:
         scope = call_scope(ctx)
+        shape = ReplyShape(
+            choices=self.with_choices,
+            brief=self.brief(ctx.session) if self.brief is not None else None,
+        )
         # The session's or character's model when it chose one; the route's otherwise.
         model = task_model(route, "narrate", scope)
+        if await self._stream(ctx, model, prompt, shape, stop_on_loop=True):
+            ctx.emit("rewrite", {"reason": LOOP_RETRY_REASON})
+            ctx.tokens = 0
+            model = task_model(route, "narrate", scope)
+            await self._stream(ctx, model, prompt, replace(shape, retry=True), stop_on_loop=False)
+        await self._budgets(ctx, route)
+
+    async def _stream(
+        self,
+        ctx: TurnContext,
+        model: ChatModel,
+        prompt: list[ChatMessage],
+        shape: ReplyShape,
+        *,
+        stop_on_loop: bool,
+    ) -> bool:
+        """Stream one reply into `ctx`; True when it looped and was stopped for a retry.
+
+        Without `stop_on_loop`, a looping reply is read to its end (its choices come
+        last) but shown and kept only up to where it started repeating.
+        """
         ctx.model_name = model.name
         splitter = ChoiceStreamSplitter() if self.with_choices else None
+        loops = LoopDetector()
         raw: list[str] = []
-        async for piece in model.stream(prompt, max_tokens=self.max_tokens):
-            ctx.tokens += 1
-            raw.append(piece)
-            shown = splitter.feed(piece) if splitter else piece
-            if shown:
-                ctx.emit("token", {"text": shown})
+        with shaped(shape):
+            stream = model.stream(prompt, max_tokens=self.max_tokens)
+            try:
+                async for piece in stream:
+                    ctx.tokens += 1
+                    raw.append(piece)
+                    shown = splitter.feed(piece) if splitter else piece
+                    if not shown or loops.looping:
+                        continue
+                    if loops.feed(shown):
+                        if stop_on_loop:
+                            return True
+                        continue
+                    ctx.emit("token", {"text": shown})
+            finally:
+                # Stopped early (a loop): the model stops now, before any retry asks it.
+                close = getattr(stream, "aclose", None)
+                if close is not None:
+                    await close()
         ctx.model_name = model.name  # after a fallback: the model that told it
         ctx.choices, ctx.choice_tags = [], []
         if splitter is None:
             ctx.reply_text = "".join(raw).strip()
         else:
             rest, parsed = splitter.finish()
-            if rest:
+            if rest and not loops.looping and not loops.feed(rest):
                 ctx.emit("token", {"text": rest})
             ctx.reply_text, ctx.choices = parsed.prose, parsed.choices
             if self.tagged_choices:
                 ctx.choices, ctx.choice_tags = split_tags(ctx.choices)
+        if loops.looping:
+            ctx.reply_text = loops.kept().strip()
+        self._settle(ctx, model)
+        return False
+
+    def _settle(self, ctx: TurnContext, model: ChatModel) -> None:
         if not ctx.reply_text:
             if ctx.choices:  # a reply that is only choices still reads as a reply
                 ctx.reply_text = "What do you do?"
@@ -71,6 +134,9 @@ class Narrate:
                 raise ModelError(f"{model.name} returned an empty reply")
         if self.with_choices:
             ctx.emit("choices", {"choices": _numbered(ctx.choices)})
+
+    async def _budgets(self, ctx: TurnContext, route: ChatModel) -> None:
+        scope = call_scope(ctx)
         if isinstance(route, ModelRouter):
             for budget in await route.budget_status(scope):
                 if budget.level != "ok":
