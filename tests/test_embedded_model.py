@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from taleweaver.config import Settings
+from taleweaver.domain.choices import parse_choices
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnRequest
@@ -22,6 +23,9 @@ from taleweaver.engine import Engine
 from taleweaver.engine.models import model_from_settings
 from taleweaver.llm import EmbeddedModel
 from taleweaver.llm.embedded import bundled_model_path
+from taleweaver.llm.shape import ReplyShape, shaped
+from taleweaver.llm.small_model import CHOICES_TOKENS
+from taleweaver.llm.templates import TEMPLATES
 from tests.conftest import META
 
 pytestmark = pytest.mark.embedded_model
@@ -120,7 +124,8 @@ async def test_story_turn_completes_with_a_streamed_reply(engine: Engine) -> Non
     assert turn["model"] == "embedded:SmolLM2-135M-Instruct"
     assert turn["reply"]["text"].strip()
     assert len(streamed) > 1
-    assert 1 < turn["tokens"] <= 48
+    # The prose keeps to the cap; the choices written after it have their own few tokens.
+    assert 1 < turn["tokens"] <= 48 + CHOICES_TOKENS
     messages = await engine.sessions.messages(WS, sid, after_turn=0, limit=10)
     assert [(m["role"], m["content"]) for m in messages] == [
         ("player", "I walk down to the rocks"),
@@ -171,3 +176,59 @@ async def test_after_a_cancelled_turn_the_model_takes_the_next_one(engine: Engin
     assert turn["status"] == "completed"
     assert turn["number"] == 1
     assert turn["reply"]["text"].strip()
+
+
+async def test_choices_written_under_the_grammar_parse_as_two_to_four_options(
+    embedded: EmbeddedModel,
+) -> None:
+    messages = [
+        ChatMessage("system", "You narrate a story. Premise: a keeper finds a boat."),
+        ChatMessage("user", "I walk down to the rocks."),
+    ]
+    with shaped(ReplyShape(choices=True)):
+        reply = "".join([p async for p in embedded.stream(messages, max_tokens=64)])
+    parsed = parse_choices(reply)
+    assert parsed.prose
+    assert 2 <= len(parsed.choices) <= 4
+    for choice in parsed.choices:
+        assert choice[0].isupper() and "\n" not in choice and 3 < len(choice) <= 51
+
+
+async def test_a_story_turn_on_the_bundled_model_offers_choices(engine: Engine) -> None:
+    engine.caps.max_reply_tokens = 400
+    sid = await new_story(engine)
+    turn = await (await engine.turns.start(WS, sid, say("I walk down to the rocks"), META)).wait()
+
+    assert turn["status"] == "completed"
+    assert turn["reply"]["text"].strip()
+    assert 2 <= len(turn["reply"]["choices"]) <= 4
+    assert "Choices:" not in turn["reply"]["text"]
+
+
+async def test_the_server_loads_the_model_at_start_up_and_readiness_says_so(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path, model=None, openai_base_url=None)
+    opened = await Engine.open(settings)
+    try:
+        loading = opened.warm_up()
+        await asyncio.sleep(0)  # the load has begun in its thread
+        assert (await opened.model_readiness())["status"] == "loading"
+        await loading
+        report = await opened.model_readiness()
+        assert report["status"] == "ok"
+    finally:
+        await opened.close()
+
+
+async def test_a_gguf_given_by_path_is_prompted_in_the_chat_template_it_carries() -> None:
+    # The bundled file carries ChatML in its metadata: read from there, the prompt is
+    # exactly the one the bundled model gets.
+    model = EmbeddedModel(bundled_model_path(), context_tokens=512)
+    messages = [ChatMessage("system", "You narrate."), ChatMessage("user", "I wait.")]
+    try:
+        await model.warm()
+        assert model._render(messages) == TEMPLATES["chatml"].render(messages)
+        assert "<|im_end|>" in model._stops
+    finally:
+        await model.aclose()

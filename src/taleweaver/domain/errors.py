@@ -12,6 +12,7 @@ TaleweaverError
  ├── PayloadTooLarge     the request body is over the limit (413)
  ├── ModelError          the model failed while generating (502)
  │    └── ModelUnavailable      no model could be reached or loaded (503)
+ │         └── ModelLoading      a local model is still loading (503, "loading")
  ├── BudgetExceeded      a spending limit stops further model calls (402)
  └── EncryptionError     a value encrypted at rest cannot be read or sealed (500)
       └── KeyMissing            its key is not in the key ring, or none is configured
@@ -109,6 +110,10 @@ class ModelError(TaleweaverError):
 
 class ModelUnavailable(ModelError):
     title = "Model unavailable"
+
+
+class ModelLoading(ModelUnavailable):
+    title = "Model loading"
 
 
 class BudgetExceeded(TaleweaverError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from taleweaver.auth import Accounts, AuditLog, Credentials
@@ -10,6 +13,7 @@ from taleweaver.auth.secret_store import SecretStore
 from taleweaver.characters import Characters, CharacterSource
 from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
+from taleweaver.domain.errors import ModelLoading
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.interop import Interop
 from taleweaver.engine.live import LiveSessions
@@ -19,6 +23,7 @@ from taleweaver.engine.session_lorebooks import SessionLorebooks
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
+from taleweaver.llm.base import Warmable
 from taleweaver.memory import NoContinuityCheck, NoExtraction
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
@@ -34,6 +39,8 @@ from taleweaver.store.queries import Queries
 from taleweaver.store.repository import SessionRepository
 from taleweaver.store.sealing import Sealer
 from taleweaver.therapy import TherapyService, TherapySource
+
+log = logging.getLogger(__name__)
 
 
 def database_from_settings(settings: Settings) -> Database:
@@ -80,6 +87,7 @@ class Engine:
             hub_for(self.settings.redis_url, self.settings.redis_key_prefix),
             poll_s=self.settings.live_poll_seconds,
         )
+        self._warming: asyncio.Task[None] | None = None
 
     def _wire_features(self) -> None:
         """Build each feature's services and plug its hooks into the pipeline's
@@ -183,6 +191,15 @@ class Engine:
             await engine.accounts.ensure_local_user()
         return engine
 
+    def warm_up(self) -> asyncio.Task[None]:
+        """Start loading local models in the background (the server does at start-up),
+        so that no turn pays the load; `/readyz` says "loading" until they are in."""
+        if self._warming is None:
+            model = self.caps.model
+            warm = model.warm if isinstance(model, ModelRouter | Warmable) else None
+            self._warming = asyncio.create_task(_warm(warm), name="warm models")
+        return self._warming
+
     async def readiness(self) -> dict[str, dict[str, object]]:
         """Each component's state, for /readyz."""
         report: dict[str, dict[str, object]] = {}
@@ -208,6 +225,8 @@ class Engine:
         try:
             await self.model.check()
             state["status"] = "ok"
+        except ModelLoading as exc:
+            state |= {"status": "loading", "detail": exc.detail}
         except Exception as exc:  # reported, never raised
             state |= {"status": "error", "detail": getattr(exc, "detail", type(exc).__name__)}
         state["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -222,8 +241,9 @@ class Engine:
             problem = next(
                 (str(p.get("detail")) for p in providers.values() if p["status"] != "ok"), None
             )
+        loading = any(p.get("status") == "loading" for p in providers.values())
         report: dict[str, object] = {
-            "status": "ok" if problem is None else "error",
+            "status": "ok" if problem is None else "loading" if loading else "error",
             "name": self.model.name,
             "providers": providers,
         }
@@ -232,6 +252,8 @@ class Engine:
         return report
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()  # a load under way finishes in its thread, unused
         await self.summaries.aclose()
         await self.turns.shutdown()
         await self.live.close()
@@ -239,3 +261,12 @@ class Engine:
         await self.model.aclose()
         await self.usage.flush()
         await self.db.dispose()
+
+
+async def _warm(warm: Callable[[], Awaitable[None]] | None) -> None:
+    if warm is None:
+        return
+    try:
+        await warm()
+    except Exception as exc:  # the model's check reports it; a turn gets the error
+        log.warning("loading the model failed: %s", getattr(exc, "detail", exc))

@@ -14,7 +14,15 @@ from typing import Protocol, runtime_checkable
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.llm.types import Embeddings, Finish, ReasoningDelta, StreamItem
 
-__all__ = ["ChatBackend", "ChatModel", "Embedder", "ReplyText", "as_backend", "text_of"]
+__all__ = [
+    "ChatBackend",
+    "ChatModel",
+    "Embedder",
+    "ReplyText",
+    "Warmable",
+    "as_backend",
+    "text_of",
+]
 
 
 class ChatModel(Protocol):
@@ -55,6 +63,14 @@ class ChatBackend(Protocol):
     async def check(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Warmable(Protocol):
+    """A model that pays a load before its first reply (a local model) and can pay it
+    ahead, at start-up; its `check` raises `ModelLoading` while it loads."""
+
+    async def warm(self) -> None: ...
 
 
 class Embedder(Protocol):

@@ -236,7 +236,9 @@ def _provider(name: str, cfg: ProviderSettings, defaults: RouterSettings) -> _Bu
     if cfg.kind == "embedded":
 
         async def embedded_check() -> None:
-            await EmbeddedModel(cfg.model_path).check()
+            # The models made on this provider say whether they are loading or failed.
+            for made in local or [EmbeddedModel(cfg.model_path)]:
+                await made.check()
 
         def embedded_chat(shown: str, model: ModelSettings) -> ChatBackend:
             stem = model.model or (Path(cfg.model_path).stem if cfg.model_path else _BUNDLED)

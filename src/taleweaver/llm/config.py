@@ -93,7 +93,7 @@ class ProviderSettings(_Strict):
     anthropic_version: str = "2023-06-01"
     # embedded: a GGUF file (default: the bundled model), context and threads.
     model_path: Path | None = None
-    context_tokens: Annotated[int, Field(ge=256)] = 2048
+    context_tokens: Annotated[int, Field(ge=256)] = 4096
     threads: int | None = None
     # scripted: delay between tokens.
     token_delay_ms: Annotated[float, Field(ge=0)] = 0.0

