@@ -77,6 +77,7 @@ def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
         max_tokens=caps.max_reply_tokens,
         with_choices=spec.with_choices,
         tagged_choices=spec.tagged_choices,
+        brief=spec.brief,
     )
     # understand runs before safety(in) so that a chosen option is checked as the
     # words it stands for, not as a bare number.
