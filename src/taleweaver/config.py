@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Prometheus metrics at /metrics (TALEWEAVER_METRICS=false: nothing is counted).
     metrics: bool = True
+    # Unexpected errors to a Sentry-compatible server, redacted (docs/operations.md).
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str | None = None
     # Access: with a loopback bind and at most one account no login is asked for.
     bind_host: str = "127.0.0.1"
     require_login: bool = False

@@ -41,6 +41,7 @@ from taleweaver.api.webapp import BUILT, WebApp
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ChatModel
+from taleweaver.observability.errors import configure_error_tracking
 from taleweaver.observability.tracing import configure_tracing
 from taleweaver.store.serving import hold_for_serving
 
@@ -124,6 +125,8 @@ def create_app(
     app.add_middleware(WebApp, directory=webapp)
     observability.enable(settings.metrics)
     configure_tracing()
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+    configure_error_tracking(dsn, release=__version__, environment=settings.sentry_environment)
     if settings.metrics:
         app.add_middleware(HTTPMetrics)  # outside the web app: its files count as unmatched
     # Inside RequestContext: bodies are size-checked first, and refusals carry the id.
