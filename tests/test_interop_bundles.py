@@ -229,7 +229,7 @@ def _other_format(name: str, raw: bytes) -> Any:
     ("change", "message"),
     [
         (None, "not a zip archive"),
-        (_break_events, "line .* is not JSON"),
+        (_break_events, "line .* is not valid JSON"),
         (_gap, "skips a version"),
         (_users_table, "may not carry the users table"),
         (_unknown_table, "comes from another version"),

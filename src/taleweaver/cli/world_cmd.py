@@ -12,6 +12,8 @@ import click
 from taleweaver.config import Settings
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, EventMetadata
+from taleweaver.domain.json_values import find_unstorable
+from taleweaver.interop import bounded_json
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
 
 CLI_ACTOR = EventMetadata(actor="cli")
@@ -79,9 +81,13 @@ def import_cmd(file: Path, world_id: str | None) -> None:
     from taleweaver.cli.main import _run, _settings
 
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        click.echo(f"error: {file} is not JSON: {exc}", err=True)
+        # Bounded: a file nesting 100,000 levels is an error, not a RecursionError.
+        data = bounded_json.loads(file.read_bytes(), str(file))
+        problem = find_unstorable(data)  # what the HTTP edge refuses, refused alike
+        if problem is not None:
+            raise InvalidInput(f"{file}: {problem}")
+    except InvalidInput as exc:
+        click.echo(f"error: {exc.detail}", err=True)
         sys.exit(1)
     result = _run(_import(_settings(), data, world_id, file.name))
     shown = result.get("world_id") or result.get("id")

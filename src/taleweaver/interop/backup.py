@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
 import zipfile
@@ -41,7 +39,9 @@ from taleweaver import __version__
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.domain.errors import Conflict, InvalidInput
 from taleweaver.domain.events import JSON
+from taleweaver.interop import bounded_json
 from taleweaver.interop import rows as tablerows
+from taleweaver.interop.archive import SafeZip, backup_limits
 from taleweaver.store import migrate
 from taleweaver.store.database import Database
 from taleweaver.store.schema import events, users
@@ -185,14 +185,12 @@ async def _backup_postgres(db: Database, out: Path) -> JSON:
 # --- restore --------------------------------------------------------------------------
 
 
-def read_manifest(archive: zipfile.ZipFile) -> JSON:
-    """The archive's manifest, once every entry matches its checksum."""
-    try:
-        manifest = json.loads(archive.read(MANIFEST))
-    except KeyError:
-        raise InvalidInput("not a Taleweaver backup: it has no manifest.json") from None
-    except ValueError as exc:
-        raise InvalidInput(f"the backup's manifest is not valid JSON: {exc}") from exc
+def read_manifest(archive: SafeZip) -> JSON:
+    """The archive's manifest, once every entry matches its checksum (reads every
+    entry through: callers on an event loop run it in a thread)."""
+    if MANIFEST not in archive.names():
+        raise InvalidInput("not a Taleweaver backup: it has no manifest.json")
+    manifest = archive.read_json(MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InvalidInput("not a Taleweaver backup: the manifest names another format")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -203,16 +201,20 @@ def read_manifest(archive: zipfile.ZipFile) -> JSON:
     entries = manifest.get("entries")
     if not isinstance(entries, dict) or not entries:
         raise InvalidInput("the backup's manifest lists no entries")
-    names = set(archive.namelist()) - {MANIFEST}
+    names = set(archive.names()) - {MANIFEST}
     if names != set(entries):
         raise InvalidInput("the backup has entries its manifest does not list, or lacks some")
     for name, expected in entries.items():
         digest = hashlib.sha256()
-        with archive.open(name) as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):  # type: ignore[misc]
-                digest.update(block)
+        for block in archive.blocks(name):
+            digest.update(block)
         if digest.hexdigest() != expected:
             raise InvalidInput(f"the backup is damaged or was altered: {name} fails its checksum")
+    if not isinstance(manifest.get("tables"), dict) or manifest.get("dialect") not in (
+        "sqlite",
+        "postgresql",
+    ):
+        raise InvalidInput("the backup's manifest lacks its dialect or its table counts")
     head = migrate.head_revision()
     if manifest.get("alembic_revision") != head:
         raise InvalidInput(
@@ -223,19 +225,10 @@ def read_manifest(archive: zipfile.ZipFile) -> JSON:
     return manifest
 
 
-def _open_archive(path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file: {path}") from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidInput(f"not a Taleweaver backup (not a zip archive): {exc}") from exc
-
-
 async def restore(db: Database, path: Path, *, force: bool = False) -> JSON:
     """Restore an archive into `db` (the engine must not be running on it)."""
-    with _open_archive(path) as archive:
-        manifest = read_manifest(archive)
+    with SafeZip(path, backup_limits()) as archive:
+        manifest = await asyncio.to_thread(read_manifest, archive)
         held = await _held_data(db)
         if held and not force:
             raise Conflict(
@@ -266,19 +259,14 @@ async def _held_data(db: Database) -> str | None:
     return f"{count} events, {accounts} accounts"
 
 
-def _restore_sqlite_file(archive: zipfile.ZipFile, manifest: JSON, target: Path) -> None:
+def _restore_sqlite_file(archive: SafeZip, manifest: JSON, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         fresh = Path(work) / "restored.sqlite"
         if manifest["dialect"] == "sqlite":
-            with archive.open(SQLITE_ENTRY) as src, fresh.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            conn = sqlite3.connect(fresh)
-            try:
-                if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-                    raise InvalidInput("the backup's database fails SQLite's integrity check")
-            finally:
-                conn.close()
+            with fresh.open("wb") as dst:
+                archive.copy_to(SQLITE_ENTRY, dst)
+            _check_sqlite(fresh)
         else:
             asyncio.run(_load_into_new_sqlite(archive, manifest, fresh))
         # A -wal left beside the old file would be replayed into the new one.
@@ -287,7 +275,21 @@ def _restore_sqlite_file(archive: zipfile.ZipFile, manifest: JSON, target: Path)
         os.replace(fresh, target)
 
 
-async def _load_into_new_sqlite(archive: zipfile.ZipFile, manifest: JSON, path: Path) -> None:
+def _check_sqlite(path: Path) -> None:
+    """InvalidInput unless `path` is an SQLite database that passes its integrity check."""
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+        raise InvalidInput(f"the backup's database cannot be read: {exc}") from exc
+    if verdict != "ok":
+        raise InvalidInput("the backup's database fails SQLite's integrity check")
+
+
+async def _load_into_new_sqlite(archive: SafeZip, manifest: JSON, path: Path) -> None:
     db = Database(f"sqlite:///{path}")
     try:
         async with db.engine.begin() as conn:
@@ -297,7 +299,7 @@ async def _load_into_new_sqlite(archive: zipfile.ZipFile, manifest: JSON, path: 
         await db.dispose()
 
 
-async def _restore_rows(conn: AsyncConnection, archive: zipfile.ZipFile, manifest: JSON) -> None:
+async def _restore_rows(conn: AsyncConnection, archive: SafeZip, manifest: JSON) -> None:
     """Schema to head, every table emptied, then every row inserted: one transaction."""
 
     def upgrade(sync: sa.Connection) -> None:
@@ -327,13 +329,14 @@ async def _restore_rows(conn: AsyncConnection, archive: zipfile.ZipFile, manifes
 class _RowSource:
     """Rows of each table from an archive, decoded for inserting."""
 
-    def __init__(self, archive: zipfile.ZipFile, manifest: JSON, work: Path) -> None:
+    def __init__(self, archive: SafeZip, manifest: JSON, work: Path) -> None:
         self.archive = archive
         self.engine: sa.Engine | None = None
         if manifest["dialect"] == "sqlite":
             copy = work / SQLITE_ENTRY
-            with archive.open(SQLITE_ENTRY) as src, copy.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+            with copy.open("wb") as dst:
+                archive.copy_to(SQLITE_ENTRY, dst)
+            _check_sqlite(copy)
             self.engine = sa.create_engine(f"sqlite:///{copy}")
 
     def __call__(self, table: sa.Table) -> Iterator[dict[str, Any]]:
@@ -346,15 +349,16 @@ class _RowSource:
                     yield tablerows.decode(table, tablerows.encode(table, row._mapping))
             return
         entry = f"tables/{table.name}.jsonl"
-        if entry not in self.archive.namelist():
+        if entry not in self.archive.names():
             return
-        with self.archive.open(entry) as f:
-            for number, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
-                try:
-                    data = json.loads(line)
-                except ValueError as exc:
-                    raise InvalidInput(f"{entry} line {number} is not JSON") from exc
-                yield tablerows.decode(table, data)
+        for number, line in self.archive.lines(entry):
+            if not line.strip():
+                continue
+            # NaN is kept: a backup carries back whatever its instance held.
+            data = bounded_json.loads(line, f"{entry} line {number}", allow_nan=True)
+            if not isinstance(data, dict):
+                raise InvalidInput(f"{entry} line {number} is not an object")
+            yield tablerows.decode(table, data)
 
     def close(self) -> None:
         if self.engine is not None:
@@ -362,7 +366,7 @@ class _RowSource:
 
 
 @contextmanager
-def _row_source(archive: zipfile.ZipFile, manifest: JSON) -> Iterator[_RowSource]:
+def _row_source(archive: SafeZip, manifest: JSON) -> Iterator[_RowSource]:
     with tempfile.TemporaryDirectory() as work:
         source = _RowSource(archive, manifest, Path(work))
         try:

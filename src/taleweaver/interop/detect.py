@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from typing import Any
 
-from taleweaver.domain.errors import InvalidInput
+from taleweaver.domain.errors import InvalidInput, PayloadTooLarge
+from taleweaver.interop import bounded_json
 
 __all__ = ["BACKUP", "BUNDLE", "CARD", "CHAT", "KINDS", "LOREBOOK", "sniff"]
 
@@ -21,6 +23,7 @@ KINDS = (CHAT, CARD, LOREBOOK, BUNDLE, BACKUP)
 _PNG = b"\x89PNG\r\n\x1a\n"
 _ZIP = b"PK\x03\x04"
 _CHAT_HEADER = {"user_name", "character_name", "chat_metadata"}
+_MAX_MANIFEST = 1024 * 1024
 _V1_CARD = {"first_mes", "personality", "mes_example", "char_greeting", "char_persona"}
 
 
@@ -38,10 +41,9 @@ def sniff(data: bytes, filename: str | None = None) -> str:
         raise InvalidInput(
             f"{filename or 'the file'} is not a chat, card, lorebook, bundle or backup"
         )
+    bounded_json.check_depth(text, filename or "the file")
     try:
         whole: Any = json.loads(text)
-    except RecursionError as exc:
-        raise InvalidInput("the JSON is nested too deeply") from exc
     except ValueError:
         whole = None
     if whole is None or name.endswith(".jsonl"):
@@ -79,12 +81,22 @@ def _sniff_zip(data: bytes, filename: str | None) -> str:
             if "card.json" in names:
                 return CARD  # CHARX
             if "manifest.json" in names:
-                manifest = json.loads(archive.read("manifest.json"))
+                manifest = _manifest(archive)
                 kind = manifest.get("format") if isinstance(manifest, dict) else None
                 if kind == "taleweaver-workspace":
                     return BUNDLE
                 if kind == "taleweaver-backup":
                     return BACKUP
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, zlib.error) as exc:
         raise InvalidInput(f"{filename or 'the archive'} is a damaged zip: {exc}") from exc
     raise InvalidInput(f"{filename or 'the archive'} is a zip but no card, bundle or backup")
+
+
+def _manifest(archive: zipfile.ZipFile) -> Any:
+    """A bundle's or backup's manifest, read only if small (a bomb is not inflated)."""
+    info = archive.getinfo("manifest.json")
+    if info.file_size > _MAX_MANIFEST:
+        raise PayloadTooLarge(f"the archive's manifest.json inflates to {info.file_size} bytes")
+    with archive.open(info) as stream:
+        data = stream.read(_MAX_MANIFEST + 1)
+    return bounded_json.loads(data[:_MAX_MANIFEST], "the archive's manifest.json")

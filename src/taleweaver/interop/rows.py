@@ -78,10 +78,41 @@ def decode(table: sa.Table, data: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+_INT32 = 2**31
+_INT64 = 2**63
+
+
+def _check_type(column: sa.Column[Any], value: Any) -> None:
+    """InvalidInput for a value its column cannot hold, so SQLite (which stores
+    anything anywhere) refuses what PostgreSQL would, with the same words."""
+    kind = column.type
+    problem = None
+    if isinstance(kind, sa.Boolean):
+        if not isinstance(value, bool):
+            problem = "is not true or false"
+    elif isinstance(kind, sa.Integer):
+        bound = _INT64 if isinstance(kind, sa.BigInteger) else _INT32
+        if isinstance(value, bool) or not isinstance(value, int):
+            problem = "is not an integer"
+        elif not -bound <= value < bound:
+            problem = "is out of range"
+    elif isinstance(kind, sa.Float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problem = "is not a number"
+    elif isinstance(kind, sa.String):
+        if not isinstance(value, str):
+            problem = "is not text"
+        elif kind.length is not None and len(value) > kind.length:
+            problem = f"is longer than {kind.length} characters"
+    if problem is not None:
+        raise InvalidInput(f"{column.table.name}.{column.name}: {value!r:.60} {problem}")
+
+
 def _decode_value(column: sa.Column[Any], value: Any) -> Any:
     if value is None:
         return None
     kind = column.type
+    _check_type(column, value)
     try:
         if isinstance(kind, sa.DateTime):
             stamp = datetime.fromisoformat(value)

@@ -1,0 +1,204 @@
+"""Reading a zip from a stranger within limits: workspace bundles and backups.
+
+Declared sizes are checked before anything is inflated (entry count, per-entry and
+total size, compression ratio), and entries are inflated in bounded blocks that
+never pass what they declared (zipfile stops there, then checks the CRC), so a
+bomb costs a header read, not gigabytes. Entry names that would climb out of a
+folder (`../x`, `/etc/x`, `C:\\x`) or repeat are refused before anything is read,
+so no later step that writes an entry to disk can be steered. Damage is
+InvalidInput; too much is PayloadTooLarge.
+
+TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES  a bundle, inflated, in all (2 GiB)
+TALEWEAVER_BACKUP_MAX_INFLATED_BYTES  a backup, inflated, in all (64 GiB)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from taleweaver.domain.errors import InvalidInput, PayloadTooLarge
+from taleweaver.interop import bounded_json
+
+__all__ = ["ArchiveLimits", "SafeZip", "backup_limits", "bundle_limits"]
+
+MB = 1024 * 1024
+GB = 1024 * MB
+_BLOCK = 1 * MB
+# What reading an entry can raise besides our own errors: CRC mismatches, truncation,
+# unsupported compression methods, encryption, corrupt deflate streams.
+_DAMAGE = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    what: str  # "bundle", "backup": named in every error
+    max_total_bytes: int
+    max_entry_bytes: int
+    max_entries: int = 1000
+    # Deflate reaches ~1000:1 on runs of one byte; JSON and databases stay far below.
+    max_ratio: int = 200
+    ratio_checked_above: int = 1 * MB
+    max_line_bytes: int = 64 * MB  # one JSONL row (an asset row may be large)
+    max_manifest_bytes: int = 1 * MB
+
+
+def _env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+
+
+def bundle_limits() -> ArchiveLimits:
+    total = _env("TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES", 2 * GB)
+    return ArchiveLimits("bundle", total, min(total, 1 * GB))
+
+
+def backup_limits() -> ArchiveLimits:
+    total = _env("TALEWEAVER_BACKUP_MAX_INFLATED_BYTES", 64 * GB)
+    return ArchiveLimits("backup", total, total)
+
+
+class SafeZip:
+    """A zip whose declared sizes passed the limits; entries read in bounded blocks."""
+
+    def __init__(self, source: bytes | Path, limits: ArchiveLimits) -> None:
+        self.limits = limits
+        what = limits.what
+        try:
+            self.zip = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except FileNotFoundError:
+            raise InvalidInput(f"no such file: {source!s:.200}") from None
+        except _DAMAGE as exc:
+            raise InvalidInput(f"not a Taleweaver {what} (not a zip archive): {exc}") from exc
+        try:
+            self._check_names()
+            self._check_declared()
+        except BaseException:
+            self.zip.close()
+            raise
+        self.infos = {i.filename: i for i in self.zip.infolist() if not i.is_dir()}
+
+    def __enter__(self) -> SafeZip:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.zip.close()
+
+    def names(self) -> list[str]:
+        return list(self.infos)
+
+    def _check_names(self) -> None:
+        seen: set[str] = set()
+        for info in self.zip.infolist():
+            # orig_filename: the name as stored, before zipfile cut it at a NUL.
+            name = info.orig_filename
+            parts = name.replace("\\", "/").split("/")
+            if (
+                not name
+                or name.startswith(("/", "\\"))
+                or (len(name) > 1 and name[1] == ":")
+                or ".." in parts
+                or "\x00" in name
+            ):
+                raise InvalidInput(f"the {self.limits.what} holds an unsafe entry name: {name!r}")
+            if info.filename in seen:
+                raise InvalidInput(f"the {self.limits.what} holds {info.filename!r} twice")
+            seen.add(info.filename)
+
+    def _check_declared(self) -> None:
+        limits, what = self.limits, self.limits.what
+        infos = self.zip.infolist()
+        if len(infos) > limits.max_entries:
+            raise PayloadTooLarge(
+                f"the {what} has {len(infos)} entries; at most {limits.max_entries} are accepted"
+            )
+        total = packed = 0
+        for info in infos:
+            if info.file_size > limits.max_entry_bytes:
+                raise PayloadTooLarge(
+                    f"the {what}'s {info.filename} inflates to {info.file_size} bytes; "
+                    f"at most {limits.max_entry_bytes} per entry"
+                )
+            ratio_limit = limits.max_ratio * max(info.compress_size, 1)
+            if info.file_size > limits.ratio_checked_above and info.file_size > ratio_limit:
+                raise PayloadTooLarge(
+                    f"the {what}'s {info.filename} inflates more than {limits.max_ratio}-fold "
+                    f"({info.compress_size} to {info.file_size} bytes): a zip bomb?"
+                )
+            total += info.file_size
+            packed += info.compress_size
+        if total > limits.max_total_bytes:
+            raise PayloadTooLarge(
+                f"the {what} inflates to {total} bytes in all; at most {limits.max_total_bytes}"
+            )
+        # Many entries each under the per-entry threshold add up the same way.
+        if total > limits.ratio_checked_above and total > limits.max_ratio * max(packed, 1):
+            raise PayloadTooLarge(
+                f"the {what} inflates more than {limits.max_ratio}-fold in all "
+                f"({packed} to {total} bytes): a zip bomb?"
+            )
+
+    def blocks(self, name: str, cap: int | None = None) -> Iterator[bytes]:
+        """The entry's bytes, a block at a time; PayloadTooLarge past `cap`."""
+        info = self.infos.get(name)
+        if info is None:
+            raise InvalidInput(f"the {self.limits.what} lacks {name}")
+        if cap is not None and info.file_size > cap:
+            raise PayloadTooLarge(
+                f"the {self.limits.what}'s {name} is {info.file_size} bytes; at most {cap}"
+            )
+        seen = 0
+        try:
+            with self.zip.open(info) as stream:
+                while block := stream.read(_BLOCK):
+                    seen += len(block)
+                    if seen > info.file_size:  # zipfile stops there; a fence all the same
+                        raise InvalidInput(f"{name} inflates past its declared size")
+                    yield block
+        except _DAMAGE as exc:
+            raise InvalidInput(f"the {self.limits.what} is damaged: {name}: {exc}") from exc
+
+    def read_json(self, name: str, *, allow_nan: bool = False) -> Any:
+        """A small JSON entry (a manifest), within max_manifest_bytes and the depth limit."""
+        data = b"".join(self.blocks(name, self.limits.max_manifest_bytes))
+        return bounded_json.loads(data, f"the {self.limits.what}'s {name}", allow_nan=allow_nan)
+
+    def lines(self, name: str) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) of a JSONL entry, each within max_line_bytes."""
+        limit = self.limits.max_line_bytes
+        parts: list[bytes] = []
+        size = 0
+        number = 0
+        for block in self.blocks(name):
+            start = 0
+            while (end := block.find(b"\n", start)) != -1:
+                parts.append(block[start:end])
+                number += 1
+                yield number, b"".join(parts)
+                parts, size, start = [], 0, end + 1
+            if start < len(block):
+                parts.append(block[start:])
+                size += len(block) - start
+                if size > limit:
+                    raise PayloadTooLarge(f"{name} line {number + 1} is longer than {limit} bytes")
+        if parts:
+            yield number + 1, b"".join(parts)
+
+    def copy_to(self, name: str, sink: IO[bytes]) -> None:
+        for block in self.blocks(name):
+            sink.write(block)
