@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,22 +59,17 @@ class Credentials:
 
         Five wrong passwords lock the account for fifteen minutes; the answer to a
         wrong email and to a wrong password is the same, and takes the same time.
+        Each attempt is counted before its (slow) hash is checked, so parallel
+        guesses cannot all slip in while the count still reads low.
         """
         address = email.strip().lower()
-        async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(users).where(users.c.email == address))).first()
-        now = _now()
-        locked_until = _utc(row.locked_until) if row is not None else None
-        if locked_until is not None and locked_until > now:
-            await self.audit.record(address, "login.locked", details={"client": client})
-            raise TooManyRequests(
-                "too many failed logins; try again later",
-                retry_after=int((locked_until - now).total_seconds()) + 1,
-            )
+        row = await self._admit(address, client)
         stored = row.password_hash if row is not None and row.password_hash else dummy_hash()
-        valid = verify_password(stored, password) and row is not None and row.is_active
-        if not valid or row is None:
-            await self._failed(row.id if row is not None else None, address, client)
+        # argon2 takes tens of milliseconds of CPU: off the event loop, where it
+        # would stall every other request (and every open write transaction).
+        valid = await asyncio.to_thread(verify_password, stored, password)
+        if not valid or row is None or not row.is_active:
+            await self.audit.record(address, "login.failed", details={"client": client})
             raise Unauthorized("wrong email or password")
         async with self.db.write() as conn:
             await conn.execute(
@@ -82,6 +79,43 @@ class Credentials:
             )
             token, csrf = await self._open_session(conn, row.id, {"client": client})
         return token, csrf, {"id": row.id, "email": row.email, "display_name": row.display_name}
+
+    async def _admit(self, address: str, client: str) -> sa.Row[Any] | None:
+        """The account, once this attempt is counted against it (None: no account);
+        TooManyRequests while it is locked.
+
+        The attempt that reaches the limit locks the account at once, before its
+        password is known: attempts racing it are refused, and if it was the right
+        password its success lifts the lock again. A lock that has run out starts a
+        fresh count."""
+        async with self.db.write() as conn:
+            await self.db.lock(conn)
+            row = (
+                await conn.execute(
+                    sa.select(users).where(users.c.email == address).with_for_update()
+                )
+            ).first()
+            if row is None:
+                return None
+            now = _now()
+            locked_until = _utc(row.locked_until)
+            if locked_until is not None and locked_until > now:
+                await self.audit.record(
+                    address, "login.locked", details={"client": client}, conn=conn
+                )
+            else:
+                attempts = (0 if locked_until is not None else int(row.failed_logins or 0)) + 1
+                values: dict[str, object] = {"failed_logins": attempts, "locked_until": None}
+                if attempts >= MAX_FAILED_LOGINS:
+                    values = {"failed_logins": 0, "locked_until": now + LOCKOUT}
+                await conn.execute(users.update().where(users.c.id == row.id).values(values))
+                locked_until = None
+        if locked_until is not None:  # raised once the audit entry is committed
+            raise TooManyRequests(
+                "too many failed logins; try again later",
+                retry_after=int((locked_until - now).total_seconds()) + 1,
+            )
+        return row
 
     async def start_session(self, user_id: str, *, client: str, via: str) -> tuple[str, str, JSON]:
         """A login session for a user someone else has proven (single sign-on);
@@ -110,25 +144,6 @@ class Credentials:
         )
         await self.audit.record(user_id, "login.succeeded", details=details, conn=conn)
         return token, csrf
-
-    async def _failed(self, user_id: str | None, email: str, client: str) -> None:
-        async with self.db.write() as conn:
-            if user_id is not None:
-                await self.db.lock(conn)
-                failures = (
-                    int(
-                        await conn.scalar(
-                            sa.select(users.c.failed_logins).where(users.c.id == user_id)
-                        )
-                        or 0
-                    )
-                    + 1
-                )
-                values: dict[str, object] = {"failed_logins": failures}
-                if failures >= MAX_FAILED_LOGINS:
-                    values = {"failed_logins": 0, "locked_until": _now() + LOCKOUT}
-                await conn.execute(users.update().where(users.c.id == user_id).values(values))
-            await self.audit.record(email, "login.failed", details={"client": client}, conn=conn)
 
     async def authenticate_session(self, token: str) -> Principal | None:
         query = (
