@@ -96,7 +96,8 @@ class LiveConnection:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await self.live.gone(self.session_id, self.connection)
         if self.websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
+            # The client may be gone already (it dropped the connection): nothing to say.
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
                 await self.websocket.close()
 
     async def send(self, frame: JSON) -> None:
