@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -154,7 +154,10 @@ class WorldBible:
         settings: JSON | None = None,
         meta: EventMetadata,
         world_id: str | None = None,
+        then: Sequence[NewEvent] = (),
     ) -> JSON:
+        """A new world; `then` are events that fill it in the same transaction
+        (an import), so a failure leaves no world behind."""
         world_id = world_id or new_id()
         payload = {
             "name": clean_name(name),
@@ -166,11 +169,12 @@ class WorldBible:
             taken = await conn.scalar(sa.select(worlds.c.id).where(worlds.c.id == world_id))
             if taken is not None:
                 raise Conflict(f"world {world_id} already exists")
-            await self._append(
-                conn, workspace_id, world_id, 0, [NewEvent(WorldEvent.WORLD_CREATED, payload)], meta
-            )
+            first = NewEvent(WorldEvent.WORLD_CREATED, payload)
+            recorded = await self._append(conn, workspace_id, world_id, 0, [first, *then], meta)
             created = await rows.world(conn, workspace_id, world_id)
         assert created is not None
+        if then:
+            await self._notify(workspace_id, world_id, recorded)
         return created
 
     async def update_world(

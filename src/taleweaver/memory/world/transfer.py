@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import Conflict, InvalidInput
@@ -85,15 +86,6 @@ async def import_world(
         raise InvalidInput(f"unsupported world export version {version!r}")
     source = _header(data.get("world"))
     events = _events(data)
-    if world_id is None:
-        created = await bible.create_world(
-            workspace_id,
-            name=str(source.get("name") or "Imported world"),
-            description=str(source.get("description") or ""),
-            settings=source.get("settings") or {},
-            meta=meta,
-        )
-        world_id = str(created["id"])
 
     async def decide(conn: AsyncConnection, world: JSON) -> list[NewEvent]:
         existing = await rows.entities(
@@ -105,7 +97,21 @@ async def import_world(
             raise Conflict(f"the world already has {len(existing)} of these entities")
         return events
 
-    await bible.commit(workspace_id, world_id, meta, decide)
+    try:
+        if world_id is None:  # the world and all it holds in one transaction
+            created = await bible.create_world(
+                workspace_id,
+                name=str(source.get("name") or "Imported world"),
+                description=str(source.get("description") or ""),
+                settings=source.get("settings") or {},
+                meta=meta,
+                then=events,
+            )
+            world_id = str(created["id"])
+        else:
+            await bible.commit(workspace_id, world_id, meta, decide)
+    except sa.exc.IntegrityError as exc:  # a fact, relation or entry id the world has
+        raise Conflict("the world already holds an item with one of this export's ids") from exc
     return await bible.world(workspace_id, world_id)
 
 
@@ -131,8 +137,14 @@ def _events(data: JSON) -> list[NewEvent]:
         entries = [_entry(e) for e in data.get("entries") or []]
     except (KeyError, TypeError, AttributeError) as exc:
         raise InvalidInput(f"the export is malformed: {exc!r}") from exc
-    if len(ids) != len(entities):
-        raise InvalidInput("the export repeats an entity id")
+    for kind, items in (
+        ("entity", entities),
+        ("fact", facts),
+        ("relation", relations),
+        ("entry", entries),
+    ):
+        if len({item["id"] for item in items}) != len(items):
+            raise InvalidInput(f"the export repeats a{'n' if kind[0] in 'ae' else ''} {kind} id")
     return [
         *(NewEvent(WorldEvent.ENTITY_CREATED, {"entity": e}) for e in entities),
         *(NewEvent(WorldEvent.FACT_ADDED, {"fact": f}) for f in facts),
