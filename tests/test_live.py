@@ -213,6 +213,22 @@ async def test_a_bad_frame_gets_an_error_and_the_channel_stays_open(serve: Serve
         await channel.until(lambda f: f["type"] == "presence" and f["typing"] == ["local"])
 
 
+async def test_a_client_that_drops_its_connection_leaves_quietly(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = serve()
+    session_id = create_session(client)
+    base = str(client.base_url)
+    async with live(base, session_id) as staying:
+        await staying.until(lambda f: here(f) == 1)
+        async with live(base, session_id) as dropping:
+            await staying.until(lambda f: here(f) == 2)
+            dropping.ws.transport.abort()  # gone without a closing handshake
+            await staying.until(lambda f: here(f) == 1)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
 # --- access -------------------------------------------------------------------------------
 
 
