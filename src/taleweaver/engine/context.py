@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from taleweaver.domain.events import JSON, EventMetadata
+from taleweaver.domain.flags import DEFAULT_FLAGS, FlagSet
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionState
 from taleweaver.domain.turns import SAFE, ResolvedInput, SafetyVerdict, TurnRequest
@@ -20,6 +21,8 @@ class TurnContext:
     request: TurnRequest
     metadata: EventMetadata
     emit: Emit
+    # The workspace's feature flags, read once when the turn started.
+    flags: FlagSet = DEFAULT_FLAGS
     input: ResolvedInput = field(default_factory=lambda: ResolvedInput(None))
     prompt: list[ChatMessage] = field(default_factory=list)
     context_trace: list[JSON] = field(default_factory=list)

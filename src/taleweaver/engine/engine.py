@@ -15,6 +15,7 @@ from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
 from taleweaver.domain.errors import ModelLoading
 from taleweaver.engine.encryption import key_ring_from_settings
+from taleweaver.engine.flags import WorkspaceFlags
 from taleweaver.engine.interop import Interop
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
@@ -79,7 +80,8 @@ class Engine:
         self.credentials = Credentials(db, self.audit)
         self.sessions = Sessions(repository, caps.queries)
         self._wire_features()
-        self.turns = TurnRunner(repository, caps)
+        self.flags = WorkspaceFlags(db, self.audit)
+        self.turns = TurnRunner(repository, caps, flags=self.flags.read)
         # Live channels: in-process, or across replicas through Redis when configured.
         self.live = LiveSessions(
             repository,

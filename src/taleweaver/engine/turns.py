@@ -23,6 +23,7 @@ from taleweaver.domain.errors import (
     TaleweaverError,
 )
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
+from taleweaver.domain.flags import DEFAULT_FLAGS, FlagSet
 from taleweaver.domain.turns import TurnRequest, resolve_input
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.outcome import (
@@ -131,9 +132,17 @@ class TurnHandle:
 
 
 class TurnRunner:
-    def __init__(self, repository: SessionRepository, caps: Capabilities) -> None:
+    def __init__(
+        self,
+        repository: SessionRepository,
+        caps: Capabilities,
+        *,
+        flags: Callable[[str], Awaitable[FlagSet]] | None = None,
+    ) -> None:
         self.repository = repository
         self.caps = caps
+        # Reads a workspace's feature flags; without it every turn has the defaults.
+        self.flags = flags
         self._running: dict[str, TurnHandle] = {}
         self._recent: OrderedDict[str, TurnHandle] = OrderedDict()
         # Told of each turn once it runs (the live channel relays its stream).
@@ -154,6 +163,8 @@ class TurnRunner:
         request does not fit its state, so transports can answer with a plain 4xx.
         """
         state = await self.repository.open(workspace_id, session_id, known_version=known_version)
+        # Read once, here: a flag flipped while the turn runs waits for the next turn.
+        flags = DEFAULT_FLAGS if self.flags is None else await self.flags(workspace_id)
         if session_id in self._running:
             raise Conflict(f"a turn is already running in session {session_id}")
         resolve_input(state, request)
@@ -164,6 +175,7 @@ class TurnRunner:
             request=request,
             metadata=metadata,
             emit=_timing_tokens(handle, str(state.kind)),
+            flags=flags,
         )
         self._running[session_id] = handle
         self._recent[handle.turn_id] = handle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taleweaver.domain.flags import WORLD_EXTRACTION
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.outcome import continuity_view
 from taleweaver.engine.stages.extract import under_review
@@ -16,6 +17,8 @@ class Continuity:
         self.checker = checker
 
     async def run(self, ctx: TurnContext) -> None:
+        if not ctx.flags.enabled(WORLD_EXTRACTION):
+            return  # goes with extraction: the same flag turns both off
         ctx.findings = await self.checker.check(under_review(ctx), ctx.artifacts)
         if ctx.findings:  # shown as soon as known, before the turn commits
             ctx.emit("continuity", {"findings": continuity_view(ctx.findings)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taleweaver.domain.flags import WORLD_EXTRACTION
 from taleweaver.engine.context import TurnContext
 from taleweaver.memory import Extractor, ReplyUnderReview
 
@@ -25,4 +26,6 @@ class Extract:
         self.extractor = extractor
 
     async def run(self, ctx: TurnContext) -> None:
+        if not ctx.flags.enabled(WORLD_EXTRACTION):
+            return  # the workspace has world extraction off
         ctx.artifacts = await self.extractor.extract(under_review(ctx))

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from taleweaver.domain.choices import ChoiceStreamSplitter, split_tags
 from taleweaver.domain.errors import ModelError
+from taleweaver.domain.flags import LOOP_RETRY
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.repetition import LoopDetector
 from taleweaver.domain.sessions import SessionState
@@ -66,7 +67,9 @@ class Narrate:
         )
         # The session's or character's model when it chose one; the route's otherwise.
         model = task_model(route, "narrate", scope)
-        if await self._stream(ctx, model, prompt, shape, stop_on_loop=True):
+        # With the loop_retry flag off, a looping first try is kept as a retry would be.
+        retry = ctx.flags.enabled(LOOP_RETRY)
+        if await self._stream(ctx, model, prompt, shape, stop_on_loop=retry):
             ctx.emit("rewrite", {"reason": LOOP_RETRY_REASON})
             ctx.tokens = 0
             model = task_model(route, "narrate", scope)

@@ -1,0 +1,69 @@
+"""Feature flags: the known switches a workspace may turn for a staged rollout.
+
+A flag is a named change of turn behaviour with a default; a workspace's admins
+set it on or off, and clearing it brings the default back. A turn reads its
+workspace's flags once, when it starts (`FlagSet`), so flipping one never changes
+a turn already running. Only the flags listed here exist: any other name is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from taleweaver.domain.errors import InvalidInput
+
+LOOP_RETRY = "loop_retry"
+WORLD_EXTRACTION = "world_extraction"
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    name: str
+    description: str
+    default: bool
+
+
+FLAGS: Mapping[str, Flag] = MappingProxyType(
+    {
+        flag.name: flag
+        for flag in (
+            Flag(
+                LOOP_RETRY,
+                "A reply that starts repeating itself is stopped and written once more"
+                " (off: it is kept up to where the repetition began).",
+                True,
+            ),
+            Flag(
+                WORLD_EXTRACTION,
+                "After each reply, world facts are extracted for review and checked"
+                " against canon (off: neither runs).",
+                True,
+            ),
+        )
+    }
+)
+
+
+def known_flag(name: str) -> Flag:
+    """The flag of that name; InvalidInput (422) naming the known ones otherwise."""
+    flag = FLAGS.get(name)
+    if flag is None:
+        names = ", ".join(sorted(FLAGS))
+        raise InvalidInput(f"unknown feature flag {name!r}; known flags: {names}")
+    return flag
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSet:
+    """The flags one turn runs with: a workspace's settings over the defaults."""
+
+    settings: Mapping[str, bool] = field(default_factory=dict)
+
+    def enabled(self, name: str) -> bool:
+        flag = known_flag(name)
+        return self.settings.get(name, flag.default)
+
+
+DEFAULT_FLAGS = FlagSet()

@@ -1,0 +1,136 @@
+"""A workspace's feature flags: read for each turn, set and cleared by its admins.
+
+Every change is written to the audit log in the same transaction as the flag, so
+the log says who turned what on or off, when, and what it was before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taleweaver.auth import AuditLog
+from taleweaver.domain.flags import FLAGS, FlagSet, known_flag
+from taleweaver.store.database import Database
+from taleweaver.store.flags_schema import workspace_flags
+
+
+@dataclass(frozen=True, slots=True)
+class FlagState:
+    """One flag as a workspace has it: set there (with who and when), or its default."""
+
+    name: str
+    description: str
+    default: bool
+    enabled: bool
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A flag's row: what the workspace set, when and by whom."""
+
+    enabled: bool
+    updated_at: datetime
+    updated_by: str
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite reads naive
+
+
+class WorkspaceFlags:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self.db = db
+        self.audit = audit
+
+    async def read(self, workspace_id: str) -> FlagSet:
+        """What a turn in this workspace runs with (one query, at its start)."""
+        query = sa.select(workspace_flags.c.name, workspace_flags.c.enabled).where(
+            workspace_flags.c.workspace_id == workspace_id
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        # A row for a flag since retired is ignored rather than failing the turn.
+        return FlagSet({r.name: bool(r.enabled) for r in rows if r.name in FLAGS})
+
+    async def list(self, workspace_id: str) -> list[FlagState]:
+        """Every known flag, by name, as this workspace has it."""
+        async with self.db.read() as conn:
+            rows = await self._rows(conn, workspace_id)
+        return [self._state(name, rows.get(name)) for name in sorted(FLAGS)]
+
+    async def set(self, workspace_id: str, name: str, enabled: bool, *, actor: str) -> FlagState:
+        known_flag(name)
+        now = datetime.now(UTC)
+        where = (workspace_flags.c.workspace_id == workspace_id, workspace_flags.c.name == name)
+        values = {"enabled": enabled, "updated_at": now, "updated_by": actor}
+        async with self.db.write() as conn:
+            await self.db.lock(conn)
+            before = (await self._rows(conn, workspace_id, name)).get(name)
+            if before is None:
+                await conn.execute(
+                    workspace_flags.insert().values(workspace_id=workspace_id, name=name, **values)
+                )
+            else:
+                await conn.execute(workspace_flags.update().where(*where).values(**values))
+            await self.audit.record(
+                actor,
+                "flag.set",
+                workspace_id=workspace_id,
+                target=name,
+                details={"enabled": enabled, "was": self._state(name, before).enabled},
+                conn=conn,
+            )
+        return self._state(name, _Stored(enabled, now, actor))
+
+    async def clear(self, workspace_id: str, name: str, *, actor: str) -> FlagState:
+        """Back to the default; audited only when the workspace had set it."""
+        known_flag(name)
+        async with self.db.write() as conn:
+            await self.db.lock(conn)
+            before = (await self._rows(conn, workspace_id, name)).get(name)
+            if before is not None:
+                await conn.execute(
+                    workspace_flags.delete().where(
+                        workspace_flags.c.workspace_id == workspace_id,
+                        workspace_flags.c.name == name,
+                    )
+                )
+                await self.audit.record(
+                    actor,
+                    "flag.cleared",
+                    workspace_id=workspace_id,
+                    target=name,
+                    details={"enabled": FLAGS[name].default, "was": before.enabled},
+                    conn=conn,
+                )
+        return self._state(name, None)
+
+    @staticmethod
+    async def _rows(
+        conn: AsyncConnection, workspace_id: str, name: str | None = None
+    ) -> dict[str, _Stored]:
+        query = sa.select(workspace_flags).where(workspace_flags.c.workspace_id == workspace_id)
+        if name is not None:
+            query = query.where(workspace_flags.c.name == name)
+        rows = (await conn.execute(query)).all()
+        return {r.name: _Stored(bool(r.enabled), _utc(r.updated_at), r.updated_by) for r in rows}
+
+    @staticmethod
+    def _state(name: str, stored: _Stored | None) -> FlagState:
+        flag = FLAGS[name]
+        if stored is None:
+            return FlagState(flag.name, flag.description, flag.default, flag.default)
+        return FlagState(
+            flag.name,
+            flag.description,
+            flag.default,
+            stored.enabled,
+            stored.updated_at,
+            stored.updated_by,
+        )
