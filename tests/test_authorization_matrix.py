@@ -616,6 +616,15 @@ ROUTES: dict[tuple[str, str], Case] = {
         _session_case("session.play", "POST", "/turns/{turn_id}/cancel"), allowed_status=409
     ),
     ("GET", "/api/v1/workspaces/{workspace_id}"): _workspace_case("workspace.read", "GET", ""),
+    # Feature flags: every member reads them; setting one to its default changes no
+    # turn of the other cases here.
+    ("GET", "/api/v1/flags"): _collection_case("workspace.read", "GET", "/api/v1/flags"),
+    ("PUT", "/api/v1/flags/{name}"): _collection_case(
+        "workspace.update", "PUT", "/api/v1/flags/world_extraction", json={"enabled": True}
+    ),
+    ("DELETE", "/api/v1/flags/{name}"): _collection_case(
+        "workspace.update", "DELETE", "/api/v1/flags/world_extraction"
+    ),
     ("PATCH", "/api/v1/workspaces/{workspace_id}"): _workspace_case(
         "workspace.update", "PATCH", "", json={"name": "Renamed"}
     ),

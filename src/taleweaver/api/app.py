@@ -19,6 +19,7 @@ from taleweaver.api.ratelimit import RateLimits
 from taleweaver.api.routes import (
     auth,
     characters,
+    flags,
     health,
     interop,
     lorebooks,
@@ -99,7 +100,7 @@ def create_app(
     for module in (turns, sessions):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(health.router, responses=problems.documented(500))
-    for module in (auth, oidc, users, workspaces):
+    for module in (auth, oidc, users, workspaces, flags):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(model_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
