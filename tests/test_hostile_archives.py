@@ -400,3 +400,27 @@ def test_the_cli_says_what_is_wrong_with_a_hostile_world_file(
     ran = _cli(data_dir, "world", "import", str(path))
     assert ran.exit_code == 1, (ran.output, ran.exception)
     assert said in ran.stderr and "Traceback" not in ran.output
+
+
+# --- single files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ('"Dragons \\u0000 sleep."', "NUL"),
+        ('"Dragons \\ud800 sleep."', "surrogate"),
+        ("NaN", "not a finite number"),
+    ],
+    ids=["nul", "surrogate", "nan"],
+)
+async def test_a_lorebook_file_holding_what_cannot_be_stored_is_refused_alike(
+    engine: Engine, content: str, said: str
+) -> None:
+    """Used to be 201 on SQLite (and unreadable after) and 500 on PostgreSQL."""
+    book = '{"entries": {"0": {"key": ["dragon"], "content": ' + content + "}}}"
+    with pytest.raises(InvalidInput, match=said):
+        await engine.interop.import_file(
+            WS, book.encode(), filename="book.json", owner_id="local", metadata=META
+        )
+    assert await engine.lorebooks.list_books(WS) == []

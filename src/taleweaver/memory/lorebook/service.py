@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taleweaver.auth import AuditLog
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON
+from taleweaver.domain.json_values import find_unstorable
 from taleweaver.domain.lorebook import (
     Book,
     Outcome,
@@ -78,9 +79,11 @@ def _world_id(value: str | None) -> str | None:
 
 
 def _storable(data: Any, what: str) -> None:
-    """PostgreSQL cannot store a NUL character in text or JSON: refuse it up front."""
-    if "\\u0000" in json.dumps(data):
-        raise InvalidInput(f"{what} contains a NUL character (\\u0000), which cannot be stored")
+    """Refuse up front what one database or the other cannot store (a NUL, a lone
+    surrogate, NaN), alike on both."""
+    problem = find_unstorable(data)
+    if problem is not None:
+        raise InvalidInput(f"{what} cannot be stored: {problem}")
 
 
 def _name(value: str) -> str:
