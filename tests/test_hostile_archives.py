@@ -328,6 +328,10 @@ def _row_of_wrong_type(entries: dict[str, Any]) -> None:
     _rows(entries, b'{"id": 7, "name": "W"}\n')
 
 
+def _row_missing_columns(entries: dict[str, Any]) -> None:
+    _rows(entries, b'{"id": "w-1"}\n')
+
+
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
@@ -337,8 +341,17 @@ def _row_of_wrong_type(entries: dict[str, Any]) -> None:
         (_not_a_database, InvalidInput, "the backup's database cannot be read"),
         (_deep_row, InvalidInput, "workspaces.jsonl line 1 nests deeper"),
         (_row_of_wrong_type, InvalidInput, "workspaces.id: 7 is not text"),
+        (_row_missing_columns, InvalidInput, "workspaces rows cannot be stored here"),
     ],
-    ids=["bomb", "climbing-name", "deep-manifest", "not-a-database", "deep-row", "wrong-type"],
+    ids=[
+        "bomb",
+        "climbing-name",
+        "deep-manifest",
+        "not-a-database",
+        "deep-row",
+        "wrong-type",
+        "missing-columns",
+    ],
 )
 async def test_a_hostile_backup_is_refused_and_changes_nothing(
     engine: Engine, tmp_path: Path, change: Any, error: type[Exception], message: str

@@ -318,12 +318,26 @@ async def _restore_rows(conn: AsyncConnection, archive: SafeZip, manifest: JSON)
             for row in source(table):
                 batch.append(row)
                 if len(batch) >= _CHUNK:
-                    await conn.execute(table.insert(), batch)
+                    await _insert(conn, table, batch)
                     batch = []
             if batch:
-                await conn.execute(table.insert(), batch)
+                await _insert(conn, table, batch)
     if conn.dialect.name == "postgresql":
         await _reset_sequences(conn, known)
+
+
+async def _insert(conn: AsyncConnection, table: sa.Table, batch: list[dict[str, Any]]) -> None:
+    """Rows this database refuses (a NUL a SQLite instance held, a broken key) make
+    the archive unfit here: a clear error, and the transaction rolls back."""
+    try:
+        await conn.execute(table.insert(), batch)
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise  # the database went away: not the archive's fault
+        reason = str(exc.orig).splitlines()[0][:200]
+        raise InvalidInput(
+            f"the backup's {table.name} rows cannot be stored here: {reason}"
+        ) from exc
 
 
 class _RowSource:
