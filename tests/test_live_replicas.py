@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import redis
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
+from taleweaver.realtime.redis_hub import OWNER_TTL_S
 from tests.conftest import _PG_REASON, POSTGRES_URL, DatabaseSpec, _postgres, free_port
 from tests.live_client import Frame, LiveClient, live
 from tests.test_live import create_session, play, positions, sse_turn
@@ -270,6 +272,31 @@ async def test_a_client_resumes_on_the_other_replica_when_its_own_dies(
     assert tokens == sse_frames(reference)  # every stream event exactly once, in order
 
 
+async def test_one_turn_at_a_time_in_a_session_whichever_replica_is_asked(
+    pair: tuple[Replica, Replica],
+) -> None:
+    a, b = pair
+    with a.client() as on_a, b.client() as on_b:
+        session_id = create_session(on_a)
+        url = f"{API}/sessions/{session_id}/turns"
+        first, second = await asyncio.gather(
+            asyncio.to_thread(on_a.post, url, json={"text": LONG_ACTION}),
+            asyncio.to_thread(on_b.post, url, json={"text": LONG_ACTION}),
+        )
+        # One runs; the other is refused up front, not failed at its commit after
+        # generating a whole turn (that would be a 409 "concurrent modification").
+        assert sorted([first.status_code, second.status_code]) == [201, 409], (
+            first.text,
+            second.text,
+        )
+        refused = first if first.status_code == 409 else second
+        assert "already running" in refused.json()["detail"], refused.text
+        events = on_a.get(f"{API}/sessions/{session_id}/events").json()
+        assert [e["type"] for e in events if e["type"].startswith("turn.")] == ["turn.committed"]
+        again = on_b.post(url, json={"text": "I rest"})  # the session is free again
+        assert again.status_code == 201, again.text
+
+
 async def test_a_table_opened_on_one_replica_is_played_from_the_other(
     pair: tuple[Replica, Replica],
 ) -> None:
@@ -296,6 +323,10 @@ async def test_a_table_opened_on_one_replica_is_played_from_the_other(
 
 # The figure is 500; the suite runs fewer to stay quick on a small machine.
 CRASH_TURNS = int(os.environ.get("TALEWEAVER_TEST_CRASH_TURNS", "48"))
+
+
+def turns_of(session_id: str) -> str:
+    return f"{API}/sessions/{session_id}/turns"
 
 
 async def _schema_positions(schema: str) -> list[int]:
@@ -354,8 +385,15 @@ async def test_a_replica_killed_during_concurrent_turns_loses_no_turn_a_client_s
             assert session["turn_count"] == len(committed)  # no half turn in the read model
             messages = (await client.get(f"{API}/sessions/{session_id}/messages")).json()
             assert len(messages) == 2 * len(committed), messages  # the player's, the narrator's
-            if session_id not in done:  # cut off by the kill: no lock left, it plays on
-                again = await client.post(f"{API}/sessions/{session_id}/turns", json={"text": "go"})
+            if session_id not in done:  # cut off by the kill: it plays on, once the
+                # dead replica's hold on it lapses (OWNER_TTL_S; no replica renews it)
+                deadline = time.monotonic() + OWNER_TTL_S + 5
+                while True:
+                    again = await client.post(turns_of(session_id), json={"text": "go"})
+                    if again.status_code != 409 or time.monotonic() > deadline:
+                        break
+                    assert "already running" in again.json()["detail"], again.text
+                    await asyncio.sleep(0.5)  # polling a lapse of time, nothing to wait on
                 assert again.status_code == 201, again.text
 
         await asyncio.gather(*(check(s) for s in sessions))

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import redis.exceptions
@@ -62,7 +62,7 @@ class LiveSessions:
         hub.listen(self._on_signal)
         runner.on_start = self._turn_started
         repository.committed.append(self._committed)
-        self.tables = Tables(self.store, runner, self._committed)
+        self.tables = Tables(self.store, runner, self._committed, self.exclusive)
 
     def watching(self) -> dict[str, int]:
         """Open live connections on this server, by session (for the metrics)."""
@@ -147,6 +147,7 @@ class LiveSessions:
         a busy replica sends fewer, larger batches instead of falling behind."""
         session_id, turn_id = handle.session_id, handle.turn_id
         sent = 0
+        keeper = asyncio.create_task(self._keep_alive(session_id, turn_id))
         try:
             await self.hub.turn_begin(session_id, turn_id)
             async for _ in handle.subscribe():
@@ -159,6 +160,36 @@ class LiveSessions:
             await self.hub.turn_end(session_id, turn_id)
         except HUB_ERRORS as exc:  # clients on this replica still get every token
             log.warning("turn %s not relayed to other replicas: %s", turn_id, exc)
+        finally:
+            keeper.cancel()
+
+    async def _keep_alive(self, session_id: str, turn_id: str) -> None:
+        """Keep the session held for this turn while it runs, tokens or not (a model
+        may think a while before its first one)."""
+        while True:
+            await asyncio.sleep(self.hub.keep_alive_s)
+            with contextlib.suppress(*HUB_ERRORS):
+                await self.hub.turn_alive(session_id, turn_id)
+
+    async def exclusive(
+        self, session_id: str, start: Callable[[], Awaitable[TurnHandle]]
+    ) -> TurnHandle:
+        """Start a turn only if no replica runs one in the session: without this a
+        second replica would generate a whole turn and fail only at its commit."""
+        token = new_id()
+        try:
+            claimed = await self.hub.claim(session_id, token)
+        except HUB_ERRORS as exc:  # Redis away: each replica still checks its own turns
+            log.warning("session %s not claimed across replicas: %s", session_id, exc)
+            return await start()
+        if not claimed:
+            raise Conflict(f"a turn is already running in session {session_id}")
+        try:
+            return await start()
+        except BaseException:
+            with contextlib.suppress(*HUB_ERRORS):
+                await self.hub.release(session_id, token)
+            raise
 
     async def current_turn(self, session_id: str) -> str | None:
         handle = self.runner.running(session_id)

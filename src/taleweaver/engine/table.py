@@ -25,13 +25,18 @@ MAX_INPUT = 4000
 RETRIES = 5  # appends lost to a concurrent one, tried again on the fresh table
 
 Announce = Callable[[Sequence[RecordedEvent]], Awaitable[None]]
+# Starts a turn only if no replica runs one in the session (LiveSessions.exclusive).
+Exclusive = Callable[[str, Callable[[], Awaitable[TurnHandle]]], Awaitable[TurnHandle]]
 
 
 class Tables:
-    def __init__(self, store: EventStore, runner: TurnRunner, announce: Announce) -> None:
+    def __init__(
+        self, store: EventStore, runner: TurnRunner, announce: Announce, exclusive: Exclusive
+    ) -> None:
         self.store = store
         self.runner = runner
         self.announce = announce  # wakes live channels on every replica
+        self.exclusive = exclusive
 
     async def get(self, session_id: str) -> t.Table:
         events = await self.store.read_stream(t.table_stream(session_id))
@@ -192,8 +197,11 @@ class Tables:
         would wait for the game master goes over the live channel)."""
         table = await self.get(session_id)
         if not table.opened:
-            return await self.runner.start(
-                workspace_id, session_id, request, metadata, known_version=known_version
+            return await self.exclusive(
+                session_id,
+                lambda: self.runner.start(
+                    workspace_id, session_id, request, metadata, known_version=known_version
+                ),
             )
         if not table.admit(metadata.actor).runs_now:
             raise Conflict(
@@ -214,8 +222,9 @@ class Tables:
     ) -> TurnHandle:
         """Start the turn through the one pipeline, then note who acted (round robin
         moves on); a turn that cannot start (one is running) moves nothing."""
-        handle = await self.runner.start(
-            workspace_id, session_id, request, metadata or EventMetadata(actor=user_id)
+        meta = metadata or EventMetadata(actor=user_id)
+        handle = await self.exclusive(
+            session_id, lambda: self.runner.start(workspace_id, session_id, request, meta)
         )
 
         def note(current: t.Table) -> list[NewEvent]:

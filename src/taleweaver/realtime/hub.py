@@ -51,6 +51,7 @@ class Hub:
     """The in-process hub; `RedisHub` overrides every method to share across replicas."""
 
     shared_turns = False  # whether turn streams, cancels and replies cross processes
+    keep_alive_s = 2.0  # how often a replica says its running turns are still running
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
@@ -84,10 +85,23 @@ class Hub:
     async def turn_append(self, session_id: str, turn_id: str, events: list[JSON]) -> None:
         return None
 
+    async def turn_alive(self, session_id: str, turn_id: str) -> None:
+        return None
+
     async def turn_end(self, session_id: str, turn_id: str) -> None:
         return None
 
     async def current_turn(self, session_id: str) -> str | None:
+        return None
+
+    async def claim(self, session_id: str, token: str) -> bool:
+        """Hold the session for a turn about to start on this replica; False when a
+        turn runs (or is starting) there on any replica. In one process the turn
+        runner's own check is enough."""
+        return True
+
+    async def release(self, session_id: str, token: str) -> None:
+        """Give up a claim whose turn did not start."""
         return None
 
     async def turn_read(
@@ -118,4 +132,3 @@ class Hub:
     async def presence(self, session_id: str) -> list[Presence]:
         now = time.time()
         return [p for p in self._presence.get(session_id, {}).values() if p.seen_until > now]
-

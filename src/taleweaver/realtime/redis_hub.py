@@ -25,22 +25,29 @@ from taleweaver.realtime.hub import Hub, Presence
 log = logging.getLogger(__name__)
 
 TURN_TTL_S = 120  # how long a finished turn's tokens stay readable
-OWNER_TTL_S = 15  # a running turn's session key, refreshed as its tokens flow
+# A running turn's session key: kept alive by its replica every OWNER_TTL_S / 3, so
+# a session whose replica died is free again within OWNER_TTL_S.
+OWNER_TTL_S = 6
 PRESENCE_TTL_S = 3600
 RETRY_S = 1.0
+CLAIM = "claim:"  # the running-turn key's value while a turn is starting
 
 # Delete a session's running-turn key only if it still names this turn.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+# Extend it, likewise.
+_KEEP = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then"
+    " return redis.call('expire', KEYS[1], ARGV[2]) end"
+)
 
 
 class RedisHub(Hub):
     shared_turns = True
+    keep_alive_s = OWNER_TTL_S / 3
 
     def __init__(self, url: str, key_prefix: str) -> None:
         super().__init__()
-        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url, decode_responses=True
-        )
+        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url, decode_responses=True)
         self._prefix = f"{key_prefix}:live"
         self._channel = f"{self._prefix}:signals"
         self._listener: asyncio.Task[None] | None = None
@@ -105,13 +112,28 @@ class RedisHub(Hub):
             pipe.set(self._owner_key(session_id), turn_id, ex=OWNER_TTL_S)
             await pipe.execute()
 
+    async def turn_alive(self, session_id: str, turn_id: str) -> None:
+        await self._redis.eval(_KEEP, 1, self._owner_key(session_id), turn_id, OWNER_TTL_S)
+
     async def turn_end(self, session_id: str, turn_id: str) -> None:
         await self._redis.expire(self._turn_key(session_id, turn_id), TURN_TTL_S)
         await self._redis.eval(_RELEASE, 1, self._owner_key(session_id), turn_id)
 
     async def current_turn(self, session_id: str) -> str | None:
         value = await self._redis.get(self._owner_key(session_id))
-        return str(value) if value else None
+        if not value or str(value).startswith(CLAIM):
+            return None  # nothing, or a turn still starting: not one to follow yet
+        return str(value)
+
+    async def claim(self, session_id: str, token: str) -> bool:
+        # The running-turn key itself: the turn, once started, takes it over.
+        claimed = await self._redis.set(
+            self._owner_key(session_id), f"{CLAIM}{token}", nx=True, ex=OWNER_TTL_S
+        )
+        return bool(claimed)
+
+    async def release(self, session_id: str, token: str) -> None:
+        await self._redis.eval(_RELEASE, 1, self._owner_key(session_id), f"{CLAIM}{token}")
 
     async def turn_read(
         self, session_id: str, turn_id: str, after: int, *, block_ms: int | None
