@@ -12,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from taleweaver.auth import credentials, passwords
+from taleweaver.config import Settings
 from taleweaver.domain.errors import TooManyRequests, Unauthorized
 from taleweaver.engine import Engine
 from taleweaver.store.schema import audit_log, users
+from tests.test_hostile_input import api
 from tests.test_summaries import settings
 
 __all__ = ["settings"]  # the key-file settings fixture PostgreSQL needs
@@ -122,3 +124,24 @@ async def test_parallel_guesses_at_a_missing_account_are_all_answered_alike(
         return_exceptions=True,
     )
     assert Counter(_outcome(r) for r in results) == {"wrong": 60}
+
+
+async def test_a_burst_over_http_gets_no_server_error_and_no_way_in(
+    engine: Engine, settings: Settings
+) -> None:
+    await engine.accounts.create_user(EMAIL, password=PASSWORD)
+    guarded = settings.model_copy(update={"require_login": True})
+    async with api(engine, guarded) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/api/v1/auth/login",
+                    json={"email": EMAIL, "password": PASSWORD if i == 100 else f"guess {i}"},
+                )
+                for i in range(200)
+            )
+        )
+    statuses = Counter(a.status_code for a in answers)
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses[401] <= LIMIT
+    assert answers[100].status_code == 429 and "tw_session" not in answers[100].cookies
