@@ -85,7 +85,7 @@ def parse_line(line: str) -> TurnRequest | Confirm | Notice | None:
 
 
 async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
-    handle = await engine.turns.start(WORKSPACE, session_id, request, META)
+    handle = await engine.live.tables.start(WORKSPACE, session_id, request, META)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, handle.cancel)
     pending = ""  # trailing whitespace, written only if more text follows

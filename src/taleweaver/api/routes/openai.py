@@ -169,7 +169,9 @@ async def chat_completions(
         conversation=user,
         metadata=meta,
     )
-    handle = await engine.turns.start(workspace_id, resolved.session_id, resolved.request, meta)
+    handle = await engine.live.tables.start(
+        workspace_id, resolved.session_id, resolved.request, meta
+    )
     headers = _headers(body, resolved, handle)
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
