@@ -8,7 +8,8 @@ folder (`../x`, `/etc/x`, `C:\\x`) or repeat are refused before anything is read
 so no later step that writes an entry to disk can be steered. Damage is
 InvalidInput; too much is PayloadTooLarge.
 
-TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES  a bundle, inflated, in all (2 GiB)
+TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES  a bundle, inflated, in all (1 GiB: a bundle is
+    parsed whole, about five times its inflated size in memory)
 TALEWEAVER_BACKUP_MAX_INFLATED_BYTES  a backup, inflated, in all (64 GiB)
 """
 
@@ -64,8 +65,8 @@ def _env(name: str, default: int) -> int:
 
 
 def bundle_limits() -> ArchiveLimits:
-    total = _env("TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES", 2 * GB)
-    return ArchiveLimits("bundle", total, min(total, 1 * GB))
+    total = _env("TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES", 1 * GB)
+    return ArchiveLimits("bundle", total, total)
 
 
 def backup_limits() -> ArchiveLimits:
