@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import re
+import sqlite3
 import struct
 import warnings
 import zipfile
@@ -437,3 +438,17 @@ async def test_a_lorebook_file_holding_what_cannot_be_stored_is_refused_alike(
             WS, book.encode(), filename="book.json", owner_id="local", metadata=META
         )
     assert await engine.lorebooks.list_books(WS) == []
+
+
+def test_a_refused_lorebook_leaves_no_world_behind_in_the_cli(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "badbook.json"
+    path.write_bytes(b'{"entries": {"0": {"key": 5, "content": 7}}}')
+    ran = _cli(data_dir, "world", "import", str(path))
+    assert ran.exit_code == 1 and "'key' must be a list of strings" in ran.stderr
+    conn = sqlite3.connect(data_dir / "taleweaver.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM worlds").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -32,6 +32,7 @@ async def _import(
     settings: Settings, data: JSON, world_id: str | None, filename: str | None = None
 ) -> JSON:
     from taleweaver.cli.admin import _engine
+    from taleweaver.memory.lorebook.formats import parse_lorebook
     from taleweaver.memory.lorebook.reimport import file_stem
 
     async with _engine(settings) as engine:
@@ -39,6 +40,8 @@ async def _import(
             lorebooks: Any = getattr(engine, "lorebooks", None)
             if lorebooks is None:
                 raise InvalidInput("lorebook import is not available in this build")
+            # Read first: a book that is refused must not leave its new world behind.
+            parse_lorebook(data, fallback=file_stem(filename))
             if world_id is None:  # named as the book is: its own name, else its file's
                 name = data.get("name") if isinstance(data.get("name"), str) else None
                 created = await engine.world.bible.create_world(
