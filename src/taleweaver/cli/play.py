@@ -214,6 +214,7 @@ async def _show_recent(engine: Engine, session_id: str, turn_count: int) -> None
 
 async def _open(settings: Settings, start: Start) -> tuple[Engine, str]:
     engine = await Engine.open(settings)
+    engine.warm_up()  # a local model loads while the player reads and types
     try:
         if start.session_id is None:
             return engine, await _create(engine, start)
