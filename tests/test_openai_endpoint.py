@@ -186,6 +186,28 @@ def test_a_crisis_answers_with_the_supportive_message_and_flags_the_session(
     assert flags.status_code == 200 and session_id in flags.text
 
 
+def test_a_configured_model_is_a_plain_chat_with_memory_and_safety(
+    server: httpx.Client, ai: openai.OpenAI
+) -> None:
+    plain = [m.id for m in ai.models.list() if m.id.startswith("model/")]
+    assert plain, "the configured chat models are listed"
+    before = len(server.get(f"{API}/sessions").json()["items"])
+    reply = ai.chat.completions.create(
+        model=plain[0], messages=[{"role": "user", "content": "What is a lighthouse for?"}]
+    )
+    assert reply.choices[0].message.content
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    sessions = server.get(f"{API}/sessions").json()["items"]
+    assert len(sessions) == before + 1  # the chat is a session like any other
+    with pytest.raises(openai.NotFoundError):
+        ai.chat.completions.create(
+            model="model/no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert len(server.get(f"{API}/sessions").json()["items"]) == before + 1  # none started
+
+
 def test_errors_and_unknown_parameters_in_openais_shape(
     server: httpx.Client, ai: openai.OpenAI
 ) -> None:

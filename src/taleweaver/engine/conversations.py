@@ -40,7 +40,8 @@ PAGE = 500  # messages read per query while rebuilding a session's exchanges
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a client named as its model: `session/ID`, `character/ID` or `world/ID`."""
+    """What a client named as its model: `session/ID`, `character/ID`, `world/ID`,
+    or `model/ALIAS` (a configured model, as a plain chat with memory and safety)."""
 
     kind: str
     id: str
@@ -48,12 +49,19 @@ class Target:
     @classmethod
     def parse(cls, model: str) -> Target | None:
         kind, _, ident = model.partition("/")
-        if kind in ("session", "character", "world") and ident:
+        if kind in ("session", "character", "world", "model") and ident:
             return cls(kind, ident)
         return None
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.id}"
+
+
+# Who answers on a `model/ALIAS` conversation: the model itself, as an assistant.
+PLAIN_ASSISTANT: JSON = {
+    "name": "Assistant",
+    "description": "A helpful, honest assistant who answers plainly.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +143,16 @@ class Conversations:
             return await self.characters.start_session(
                 workspace_id, [target.id], owner_id=owner_id, metadata=metadata
             )
+        if target.kind == "model":
+            session = await self.sessions.create(
+                workspace_id,
+                kind=SessionKind.COMPANION,
+                title=f"Chat with {target.id}"[:200],
+                settings={"models": {"narrate": target.id}, "character": PLAIN_ASSISTANT},
+                owner_id=owner_id,
+                metadata=metadata,
+            )
+            return str(session["id"])
         world = await self.world.bible.world(workspace_id, target.id)
         settings: JSON = {"world_id": target.id}
         if isinstance(world.get("description"), str) and world["description"]:

@@ -10,6 +10,7 @@ from taleweaver.domain.sessions import EventType, Reply
 from taleweaver.domain.turn_record import MessageIds, TurnInput, TurnRecord
 from taleweaver.domain.turns import TurnAction
 from taleweaver.engine.context import TurnContext
+from taleweaver.llm.pricing import estimate_prompt_tokens
 
 
 def turn_record(ctx: TurnContext) -> TurnRecord:
@@ -73,6 +74,9 @@ def turn_view(ctx: TurnContext, status: str, version: int | None) -> JSON:
         "safety": ctx.safety.to_dict(),
         "continuity": continuity_view(ctx.findings),
         "tokens": ctx.tokens,
+        # Estimated from the prompt's length, as the usage ledger does when a
+        # provider reports nothing.
+        "prompt_tokens": estimate_prompt_tokens(ctx.prompt),
         "model": ctx.model_name,
         "version": version,
     }

@@ -111,7 +111,8 @@ router = APIRouter(
 async def list_models(
     engine: EngineDep, access: Annotated[Access, requires(Action.SESSION_LIST)]
 ) -> JSON:
-    """What a client can talk to: characters, worlds and the caller's sessions."""
+    """What a client can talk to: characters, worlds, the caller's sessions and the
+    configured chat models."""
     workspace = access.workspace_id
     created = int(time.time())
     entries: list[JSON] = []
@@ -124,7 +125,20 @@ async def list_models(
     )
     for session in sessions:
         entries.append(_model(f"session/{session['id']}", session.get("title"), created))
+    router = engine.router
+    if router is not None:  # plain models: a chat on that model, memory and safety on
+        for alias, routed in sorted(router.models.items()):
+            if routed.chat is not None:
+                entries.append(_model(f"model/{alias}", routed.name, created))
     return {"object": "list", "data": entries}
+
+
+def _chat_model(engine: Engine, alias: str) -> None:
+    router = engine.router
+    routed = router.models.get(alias) if router is not None else None
+    if routed is None or routed.chat is None:
+        known = sorted(a for a, m in (router.models.items() if router else ()) if m.chat)
+        raise NotFound(f"no chat model is called {alias!r} (configured: {', '.join(known)})")
 
 
 def _model(ident: str, name: object, created: int) -> JSON:
@@ -151,12 +165,14 @@ async def chat_completions(
     target = Target.parse(model)
     if target is None:
         raise NotFound(
-            f"model {model!r} is not one of this workspace's: use character/ID, world/ID or "
-            "session/ID from GET /openai/v1/models"
+            f"model {model!r} is not one of this workspace's: use character/ID, world/ID, "
+            "session/ID or model/ALIAS from GET /openai/v1/models"
         )
     if x_taleweaver_session:
         target = Target("session", x_taleweaver_session)
     workspace_id = access.workspace_id
+    if target.kind == "model":  # checked first: an unknown model starts no session
+        _chat_model(engine, target.id)
     if target.kind == "session":  # it acts where that session lives, by its rules
         workspace_id = await _may_play(engine, access, target.id)
     conversations = Conversations(engine.db, engine.sessions, engine.characters, engine.world)
@@ -275,10 +291,15 @@ def _completion(turn: JSON, model: str) -> JSON:
 
 
 def _usage(turn: JSON) -> JSON:
-    # The pipeline counts the reply's streamed pieces; the prompt's tokens are the
-    # usage ledger's (by provider), not a single turn's view.
+    # The reply's streamed pieces, and the prompt as the pipeline built it (with the
+    # recalled memory, not only what the client sent), estimated from its length.
     completion = int(turn.get("tokens") or 0)
-    return {"prompt_tokens": 0, "completion_tokens": completion, "total_tokens": completion}
+    prompt = int(turn.get("prompt_tokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 async def _chunks(handle: TurnHandle, model: str, include_usage: bool) -> AsyncIterator[bytes]:
