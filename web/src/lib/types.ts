@@ -55,6 +55,14 @@ export interface Safety {
   action: string;
 }
 
+/** A continuity finding on a reply: what the world bible says against it. */
+export interface Finding {
+  id: string | null;
+  kind: string;
+  summary: string;
+  entity_ids: string[];
+}
+
 export interface Turn {
   id: string;
   number: number;
