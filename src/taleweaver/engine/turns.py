@@ -286,7 +286,17 @@ class TurnRunner:
             raise crashed from exc
         handle.phase = Phase.COMMITTING
         started = time.perf_counter()
-        state, _ = await self.repository.commit(ctx.session, completed_events(ctx), ctx.metadata)
+        try:
+            state, _ = await self.repository.commit(
+                ctx.session, completed_events(ctx), ctx.metadata
+            )
+        except TaleweaverError:
+            raise  # a race lost (409) or a refusal: the caller is told as it is
+        except Exception as exc:  # the store refused the turn: record that it failed
+            log.exception("turn %s could not be committed", ctx.turn_id)
+            crashed = TurnCrashed(UNEXPECTED)
+            await self._commit_quietly(ctx, [failed_event(ctx, crashed)])
+            raise crashed from exc
         observe_stage("commit", str(ctx.session.kind), time.perf_counter() - started)
         handle.result = turn_view(ctx, "completed", state.version)
         handle.emit("done", {"turn": handle.result})

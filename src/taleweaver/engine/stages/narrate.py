@@ -19,6 +19,7 @@ from dataclasses import replace
 from taleweaver.domain.choices import ChoiceStreamSplitter, split_tags
 from taleweaver.domain.errors import ModelError
 from taleweaver.domain.flags import LOOP_RETRY
+from taleweaver.domain.json_values import UNSTORABLE_CHARS
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.repetition import LoopDetector
 from taleweaver.domain.sessions import SessionState
@@ -99,6 +100,8 @@ class Narrate:
             try:
                 async for piece in stream:
                     ctx.tokens += 1
+                    if UNSTORABLE_CHARS.search(piece):  # NUL, lone surrogate: no store keeps it
+                        piece = UNSTORABLE_CHARS.sub("", piece)
                     raw.append(piece)
                     shown = splitter.feed(piece) if splitter else piece
                     if not shown or loops.looping:
