@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,30 @@ def test_every_dashboard_query_names_exported_metrics(path: Path) -> None:
         assert names <= EXPORTED, f"{path.name}: {sorted(names - EXPORTED)}"
     ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_several_worker_processes_add_up_in_one_scrape(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR (several uvicorn workers), one scrape answers for
+    all of them: two workers that each count a turn read as two."""
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count = (
+        "from taleweaver.observability import observe_turn, turns_in_flight\n"
+        "observe_turn('story', 'completed', model='m', tokens=5)\n"
+    )
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=60)
+    scrape = (
+        "from taleweaver.observability import exposition\n"
+        "import sys; sys.stdout.write(exposition()[0].decode())\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", scrape], env=env, check=True, timeout=60, capture_output=True
+    ).stdout.decode()
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(shown)
+        for s in family.samples
+    }
+    labels = frozenset({("kind", "story"), ("outcome", "completed")})
+    assert samples[("taleweaver_turns_total", labels)] == 2
+    assert samples[("taleweaver_reply_tokens_total", frozenset({("model", "m")}))] == 10
