@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     "interop": 2,
     "auth": 2,
     "engine": 3,
+    # Hooks speak the engine's types (kinds, context sources); the engine loads them.
+    "plugins": 3,
     "api": 4,
     "cli": 4,
 }

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     bind_host: str = "127.0.0.1"
     require_login: bool = False
     cors_origins: list[str] = Field(default_factory=list)
+    # Plugins the server must not start without, by entry-point name (docs/plugins.md);
+    # any other plugin that fails is reported and left out.
+    required_plugins: list[str] = Field(default_factory=list)
     rate_limit: str = "600/minute"  # per user (or client address) and route
     login_rate_limit: str = "10/minute"  # per client address
     redis_url: str | None = None  # rate-limit counters shared across replicas

@@ -44,6 +44,7 @@ from taleweaver.engine import Engine
 from taleweaver.llm import ChatModel
 from taleweaver.observability.errors import configure_error_tracking
 from taleweaver.observability.tracing import configure_tracing
+from taleweaver.plugins import load_plugins
 from taleweaver.store.serving import hold_for_serving
 
 
@@ -57,11 +58,13 @@ def create_app(
     """Build the app; it opens its own engine from `settings` (and `model`, when
     given) unless an engine is handed in. `webapp` is the built front-end's folder."""
     settings = settings or Settings()
+    # Loaded before the engine: their routers are part of the app being built.
+    plugins = engine.plugins if engine is not None else load_plugins(settings.required_plugins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
-        app.state.engine = engine or await Engine.open(settings, model=model)
+        app.state.engine = engine or await Engine.open(settings, model=model, plugins=plugins)
         # A local model loads while the server already answers; /readyz says "loading".
         app.state.engine.warm_up()
         lease = None
@@ -108,6 +111,9 @@ def create_app(
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(openai.router)  # errors in OpenAI's shape, not problem+json
     app.router.routes.append(live_routes.route)  # the WebSocket (see its module)
+    for _, routers in plugins.each("api_routers"):
+        for router in routers:
+            app.include_router(router, responses=problems.ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

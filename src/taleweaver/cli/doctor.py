@@ -236,6 +236,41 @@ async def check_models(settings: Settings) -> list[Check]:
     return checks
 
 
+async def check_plugins(settings: Settings) -> list[Check]:
+    from taleweaver.plugins import load_plugins
+
+    plugins = load_plugins()  # required or not, each is reported here rather than raised
+    for hook in ("session_kinds", "cli_commands"):  # those that need no engine to call
+        list(plugins.each(hook))
+    required = set(settings.required_plugins)
+    checks = [
+        Check(
+            f"plugin {info.name}",
+            "fail" if info.name in required else "warn",
+            info.error,
+            "fix or uninstall the plugin"
+            + (" (the server does not start without it)" if info.name in required else ""),
+        )
+        for info in plugins.failed()
+    ]
+    known = {info.name for info in plugins.infos}
+    checks += [
+        Check(
+            f"plugin {name}",
+            "fail",
+            "required but not installed",
+            "install it, or take it out of TALEWEAVER_REQUIRED_PLUGINS",
+        )
+        for name in sorted(required - known)
+    ]
+    loaded = [info.name for info in plugins.infos if info.status == "loaded"]
+    if loaded or not checks:
+        checks.append(
+            _ok("plugins", f"loaded: {', '.join(loaded)}" if loaded else "none installed")
+        )
+    return checks
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {TIMEOUT_S:g} s"
@@ -247,7 +282,14 @@ CheckFn = Callable[[Settings], Awaitable[list[Check]]]
 
 
 async def diagnose(settings: Settings, *, models: bool = True) -> list[Check]:
-    checks: list[CheckFn] = [check_data_dir, check_disk, check_database, check_keys, check_redis]
+    checks: list[CheckFn] = [
+        check_data_dir,
+        check_disk,
+        check_database,
+        check_keys,
+        check_redis,
+        check_plugins,
+    ]
     if models:
         checks.append(check_models)
     found: list[Check] = []

@@ -73,6 +73,10 @@ _FEATURES = {
         "Import a file, or every file in a folder: SillyTavern chats (JSONL), character "
         "cards (PNG, JSON, CHARX), lorebooks (SillyTavern, V3, NovelAI) and workspace bundles.",
     ),
+    "plugins": _feature(
+        "plugins_cmd:plugins",
+        "Installed plugins (name, version, hooks, status) and the commands they add.",
+    ),
     "restore": _feature(
         "interop_cmd:restore_cmd",
         "Restore a backup into this instance's database (refused while a server runs on it).",

@@ -7,6 +7,7 @@ messages read model, so opening a session never needs every reply in memory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -20,6 +21,30 @@ class SessionKind(StrEnum):
     COMPANION = "companion"
     STUDIO = "studio"
     THERAPY = "therapy"
+
+    @classmethod
+    def _missing_(cls, value: object) -> SessionKind | None:
+        # A kind a plugin added (see `admit_kind`) is a member like the built-in ones.
+        if isinstance(value, str) and value in _ADMITTED:
+            member = str.__new__(cls, value)
+            member._name_ = value.upper()
+            member._value_ = value
+            return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
+        return None
+
+
+_ADMITTED: set[str] = set()
+_KIND_NAME = re.compile(r"[a-z][a-z0-9_]{0,19}")
+
+
+def admit_kind(name: str) -> SessionKind:
+    """Make `name` a SessionKind (a plugin's kind); built-in names cannot be taken."""
+    if not _KIND_NAME.fullmatch(name):
+        raise InvalidInput("a session kind is 1-20 lowercase letters, digits or '_'")
+    if name in {kind.value for kind in SessionKind}:  # iterates the built-in ones only
+        raise InvalidInput(f"session kind {name!r} is built in")
+    _ADMITTED.add(name)
+    return SessionKind(name)
 
 
 class EventType(StrEnum):

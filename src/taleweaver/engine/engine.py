@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from taleweaver.auth import Accounts, AuditLog, Credentials
@@ -13,10 +13,12 @@ from taleweaver.auth.secret_store import SecretStore
 from taleweaver.characters import Characters, CharacterSource
 from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
-from taleweaver.domain.errors import ModelLoading
+from taleweaver.domain.errors import InvalidInput, ModelLoading
+from taleweaver.domain.events import RecordedEvent
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.flags import WorkspaceFlags
 from taleweaver.engine.interop import Interop
+from taleweaver.engine.kinds import register_kind
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
@@ -29,6 +31,7 @@ from taleweaver.memory import NoContinuityCheck, NoExtraction
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
 from taleweaver.memory.world import WorldMemory
+from taleweaver.plugins import Plugins, load_plugins
 from taleweaver.realtime import hub_for
 from taleweaver.safety import AllowAll
 from taleweaver.safety.service import SafetyService
@@ -37,7 +40,7 @@ from taleweaver.store import migrate
 from taleweaver.store.database import Database, sqlite_url
 from taleweaver.store.events import EventStore
 from taleweaver.store.queries import Queries
-from taleweaver.store.repository import SessionRepository
+from taleweaver.store.repository import CommitListener, SessionRepository
 from taleweaver.store.sealing import Sealer
 from taleweaver.therapy import TherapyService, TherapySource
 
@@ -62,8 +65,11 @@ class Engine:
         usage: UsageLedger | None = None,
         budgets: Budgets | None = None,
         settings: Settings | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.db = db
+        # Installed plugins (`Engine.open` loads them; none for an engine built by hand).
+        self.plugins = plugins or Plugins()
         # The process's settings (defaults when a caller built the engine by hand).
         self.settings = settings or Settings()
         self.caps = caps
@@ -146,6 +152,21 @@ class Engine:
             TherapySource(self.therapy),
             SummarySource(self.summaries, history_messages=caps.history_messages),
         ]
+        self._wire_plugins()
+
+    def _wire_plugins(self) -> None:
+        """Plugins' kinds, context sources and event listeners, beside the built-in ones."""
+        plugins = self.plugins
+        for name, kinds in plugins.each("session_kinds"):
+            for kind, spec in dict(kinds).items():
+                try:
+                    register_kind(kind, spec)
+                except InvalidInput as exc:
+                    plugins.fail(name, "", exc)
+        for _, sources in plugins.each("context_sources", engine=self):
+            self.caps.context_sources += list(sources)
+        for name, listeners in plugins.each("event_listeners"):
+            self.repository.committed += [_guarded(name, listener) for listener in listeners]
 
     async def _session_models(self, workspace_id: str, session_id: str) -> dict[str, str]:
         state = await self.repository.open(workspace_id, session_id)
@@ -169,8 +190,14 @@ class Engine:
         model: ChatModel | None = None,
         caps: Capabilities | None = None,
         database: Database | None = None,
+        plugins: Plugins | None = None,
     ) -> Engine:
-        """Connect, migrate when allowed, and build the pipeline's capabilities."""
+        """Connect, migrate when allowed, and build the pipeline's capabilities.
+
+        `plugins`: those installed (the entry-point group) unless given.
+        """
+        if plugins is None:
+            plugins = load_plugins(settings.required_plugins)
         db = database or database_from_settings(settings)
         if settings.auto_migrate:
             await migrate.upgrade(db.engine)
@@ -188,7 +215,15 @@ class Engine:
         else:
             caps = replace(caps, queries=queries)
         budgets = Budgets(settings.budgets, ledger)
-        engine = cls(db, caps, repository, usage=ledger, budgets=budgets, settings=settings)
+        engine = cls(
+            db,
+            caps,
+            repository,
+            usage=ledger,
+            budgets=budgets,
+            settings=settings,
+            plugins=plugins,
+        )
         if settings.auto_migrate:
             await engine.accounts.ensure_local_user()
         return engine
@@ -263,6 +298,19 @@ class Engine:
         await self.model.aclose()
         await self.usage.flush()
         await self.db.dispose()
+
+
+def _guarded(plugin: str, listener: CommitListener) -> CommitListener:
+    """A plugin's listener whose failure is logged: the events are committed already,
+    and an integration's trouble must not fail the turn that wrote them."""
+
+    async def listen(events: Sequence[RecordedEvent]) -> None:
+        try:
+            await listener(events)
+        except Exception:
+            log.exception("event listener of plugin %s failed", plugin)
+
+    return listen
 
 
 async def _warm(warm: Callable[[], Awaitable[None]] | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taleweaver.domain.prompt import ChatMessage
-from taleweaver.domain.sessions import SessionKind, SessionState
+from taleweaver.domain.sessions import SessionKind, SessionState, admit_kind
 from taleweaver.engine.stages.narrate import BriefPrompt
 from taleweaver.engine.stages.recall import SystemPrompt
 from taleweaver.llm.shape import Brief
@@ -89,3 +89,11 @@ KINDS: dict[SessionKind, KindSpec] = {
     SessionKind.STUDIO: KindSpec(_studio_prompt, with_choices=False),
     SessionKind.THERAPY: KindSpec(therapy_prompt, with_choices=True, tagged_choices=True),
 }
+
+
+def register_kind(name: str, spec: KindSpec) -> SessionKind:
+    """Add a plugin's kind: sessions may be created with it and its turns run
+    through the one pipeline, configured by `spec`."""
+    kind = admit_kind(name)
+    KINDS[kind] = spec
+    return kind
