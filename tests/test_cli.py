@@ -420,6 +420,23 @@ def test_export_to_a_file_writes_it_and_says_where(played: PlayedStory, tmp_path
     assert target.read_text(encoding="utf-8").startswith("# The Lantern Road\n")
 
 
+@pytest.mark.parametrize("fmt", ["md", "markdown", "jsonl"])
+def test_export_session_and_sessions_export_are_one_command(
+    played: PlayedStory, fmt: str
+) -> None:
+    one = taleweaver(played.data_dir, "export", "session", played.session_id, "--format", fmt)
+    other = taleweaver(played.data_dir, "sessions", "export", played.session_id, "--format", fmt)
+    assert one.returncode == other.returncode == 0, one.stderr + other.stderr
+    assert one.stdout == other.stdout and one.stdout.strip()
+
+
+def test_both_export_commands_name_exactly_the_formats_the_engine_knows() -> None:
+    from taleweaver.cli.formats import EXPORT_FORMATS
+    from taleweaver.engine.export import FORMATS
+
+    assert set(EXPORT_FORMATS) == set(FORMATS)
+
+
 def test_exporting_an_unknown_session_fails_with_a_clear_error(played: PlayedStory) -> None:
     result = taleweaver(played.data_dir, "sessions", "export", "no-such-session")
     assert result.returncode == 1

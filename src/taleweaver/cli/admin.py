@@ -15,7 +15,6 @@ from taleweaver.config import Settings
 from taleweaver.domain.events import JSON
 from taleweaver.engine import Engine
 from taleweaver.engine.engine import database_from_settings
-from taleweaver.engine.export import render_export
 from taleweaver.llm import ScriptedModel
 from taleweaver.store import migrate
 from taleweaver.store.queries import SessionFilter
@@ -116,20 +115,3 @@ async def list_sessions(
             DEFAULT_WORKSPACE_ID, SessionFilter(kind=kind, archived=archived), limit=1000, offset=0
         )
         return rows
-
-
-async def export_session(settings: Settings, session_id: str, fmt: str) -> str:
-    async with _engine(settings) as engine:
-        session = await engine.sessions.get(DEFAULT_WORKSPACE_ID, session_id)
-        messages = await engine.sessions.messages(
-            DEFAULT_WORKSPACE_ID, session_id, after_turn=0, limit=10**9
-        )
-        events = []
-        if fmt == "json":
-            events = [
-                e.to_dict()
-                for e in await engine.sessions.events(
-                    DEFAULT_WORKSPACE_ID, session_id, after=0, limit=10**9
-                )
-            ]
-        return render_export(session, messages, events, fmt)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from taleweaver.auth import LOCAL_USER_ID
+from taleweaver.cli.formats import EXPORT_FORMAT
 from taleweaver.config import Settings
 from taleweaver.domain.errors import AlreadyImported, TaleweaverError
 from taleweaver.domain.events import JSON, EventMetadata
@@ -112,9 +113,7 @@ def restore_cmd(archive: Path, force: bool) -> None:
     help="A lorebook imported before: refuse and say so (ask), replace its entries, "
     "keep both, or leave it.",
 )
-def import_cmd(
-    path: Path, workspace: str, title: str | None, ids: str, on_duplicate: str
-) -> None:
+def import_cmd(path: Path, workspace: str, title: str | None, ids: str, on_duplicate: str) -> None:
     """Import a file, or every file in a folder: SillyTavern chats (JSONL),
     character cards (PNG, JSON, CHARX), lorebooks (SillyTavern, V3, NovelAI) and
     workspace bundles. The kind is recognised from the content."""
@@ -221,16 +220,15 @@ def export_group() -> None:
 @export_group.command("session")
 @click.argument("session_id")
 @_WORKSPACE
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["markdown", "text", "json", "jsonl"]),
-    default="markdown",
-    show_default=True,
-)
+@EXPORT_FORMAT
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 def export_session_cmd(session_id: str, workspace: str, fmt: str, output: Path | None) -> None:
     """One session; jsonl is a SillyTavern chat with every swipe."""
+    write_session_export(workspace, session_id, fmt, output)
+
+
+def write_session_export(workspace: str, session_id: str, fmt: str, output: Path | None) -> None:
+    """`export session` and `sessions export`: one way, one set of format names."""
 
     async def run(settings: Settings) -> str:
         async with _engine(settings) as engine:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from taleweaver.cli.formats import EXPORT_FORMAT
 from taleweaver.cli.lazy import LazyCommand, LazyGroup
 from taleweaver.domain.errors import TaleweaverError
 from taleweaver.domain.sessions import SessionKind
@@ -219,20 +220,14 @@ def sessions_list(kind: str | None, archived: bool | None, as_json: bool) -> Non
 
 @sessions.command("export")
 @click.argument("session_id")
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "md", "txt"]), default="md", show_default=True
-)
+@click.option("--workspace", default="local", show_default=True, help="Workspace id.")
+@EXPORT_FORMAT
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-def sessions_export(session_id: str, fmt: str, output: Path | None) -> None:
-    """Export a session's story as Markdown, plain text, or JSON (with its events)."""
-    from taleweaver.cli.admin import export_session
+def sessions_export(session_id: str, workspace: str, fmt: str, output: Path | None) -> None:
+    """Export a session: Markdown, text, JSON with its events, or a SillyTavern chat."""
+    from taleweaver.cli.interop_cmd import write_session_export
 
-    text = _run(export_session(_settings(), session_id, fmt))
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+    write_session_export(workspace, session_id, fmt, output)
 
 
 @cli.group()
