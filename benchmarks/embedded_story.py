@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -30,11 +31,13 @@ from benchmarks.stats import verdict
 from taleweaver.config import Settings
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.repetition import find_loop
-from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.sessions import SessionKind, SessionState
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
+from taleweaver.engine.kinds import KINDS
 
 META = EventMetadata("bench")
+_STATE = SessionState(id="bench", kind=SessionKind.STORY, title="Opening")
 
 OPENINGS: list[tuple[str, str]] = [
     ("A keeper finds a stranger's boat on the rocks at dawn.", "I walk down to the rocks."),
@@ -82,6 +85,20 @@ _HABITS = [
 ]
 
 
+def _borrowed(premise: str, action: str, reply: Reply) -> bool:
+    """Whether the reply took words from the kind's example scene that the story never said."""
+    brief = KINDS[SessionKind.STORY].brief
+    example = brief(_STATE).example if brief is not None else ()
+    words = {w for m in example for w in _words(m.content) if len(w) > 4}
+    own = set(_words(f"{premise} {action}"))
+    told = set(_words(" ".join([reply.text, *reply.choices])))
+    return bool((words - own) & told)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
 def companion_card() -> dict[str, str]:
     """A character whose description makes a system prompt of about 2,000 tokens."""
     lines = ["Mira is the lighthouse keeper's daughter, thirty years old, patient and wry."]
@@ -100,7 +117,7 @@ class Reply:
     first_token_s: float
     total_s: float
     tokens: int
-    choices: int
+    choices: list[str]
     loops: bool
     cut: bool
     text: str
@@ -124,7 +141,7 @@ async def _turn(engine: Engine, session_id: str, text: str) -> Reply:
         first_token_s=first if first is not None else total,
         total_s=total,
         tokens=int(turn.get("tokens") or 0),
-        choices=len((turn.get("reply") or {}).get("choices") or []),
+        choices=[c["text"] for c in (turn.get("reply") or {}).get("choices") or []],
         loops=find_loop(reply) is not None,
         cut=cut,
         text=reply,
@@ -178,8 +195,9 @@ def run() -> bool:
     loads = os.getloadavg()
     looping = sum(r.loops for r in stories)
     cut = sum(r.cut for r in stories)
-    with_choices = sum(2 <= r.choices <= 4 for r in stories)
+    with_choices = sum(2 <= len(r.choices) <= 4 for r in stories)
     firsts = [r.first_token_s for r in stories]
+    borrowed = sum(_borrowed(p, a, r) for (p, a), r in zip(OPENINGS, stories, strict=True))
     print(
         f"  load average      : {loads[0]:.2f} {loads[1]:.2f} {loads[2]:.2f} "
         f"on {os.cpu_count()} cores"
@@ -187,6 +205,7 @@ def run() -> bool:
     print(f"  engine open       : {ready_s:6.2f} s (with loading the model, as the server starts)")
     print(f"  replies that loop : {looping}/20 (loop cut or retried while streaming: {cut})")
     print(f"  2-4 choices       : {with_choices}/20")
+    print(f"  example borrowed  : {borrowed}/20 (words of the prompt's example scene)")
     print(
         f"  first token       : first turn {firsts[0]:.2f} s, median "
         f"{statistics.median(firsts):.2f} s, max {max(firsts):.2f} s"
@@ -201,7 +220,7 @@ def run() -> bool:
     )
     if os.environ.get("BENCH_SHOW_REPLIES"):
         for (premise, _), reply in zip(OPENINGS, stories, strict=True):
-            print(f"\n--- {premise}\n{reply.text}\n[{reply.choices} choices]")
+            print(f"\n--- {premise}\n{reply.text}\n" + "".join(f"  * {c}\n" for c in reply.choices))
     ok = looping == 0 and with_choices == 20 and max(r.first_token_s for r in companion) <= 3.0
     print(f"  target            : no loops, 20/20 with choices, companion <= 3 s -> {verdict(ok)}")
     return ok
