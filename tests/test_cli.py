@@ -357,7 +357,23 @@ def test_sessions_list_shows_a_played_session(played: PlayedStory) -> None:
     result = taleweaver(played.data_dir, "sessions", "list")
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
-    assert re.fullmatch(rf"\s+{played.session_id}\s+story\s+2 turns\s+The Lantern Road", line), line
+    stamp = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}"
+    pattern = rf"\s+{played.session_id}\s+{stamp}\s+story\s+2 turns\s+The Lantern Road"
+    assert re.fullmatch(pattern, line), line
+
+
+def test_a_one_turn_session_is_listed_as_1_turn_and_can_be_deleted(tmp_path: Path) -> None:
+    played = taleweaver(tmp_path, "play", "--title", "Brief", stdin="I wait\n/quit\n")
+    match = RESUME.search(played.stdout)
+    assert match is not None, played.stdout
+    listed = taleweaver(tmp_path, "sessions", "list").stdout
+    assert re.search(r"\s1 turn\s+Brief$", listed, re.M), listed
+    asked = taleweaver(tmp_path, "sessions", "delete", match.group(1), stdin="n\n")
+    assert asked.returncode == 1 and "Delete session" in asked.stdout  # refused: kept
+    assert "Brief" in taleweaver(tmp_path, "sessions", "list").stdout
+    gone = taleweaver(tmp_path, "sessions", "delete", match.group(1), "--yes")
+    assert gone.returncode == 0 and "deleted" in gone.stdout, gone.stderr
+    assert "no sessions yet" in taleweaver(tmp_path, "sessions", "list").stdout
 
 
 def test_sessions_list_json_prints_one_object_a_line(played: PlayedStory) -> None:
@@ -421,9 +437,7 @@ def test_export_to_a_file_writes_it_and_says_where(played: PlayedStory, tmp_path
 
 
 @pytest.mark.parametrize("fmt", ["md", "markdown", "jsonl"])
-def test_export_session_and_sessions_export_are_one_command(
-    played: PlayedStory, fmt: str
-) -> None:
+def test_export_session_and_sessions_export_are_one_command(played: PlayedStory, fmt: str) -> None:
     one = taleweaver(played.data_dir, "export", "session", played.session_id, "--format", fmt)
     other = taleweaver(played.data_dir, "sessions", "export", played.session_id, "--format", fmt)
     assert one.returncode == other.returncode == 0, one.stderr + other.stderr

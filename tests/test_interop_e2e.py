@@ -222,6 +222,10 @@ def test_the_cli_imports_a_folder_and_exports_session_and_workspace(
     assert "workspace-bundle" in back.stdout and "ids preserved" in back.stdout
     missing = taleweaver(app_settings.data_dir, "export", "session", "nope", "--format", "text")
     assert missing.returncode == 1 and "not found" in missing.stderr
+    paths = [str(folder / "seraphina.jsonl"), str(folder / "short.jsonl")]
+    both = taleweaver(tmp_path / "third", "import", *paths)  # several paths at once
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.count("sillytavern-chat: session") == 2
 
 
 def test_the_cli_imports_a_folder_of_cards_and_lorebooks(

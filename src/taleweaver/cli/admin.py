@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from taleweaver.auth import Verification
 from taleweaver.config import Settings
-from taleweaver.domain.events import JSON
+from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.engine import Engine
 from taleweaver.engine.engine import database_from_settings
 from taleweaver.llm import ScriptedModel
@@ -105,6 +105,16 @@ async def wait_for_schema(settings: Settings, within_s: float, every_s: float = 
             await asyncio.sleep(every_s)
     finally:
         await db.dispose()
+
+
+async def delete_session(settings: Settings, session_id: str) -> str:
+    """Delete a session (its events stay in the log as a deletion); its title."""
+    async with _engine(settings) as engine:
+        session = await engine.sessions.get(DEFAULT_WORKSPACE_ID, session_id)
+        await engine.sessions.delete(
+            DEFAULT_WORKSPACE_ID, session_id, metadata=EventMetadata(actor="cli")
+        )
+        return str(session["title"])
 
 
 async def list_sessions(

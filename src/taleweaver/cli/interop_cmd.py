@@ -95,7 +95,7 @@ def restore_cmd(archive: Path, force: bool) -> None:
 
 
 @click.command("import")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_WORKSPACE
 @click.option("--title", default=None, help="Title for an imported chat.")
 @click.option(
@@ -113,18 +113,22 @@ def restore_cmd(archive: Path, force: bool) -> None:
     help="A lorebook imported before: refuse and say so (ask), replace its entries, "
     "keep both, or leave it.",
 )
-def import_cmd(path: Path, workspace: str, title: str | None, ids: str, on_duplicate: str) -> None:
-    """Import a file, or every file in a folder: SillyTavern chats (JSONL),
+def import_cmd(
+    paths: tuple[Path, ...], workspace: str, title: str | None, ids: str, on_duplicate: str
+) -> None:
+    """Import files, or every file in a folder: SillyTavern chats (JSONL),
     character cards (PNG, JSON, CHARX), lorebooks (SillyTavern, V3, NovelAI) and
     workspace bundles. The kind is recognised from the content."""
-    files = (
-        sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if (path.is_dir())
-        else [path]
-    )
-    if not files:
-        click.echo(f"no files in {path}", err=True)
-        sys.exit(1)
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                click.echo(f"no files in {path}", err=True)
+                sys.exit(1)
+            files.extend(found)
+        else:
+            files.append(path)
     results = _run(_import_files(_settings(), files, workspace, title, ids, on_duplicate))
     failed = 0
     for file, outcome in results:

@@ -71,7 +71,7 @@ _FEATURES = {
     ),
     "import": _feature(
         "interop_cmd:import_cmd",
-        "Import a file, or every file in a folder: SillyTavern chats (JSONL), character "
+        "Import files, or every file in a folder: SillyTavern chats (JSONL), character "
         "cards (PNG, JSON, CHARX), lorebooks (SillyTavern, V3, NovelAI) and workspace bundles.",
     ),
     "plugins": _feature(
@@ -194,7 +194,7 @@ def db_wait(timeout_s: float) -> None:
 
 @cli.group(cls=LazyGroup, lazy=_SESSION_FEATURES)
 def sessions() -> None:
-    """List and export sessions."""
+    """List, export and delete sessions."""
 
 
 @sessions.command("list")
@@ -211,11 +211,25 @@ def sessions_list(kind: str | None, archived: bool | None, as_json: bool) -> Non
             click.echo(json.dumps(row, default=str))
         else:
             pin = "*" if row["pinned"] else " "
-            click.echo(
-                f"{pin} {row['id']}  {row['kind']:<9} {row['turn_count']:>5} turns  {row['title']}"
-            )
+            turns = int(row["turn_count"])
+            counted = f"{turns:>5} {'turn ' if turns == 1 else 'turns'}"
+            when = str(row.get("updated_at") or "")[:16]  # "YYYY-MM-DD HH:MM", UTC
+            click.echo(f"{pin} {row['id']}  {when}  {row['kind']:<9} {counted}  {row['title']}")
     if not rows and not as_json:
         click.echo("no sessions yet: start one with `taleweaver play`")
+
+
+@sessions.command("delete")
+@click.argument("session_id")
+@click.option("--yes", is_flag=True, help="Do not ask first.")
+def sessions_delete(session_id: str, yes: bool) -> None:
+    """Delete a session (asks first; a backup still holds it)."""
+    from taleweaver.cli.admin import delete_session
+
+    if not yes:
+        click.confirm(f"Delete session {session_id}?", abort=True)
+    title = _run(delete_session(_settings(), session_id))
+    click.echo(f"deleted {session_id} ({title})")
 
 
 @sessions.command("export")
