@@ -16,6 +16,7 @@ from taleweaver.auth import AuditLog
 from taleweaver.domain.flags import FLAGS, FlagSet, known_flag
 from taleweaver.store.database import Database
 from taleweaver.store.flags_schema import workspace_flags
+from taleweaver.store.sqlite_fast import fetch_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class _Stored:
     updated_by: str
 
 
+_READ = "SELECT name, enabled FROM workspace_flags WHERE workspace_id = :workspace_id"
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite reads naive
 
@@ -50,13 +54,10 @@ class WorkspaceFlags:
 
     async def read(self, workspace_id: str) -> FlagSet:
         """What a turn in this workspace runs with (one query, at its start)."""
-        query = sa.select(workspace_flags.c.name, workspace_flags.c.enabled).where(
-            workspace_flags.c.workspace_id == workspace_id
-        )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        # On every turn: one driver call on SQLite (see store/sqlite_fast.py).
+        rows = await fetch_rows(self.db, _READ, {"workspace_id": workspace_id})
         # A row for a flag since retired is ignored rather than failing the turn.
-        return FlagSet({r.name: bool(r.enabled) for r in rows if r.name in FLAGS})
+        return FlagSet({str(name): bool(on) for name, on in rows if name in FLAGS})
 
     async def list(self, workspace_id: str) -> list[FlagState]:
         """Every known flag, by name, as this workspace has it."""
