@@ -11,6 +11,8 @@ from benchmarks import (
     cli_startup,
     crisis_detector,
     embedded_speed,
+    embedded_story,
+    live_sessions,
     lorebook_activation,
     open_session,
     router_overhead,
@@ -31,6 +33,7 @@ def main() -> int:
         open_session.run(),
         router_overhead.run(),
         embedded_speed.run(),
+        embedded_story.run(),
         lorebook_activation.run(),
         world_recall.run(),
         world_meaning.run(),
@@ -41,6 +44,7 @@ def main() -> int:
         safety_check.run(),
         crisis_detector.run(),
         therapy_overhead.run(),
+        live_sessions.run(),
         cli_startup.run(),
     ]
     print(f"\n{sum(results)}/{len(results)} benchmarks meet their targets")
