@@ -8,8 +8,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -190,3 +192,71 @@ def test_several_worker_processes_add_up_in_one_scrape(tmp_path: Path) -> None:
     labels = frozenset({("kind", "story"), ("outcome", "completed")})
     assert samples[("taleweaver_turns_total", labels)] == 2
     assert samples[("taleweaver_reply_tokens_total", frozenset({("model", "m")}))] == 10
+
+
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None and not os.environ.get("CI"),
+    reason="prometheus is not installed (`.ci/run` installs Debian's prometheus package)",
+)
+def test_a_real_prometheus_scrapes_the_server_and_runs_every_rule_and_panel(
+    serve: Serve, tmp_path: Path
+) -> None:
+    client = serve(model=ScriptedModel(["The tide turns. You see a boat."]))
+    session = create_session(client)["id"]
+    say(client, session, "I wave to the boat")
+    target = client.base_url.netloc.decode()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{ALERTS}]\n"
+        f"scrape_configs: [{{job_name: taleweaver, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prometheus = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=5)
+    try:
+
+        def query(expr: str) -> dict[str, Any]:
+            answer: dict[str, Any] = api.get("/query", params={"query": expr}).json()
+            return answer
+
+        deadline = time.monotonic() + 30
+        while True:  # until the first scrape with the turn in it has landed
+            try:
+                found = query("sum(taleweaver_turns_total)")["data"]["result"]
+                if found and float(found[0]["value"][1]) >= 1:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus never scraped the turn"
+            time.sleep(0.3)
+        while not all(  # every rule evaluated at least once, none broken
+            rule.get("lastEvaluation", "").startswith("2")
+            and not rule["lastEvaluation"].startswith("0001")
+            for group in api.get("/rules").json()["data"]["groups"]
+            for rule in group["rules"]
+        ):
+            assert time.monotonic() < deadline, "the rules were never evaluated"
+            time.sleep(0.3)
+        rules = [r for g in api.get("/rules").json()["data"]["groups"] for r in g["rules"]]
+        assert len(rules) == len(_rules())
+        assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+        for path in DASHBOARDS:
+            for panel in json.loads(path.read_text())["panels"]:
+                for expr in (t["expr"] for t in panel["targets"]):
+                    assert query(expr)["status"] == "success", (path.name, expr)
+    finally:
+        api.close()
+        prometheus.terminate()
+        prometheus.wait(timeout=10)
