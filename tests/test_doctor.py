@@ -110,3 +110,12 @@ def test_a_reachable_postgresql_reports_its_schema_level(env: dict[str, str]) ->
     result = doctor(env | {"TALEWEAVER_DATABASE_URL": POSTGRES_URL}, "--no-models")
     line = check_line(result, "database")
     assert "reachable, schema at" in line, result.output
+
+
+def test_a_data_dir_the_server_made_is_its_owners_alone(env: dict[str, str]) -> None:
+    made = CliRunner().invoke(cli, ["db", "upgrade"], env=env, catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    result = doctor(env, "--no-models")
+    assert result.exit_code == 0, result.output
+    assert "WARN" not in result.output, result.output
+    assert "schema at" in check_line(result, "database")

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 def database_from_settings(settings: Settings) -> Database:
     url = settings.database_url
     if url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # It holds the database and the key file: its owner's alone (doctor checks).
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         url = sqlite_url(settings.data_dir)
     return Database(url)
 
