@@ -202,3 +202,25 @@ async def test_a_plugins_router_is_served_and_a_failing_listener_spares_the_comm
             listed = await client.get(f"{API}/sessions")
             assert [s["id"] for s in listed.json()["items"]] == [created.json()["id"]]
     assert heard == ["session.created"]
+
+
+def test_a_session_whose_plugin_kind_is_gone_is_refused_clearly_not_a_crash() -> None:
+    from datetime import UTC, datetime
+
+    from taleweaver.domain.errors import Conflict
+    from taleweaver.domain.events import RecordedEvent
+    from taleweaver.domain.sessions import EventType, SessionState
+
+    created = RecordedEvent(
+        stream_id="s1",
+        workspace_id="local",
+        version=1,
+        position=1,
+        type=EventType.SESSION_CREATED,
+        schema_version=1,
+        payload={"workspace_id": "local", "kind": "uninstalled_kind", "title": "Old"},
+        metadata={},
+        recorded_at=datetime.now(UTC),
+    )
+    with pytest.raises(Conflict, match="plugin that is not installed"):
+        SessionState("s1").apply(created)

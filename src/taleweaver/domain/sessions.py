@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from taleweaver.domain.errors import InvalidInput
+from taleweaver.domain.errors import Conflict, InvalidInput
 from taleweaver.domain.events import JSON, RecordedEvent
 
 
@@ -45,6 +45,18 @@ def admit_kind(name: str) -> SessionKind:
         raise InvalidInput(f"session kind {name!r} is built in")
     _ADMITTED.add(name)
     return SessionKind(name)
+
+
+def known_kind(value: str) -> SessionKind:
+    """A stored session's kind; one whose plugin is no longer installed is a clear
+    refusal (409), not a crash, and the session stays as it was."""
+    try:
+        return SessionKind(value)
+    except ValueError:
+        raise Conflict(
+            f"this session's kind {value!r} comes from a plugin that is not installed: "
+            "install it again to open the session"
+        ) from None
 
 
 class EventType(StrEnum):
@@ -123,7 +135,7 @@ class SessionState:
         kind = event.type
         if kind == EventType.SESSION_CREATED:
             self.workspace_id = p["workspace_id"]
-            self.kind = SessionKind(p["kind"])
+            self.kind = known_kind(p["kind"])
             self.title = p["title"]
             self.settings = dict(p.get("settings") or {})
             self.forked_from = p.get("forked_from")
@@ -173,7 +185,7 @@ class SessionState:
     @classmethod
     def from_snapshot(cls, data: JSON) -> SessionState:
         values: dict[str, Any] = dict(data)
-        values["kind"] = SessionKind(values["kind"])
+        values["kind"] = known_kind(values["kind"])
         last = values.get("last_turn")
         if last is not None:
             values["last_turn"] = LastTurn(
