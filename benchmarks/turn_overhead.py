@@ -168,6 +168,10 @@ def run() -> bool:
     metrics_cost = percentile(engine_ms, 50) / percentile(quiet_ms, 50)
     print(f"  quiet  : {summary(quiet_ms)}  (metrics and traces off)")
     print(f"  observed/quiet at p50 {metrics_cost:.3f}x  ({spans_kb:.0f} KiB of spans exported)")
-    ok = p95 <= 15 and ratio95 <= 4 and metrics_cost <= 1.05
-    print(f"  target : p95 <= 15 ms, ratio <= 4x, observed/quiet <= 1.05x -> {verdict(ok)}")
+    turn_ok, observed_ok = p95 <= 15 and ratio95 <= 4, metrics_cost <= 1.05
+    print(f"  target : p95 <= 15 ms and ratio <= 4x -> {verdict(turn_ok)}")
+    print(
+        f"  target : metrics and traces cost <= 5 % (observed/quiet <= 1.05x) -> {verdict(observed_ok)}"
+    )
+    ok = turn_ok and observed_ok
     return ok
