@@ -17,6 +17,9 @@ __all__ = ["LoopDetector", "find_loop"]
 # A sentence ends at ., !, ? or an ellipsis (closing quotes kept with it), or at a line break.
 _SENTENCE = re.compile(r"[^.!?\u2026\n]*(?:[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|\n)")
 _WORD = re.compile(r"[\w']+")
+# Where a sentence may end: the sentence pattern is only tried once one is in sight
+# (tried on every piece, it rescanned the unfinished sentence each time).
+_END = re.compile(r"[.!?\u2026\n]")
 # Sentences shorter than this ("Yes." "You wait.") may fairly come back.
 MIN_SENTENCE_WORDS = 4
 # Two sentences sharing this share of their words are the same sentence said again.
@@ -51,6 +54,7 @@ class LoopDetector:
         self._run_starts: dict[tuple[str, ...], list[int]] = {}
         self._words: list[tuple[str, int]] = []  # (word, offset) of complete words
         self._word_scan = 0
+        self._end_in_sight = False  # a sentence end after `_checked` has been fed
 
     @property
     def looping(self) -> bool:
@@ -61,7 +65,10 @@ class LoopDetector:
         if self.loop_at is not None:
             return True
         self.text += piece
-        self._check_sentences()
+        self._end_in_sight = self._end_in_sight or _END.search(piece) is not None
+        if self._end_in_sight:
+            self._check_sentences()
+            self._end_in_sight = _END.search(self.text, self._checked) is not None
         if self.loop_at is None:
             self._check_runs()
         return self.loop_at is not None
