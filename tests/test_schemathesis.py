@@ -10,6 +10,9 @@ cover its behaviour; this finds what no one thought to write)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +35,7 @@ from taleweaver.api import create_app
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
+from tests.conftest import _PG_REASON, POSTGRES_URL, _postgres
 
 OperationCase = Case[APIOperation[Any, Any, Any, Any]]
 
@@ -52,30 +56,33 @@ FUZZ_SETTINGS = hypothesis_settings(
 )
 
 
-def _schemas() -> tuple[schemathesis.BaseSchema, schemathesis.BaseSchema]:
+def _schemas() -> tuple[schemathesis.BaseSchema, schemathesis.BaseSchema, schemathesis.BaseSchema]:
     """The app's OpenAPI document (building it opens no database: startup does), to
-    fuzz with and without the coverage phase."""
+    fuzz with and without the coverage phase, and with NUL characters in strings."""
     document = create_app(Settings(model="scripted")).openapi()
 
-    def schema(coverage: bool) -> schemathesis.BaseSchema:
+    def schema(coverage: bool, nul: bool = False) -> schemathesis.BaseSchema:
         phases = {"stateful": {"enabled": False}, "coverage": {"enabled": coverage}}
+        generation: dict[str, Any] = {
+            "max-examples": 5,
+            "deterministic": True,
+            "database": "none",
+        }
+        if nul:
+            generation["allow-x00"] = True
         config = schemathesis.Config.from_dict(
-            {
-                "seed": 20251124,
-                "generation": {"max-examples": 5, "deterministic": True, "database": "none"},
-                "phases": phases,
-            }
+            {"seed": 20251124, "generation": generation, "phases": phases}
         )
         return schemathesis.openapi.from_dict(document, config=config)
 
-    return schema(coverage=True), schema(coverage=False)
+    return schema(coverage=True), schema(coverage=False), schema(coverage=False, nul=True)
 
 
 # The coverage phase sends every case the schema defines (each missing, wrong-typed
 # or out-of-range value: ~50 requests an operation); it runs once, as the key holder,
 # whose instance has every operation. Validation answers the same in single-user
 # mode, which is fuzzed with five examples an operation.
-schema, fuzz_only = _schemas()
+schema, fuzz_only, with_nul = _schemas()
 
 
 # Where the in-process client sends requests.
@@ -195,3 +202,33 @@ def test_single_user_mode_conforms_to_the_schema(case: OperationCase, single_use
 @FUZZ_SETTINGS
 def test_api_key_holder_conforms_to_the_schema(case: OperationCase, key_holder: Target) -> None:
     key_holder.call(case)
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """Single-user mode on a PostgreSQL database of its own, where a NUL in any text
+    would fail in the driver if the edge let one through."""
+    if _PG_REASON is not None:
+        pytest.skip(_PG_REASON)
+    name = f"fuzz_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres(f"CREATE DATABASE {name}"))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    key = base64.b64encode(os.urandom(32)).decode()
+    settings = _settings(tmp_path_factory, database_url=url, encryption_keys=f"k1:{key}")
+    yield Target(_running(settings), ids={"workspace_id": "local", "user_id": "local"})
+    # The app keeps its pool until the process exits: FORCE closes it for the drop.
+    asyncio.run(_postgres(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def on_postgres(postgres_server: Target) -> Target:
+    return postgres_server.with_story()
+
+
+@pytest.mark.postgres
+@with_nul.exclude(name="POST /api/v1/users").parametrize()
+@FUZZ_SETTINGS
+def test_postgresql_with_nul_in_strings_conforms_to_the_schema(
+    case: OperationCase, on_postgres: Target
+) -> None:
+    on_postgres.call(case)
