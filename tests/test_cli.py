@@ -17,7 +17,9 @@ from typing import IO, Any
 import httpx
 import pexpect
 import pytest
+from click.testing import CliRunner, Result
 
+from taleweaver.cli.main import cli
 from taleweaver.cli.play import COMMAND_LIST, Notice, parse_line
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.store.database import redacted_url
@@ -366,14 +368,14 @@ def test_a_one_turn_session_is_listed_as_1_turn_and_can_be_deleted(tmp_path: Pat
     played = taleweaver(tmp_path, "play", "--title", "Brief", stdin="I wait\n/quit\n")
     match = RESUME.search(played.stdout)
     assert match is not None, played.stdout
-    listed = taleweaver(tmp_path, "sessions", "list").stdout
+    listed = in_process(tmp_path, "sessions", "list").output
     assert re.search(r"\s1 turn\s+Brief$", listed, re.M), listed
-    asked = taleweaver(tmp_path, "sessions", "delete", match.group(1), stdin="n\n")
-    assert asked.returncode == 1 and "Delete session" in asked.stdout  # refused: kept
-    assert "Brief" in taleweaver(tmp_path, "sessions", "list").stdout
-    gone = taleweaver(tmp_path, "sessions", "delete", match.group(1), "--yes")
-    assert gone.returncode == 0 and "deleted" in gone.stdout, gone.stderr
-    assert "no sessions yet" in taleweaver(tmp_path, "sessions", "list").stdout
+    asked = in_process(tmp_path, "sessions", "delete", match.group(1), stdin="n\n")
+    assert asked.exit_code == 1 and "Delete session" in asked.output  # refused: kept
+    assert "Brief" in in_process(tmp_path, "sessions", "list").output
+    gone = in_process(tmp_path, "sessions", "delete", match.group(1), "--yes")
+    assert gone.exit_code == 0 and "deleted" in gone.output, gone.output
+    assert "no sessions yet" in in_process(tmp_path, "sessions", "list").output
 
 
 def test_sessions_list_json_prints_one_object_a_line(played: PlayedStory) -> None:
@@ -436,12 +438,22 @@ def test_export_to_a_file_writes_it_and_says_where(played: PlayedStory, tmp_path
     assert target.read_text(encoding="utf-8").startswith("# The Lantern Road\n")
 
 
-@pytest.mark.parametrize("fmt", ["md", "markdown", "jsonl"])
-def test_export_session_and_sessions_export_are_one_command(played: PlayedStory, fmt: str) -> None:
-    one = taleweaver(played.data_dir, "export", "session", played.session_id, "--format", fmt)
-    other = taleweaver(played.data_dir, "sessions", "export", played.session_id, "--format", fmt)
-    assert one.returncode == other.returncode == 0, one.stderr + other.stderr
-    assert one.stdout == other.stdout and one.stdout.strip()
+def in_process(data_dir: Path, *args: str, stdin: str | None = None) -> Result:
+    """A command run in this process (no interpreter start-up: for commands whose
+    own behaviour is under test, not how the program starts)."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("TALEWEAVER_")}
+    env = unset | {"TALEWEAVER_DATA_DIR": str(data_dir), "TALEWEAVER_MODEL": "scripted"}
+    return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
+
+
+def test_export_session_and_sessions_export_are_one_command(played: PlayedStory) -> None:
+    for fmt in ("md", "markdown", "jsonl"):
+        one = in_process(played.data_dir, "export", "session", played.session_id, "--format", fmt)
+        other = in_process(
+            played.data_dir, "sessions", "export", played.session_id, "--format", fmt
+        )
+        assert one.exit_code == other.exit_code == 0, one.output + other.output
+        assert one.output == other.output and one.output.strip()
 
 
 def test_both_export_commands_name_exactly_the_formats_the_engine_knows() -> None:
