@@ -28,9 +28,10 @@ from taleweaver.llm.ledger import Outcome, UsageLedger, UsageRecord
 from taleweaver.llm.pricing import cost_usd, estimate_prompt_tokens, estimate_tokens
 from taleweaver.llm.retry import RetryPolicy
 from taleweaver.llm.routing import CallScope, Completion, Provider, RoutedModel
+from taleweaver.llm.telemetry import call_span, end_call, observe_call
 from taleweaver.llm.types import TASKS, Task, Usage
-from taleweaver.observability import observe_fallback, observe_model_call, observe_retry, tracing
-from taleweaver.observability.tracing import Span, fail
+from taleweaver.observability import observe_fallback, observe_retry
+from taleweaver.observability.tracing import fail
 
 __all__ = ["CHAT_TASKS", "BoundModel", "ModelRouter", "task_model"]
 
@@ -182,7 +183,7 @@ class ModelRouter:
                 reply = ReplyText()
                 outcome: Outcome = "failed"
                 failure: ModelError | None = None
-                call = _call_span(routed, bound, "chat", tokens)
+                call = call_span(routed, bound.task, bound.scope, "chat", tokens)
                 items = chat.generate(messages, max_tokens=tokens)
                 watch = Watch(provider.deadlines, routed.name)
                 clock = watch.clock
@@ -231,7 +232,7 @@ class ModelRouter:
                     watch.stop()
                     await close(items)
                     reply.text_chars = max(reply.text_chars, chars)
-                    _end_call(call, self._account(routed, bound, messages, reply, outcome))
+                    end_call(call, self._account(routed, bound, messages, reply, outcome))
                 if failure is None:
                     provider.breaker.success()
                     return
@@ -265,10 +266,10 @@ class ModelRouter:
         reported = reply.finish.usage if reply.finish is not None else None
         used_chars = reply.text_chars + sum(len(r) for r in reply.reasoning)
         if reported is None and not used_chars and outcome != "ok":
-            _observe(routed, bound.task, outcome, None)
+            observe_call(routed, bound.task, outcome, None)
             return None  # nothing came back: nothing to pay for
         usage = reported or Usage(estimate_prompt_tokens(messages), estimate_tokens(used_chars))
-        _observe(routed, bound.task, outcome, usage)
+        observe_call(routed, bound.task, outcome, usage)
         if self.ledger is not None:
             self._record(routed, bound.task, bound.scope, usage, outcome, reported is None)
         return usage
@@ -340,7 +341,7 @@ class ModelRouter:
                     raise
                 provider.breaker.success()
                 usage = result.usage or Usage(estimate_tokens(sum(map(len, texts))), 0)
-                _observe(routed, "embed", "ok", usage)
+                observe_call(routed, "embed", "ok", usage)
                 if self.ledger is not None:
                     self._record(routed, "embed", scope, usage, "ok", result.usage is None)
                 return result.vectors
@@ -433,39 +434,6 @@ def _rest_of(routed: RoutedModel, reply: ReplyText) -> str | None:
     if not reply.saw_text:
         raise ModelError(f"{routed.name} finished ({reply.finish.reason}) without any text")
     return rest
-
-
-def _call_span(routed: RoutedModel, bound: BoundModel, operation: str, max_tokens: int) -> Span:
-    attributes: dict[str, str | int | float | bool] = {
-        tracing.OPERATION: operation,
-        tracing.PROVIDER: routed.provider.kind,
-        tracing.REQUEST_MODEL: routed.model or routed.alias,
-        tracing.MAX_TOKENS: max_tokens,
-        "taleweaver.task": bound.task,
-        "taleweaver.model.alias": routed.alias,
-    }
-    if bound.scope.session_id:
-        attributes[tracing.CONVERSATION] = bound.scope.session_id
-    return tracing.start_span(f"{operation} {routed.model or routed.alias}", attributes)
-
-
-def _end_call(call: Span, usage: Usage | None) -> None:
-    if usage is not None:
-        call.set_attribute(tracing.INPUT_TOKENS, usage.prompt_tokens)
-        call.set_attribute(tracing.OUTPUT_TOKENS, usage.completion_tokens)
-    call.end()
-
-
-def _observe(routed: RoutedModel, task: str, outcome: Outcome, usage: Usage | None) -> None:
-    observe_model_call(
-        routed.provider.name,
-        routed.alias,
-        task,
-        outcome,
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        cost_usd=cost_usd(routed.price, usage) if usage else 0.0,
-    )
 
 
 def _retry_delay(provider: Provider, attempt: int, error: ModelError) -> float | None:
