@@ -183,3 +183,24 @@ async def test_a_large_import_does_not_wait_for_its_vectors(
     assert memory.reembed is not None
     await memory.reembed.wait()
     assert await _models(engine, world["id"]) == {HashingEmbedder.name}
+
+
+class Slow(HashingEmbedder):
+    """An embedding model that takes its time (a large world on a busy CPU)."""
+
+    name = "slow@1"
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        await asyncio.sleep(60)
+        return await super().embed(texts)
+
+
+async def test_closing_stops_a_re_embedding_under_way(engine: Engine) -> None:
+    ids = await harbour_world(engine)
+    memory = WorldMemory(engine.db, engine.repository.store, None, embedder=Slow())
+    assert memory.reembed is not None
+    memory.reembed.start(WS, ids["world"])
+    await asyncio.sleep(0.05)
+    assert memory.reembed._running, "the re-embedding is under way"
+    await asyncio.wait_for(memory.aclose(), timeout=5)  # not the minute it would take
+    assert not memory.reembed._running

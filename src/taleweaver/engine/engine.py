@@ -296,6 +296,7 @@ class Engine:
         await self.turns.shutdown()
         await self.live.close()
         await self.safety.aclose()  # crisis webhooks in flight get a few seconds
+        await self.world.aclose()
         await self.model.aclose()
         await self.usage.flush()
         await self.db.dispose()

@@ -43,6 +43,13 @@ class WorldMemory:
         self.continuity = WorldContinuity(db, self.bible)
         self.review = ReviewQueue(db, store, self.bible)
 
+    async def aclose(self) -> None:
+        """Stop re-embeddings under way (a world left half rebuilt finishes on its
+        next search, as after a crash) before the database goes."""
+        if self.reembed is not None:
+            self.reembed.cancel()
+            await self.reembed.wait()
+
     async def export(self, workspace_id: str, world_id: str) -> JSON:
         return await export_world(self.bible, workspace_id, world_id)
 
