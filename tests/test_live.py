@@ -79,7 +79,7 @@ async def test_replay_after_a_position_then_live_events_in_order(serve: Serve) -
         done = await channel.next("turn.done")
         assert done["turn_id"] == turn["id"]
         head = max(positions(client, session_id))
-        await channel.until(lambda f: f["type"] == "event" and f["position"] == head)
+        await channel.seen(lambda f: f["type"] == "event" and f["position"] == head)
     events = channel.of_type("event")
     seen = [f["position"] for f in events]
     assert seen == sorted(set(seen)) == positions(client, session_id)[1:]
