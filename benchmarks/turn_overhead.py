@@ -119,6 +119,17 @@ def _drive(client: httpx.Client, url: str) -> tuple[list[float], bytes]:
     return samples, body
 
 
+def _measure(args: list[str], env: dict[str, str], url: str) -> tuple[list[float], bytes]:
+    """Start a server, drive it, stop it: its samples and its last answer."""
+    proc, base = _start(args, env)
+    try:
+        with httpx.Client(base_url=base) as client:
+            return _drive(client, url)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def run() -> bool:
     print(f"== Turn overhead over HTTP (session with {PRIOR_TURNS} prior turns, scripted model)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,31 +144,13 @@ def run() -> bool:
         url = f"/api/v1/sessions/{session_id}/turns"
         sink = _TraceSink()
         # Metrics and traces on, as an operator runs it: spans go to a local collector.
-        proc, base = _start(["engine"], env | {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url})
-        try:
-            with httpx.Client(base_url=base) as client:
-                engine_ms, body = _drive(client, url)
-        finally:
-            proc.terminate()
-            proc.wait()
+        engine_ms, body = _measure(["engine"], env | {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}, url)
         spans_kb = sink.received / 1024
-        proc, base = _start(["engine"], env | {"TALEWEAVER_METRICS": "false"})
-        try:
-            with httpx.Client(base_url=base) as client:
-                quiet_ms, _ = _drive(client, url)
-        finally:
-            proc.terminate()
-            proc.wait()
-            sink.close()
+        sink.close()
+        quiet_ms, _ = _measure(["engine"], env | {"TALEWEAVER_METRICS": "false"}, url)
         body_file = data_dir / "body.json"
         body_file.write_bytes(body)
-        proc, base = _start(["bare", str(body_file)], env)
-        try:
-            with httpx.Client(base_url=base) as client:
-                bare_ms, _ = _drive(client, url)
-        finally:
-            proc.terminate()
-            proc.wait()
+        bare_ms, _ = _measure(["bare", str(body_file)], env, url)
     p95 = percentile(engine_ms, 95)
     ratio50 = percentile(engine_ms, 50) / percentile(bare_ms, 50)
     ratio95 = p95 / percentile(bare_ms, 95)

@@ -279,11 +279,8 @@ class TurnRunner:
         except TaleweaverError:
             raise  # refused on purpose (bad settings, a paused session): nothing to record
         except Exception as exc:  # a bug in a stage: the turn still ends, recorded
-            log.exception("turn %s failed on an unexpected error", ctx.turn_id)
-            crashed = TurnCrashed(UNEXPECTED)
             handle.phase = Phase.COMMITTING
-            await self._commit_quietly(ctx, [failed_event(ctx, crashed)])
-            raise crashed from exc
+            raise await self._crashed(ctx, "turn %s failed on an unexpected error") from exc
         handle.phase = Phase.COMMITTING
         started = time.perf_counter()
         try:
@@ -293,13 +290,19 @@ class TurnRunner:
         except TaleweaverError:
             raise  # a race lost (409) or a refusal: the caller is told as it is
         except Exception as exc:  # the store refused the turn: record that it failed
-            log.exception("turn %s could not be committed", ctx.turn_id)
-            crashed = TurnCrashed(UNEXPECTED)
-            await self._commit_quietly(ctx, [failed_event(ctx, crashed)])
-            raise crashed from exc
+            raise await self._crashed(ctx, "turn %s could not be committed") from exc
         observe_stage("commit", str(ctx.session.kind), time.perf_counter() - started)
         handle.result = turn_view(ctx, "completed", state.version)
         handle.emit("done", {"turn": handle.result})
+
+    async def _crashed(self, ctx: TurnContext, message: str) -> TurnCrashed:
+        """Log an unexpected error (with its traceback; `message` is the template, the
+        turn id its one argument), record the turn as failed, and give the error the
+        client is shown (no internals in it)."""
+        log.exception(message, ctx.turn_id)
+        crashed = TurnCrashed(UNEXPECTED)
+        await self._commit_quietly(ctx, [failed_event(ctx, crashed)])
+        return crashed
 
     async def _commit_cancelled(self, handle: TurnHandle, ctx: TurnContext) -> None:
         handle.phase = Phase.COMMITTING
