@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from taleweaver.cli import doctor as doctor_checks
 from taleweaver.cli.main import cli
 from tests.conftest import _PG_REASON, POSTGRES_URL
 
@@ -119,3 +120,22 @@ def test_a_data_dir_the_server_made_is_its_owners_alone(env: dict[str, str]) -> 
     assert result.exit_code == 0, result.output
     assert "WARN" not in result.output, result.output
     assert "schema at" in check_line(result, "database")
+
+
+def test_a_model_that_never_answers_is_reported_with_the_model_time_limit(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A provider that takes the connection and never replies: the model check's own
+    # limit (not the 10 s of the other checks) is the one that ran out.
+    monkeypatch.setattr(doctor_checks, "MODEL_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        provider = {
+            "TALEWEAVER_MODEL": "openai",
+            "TALEWEAVER_OPENAI_BASE_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/v1",
+        }
+        result = doctor(env | provider)
+    assert result.exit_code == 1, result.output
+    line = check_line(result, "models")
+    assert line.startswith("FAIL") and "no answer within 0.5 s" in line, line

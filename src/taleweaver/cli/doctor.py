@@ -218,7 +218,8 @@ async def check_models(settings: Settings) -> list[Check]:
         async with asyncio.timeout(MODEL_TIMEOUT_S):
             trials = await try_models(settings, (), max_tokens=4)
     except Exception as exc:
-        return [Check("models", "fail", _reason(exc), "check the [models] configuration")]
+        reason = _reason(exc, MODEL_TIMEOUT_S)
+        return [Check("models", "fail", reason, "check the [models] configuration")]
     checks: list[Check] = []
     for trial in trials:
         if trial.ok:
@@ -271,9 +272,10 @@ async def check_plugins(settings: Settings) -> list[Check]:
     return checks
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, limit_s: float = TIMEOUT_S) -> str:
+    """One line for the report; `limit_s` is the timeout the failed check ran under."""
     if isinstance(exc, TimeoutError):
-        return f"no answer within {TIMEOUT_S:g} s"
+        return f"no answer within {limit_s:g} s"
     detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
     return str(detail).splitlines()[0]
 
