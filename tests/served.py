@@ -13,7 +13,7 @@ import pytest
 
 from taleweaver.config import Settings
 from taleweaver.llm import ChatModel
-from tests.conftest import _PG_REASON, POSTGRES_URL, LoopbackServer
+from tests.conftest import POSTGRES_URL, LoopbackServer, need_postgres
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -32,8 +32,7 @@ def on_backend(backend: str, settings: Settings) -> Iterator[Settings]:
     if backend == "sqlite":
         yield settings
         return
-    if _PG_REASON is not None:
-        pytest.skip(_PG_REASON)
+    need_postgres()
     name = f"tw_api_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(f"CREATE DATABASE {name}"))
     try:

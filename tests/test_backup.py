@@ -212,10 +212,9 @@ async def test_a_sqlite_backup_restores_into_postgresql_and_back(
 ) -> None:
     """Archives are portable: a SQLite file's rows load into PostgreSQL, and a
     PostgreSQL dump into a new SQLite file."""
-    from tests.conftest import _PG_REASON
+    from tests.conftest import need_postgres
 
-    if _PG_REASON is not None:
-        pytest.skip(_PG_REASON)
+    need_postgres()
     lite = Database(f"sqlite:///{tmp_path / 'a.db'}")
     engine = await Engine.open(settings, model=ScriptedModel(), database=lite)
     made = await fill(engine)

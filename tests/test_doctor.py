@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from taleweaver.cli import doctor as doctor_checks
 from taleweaver.cli.main import cli
-from tests.conftest import _PG_REASON, POSTGRES_URL
+from tests.conftest import POSTGRES_URL, need_postgres
 
 
 def _closed_port() -> int:
@@ -106,8 +106,8 @@ def test_settings_that_do_not_load_exit_2_naming_the_setting(env: dict[str, str]
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(_PG_REASON is not None, reason=_PG_REASON or "")
 def test_a_reachable_postgresql_reports_its_schema_level(env: dict[str, str]) -> None:
+    need_postgres()
     result = doctor(env | {"TALEWEAVER_DATABASE_URL": POSTGRES_URL}, "--no-models")
     line = check_line(result, "database")
     assert "reachable, schema at" in line, result.output

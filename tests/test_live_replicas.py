@@ -29,7 +29,7 @@ from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
 from taleweaver.realtime.redis_hub import OWNER_TTL_S
-from tests.conftest import _PG_REASON, POSTGRES_URL, DatabaseSpec, _postgres, free_port
+from tests.conftest import POSTGRES_URL, DatabaseSpec, _postgres, free_port, need_postgres
 from tests.live_client import Frame, LiveClient, live
 from tests.test_live import create_session, play, positions, sse_turn
 
@@ -118,8 +118,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if _PG_REASON is not None:
-        pytest.skip(_PG_REASON)
+    need_postgres()
     reason = _redis_reason()
     if reason is not None:
         pytest.skip(reason)

@@ -35,7 +35,7 @@ from taleweaver.api import create_app
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from tests.conftest import _PG_REASON, POSTGRES_URL, _postgres
+from tests.conftest import POSTGRES_URL, _postgres, need_postgres
 
 OperationCase = Case[APIOperation[Any, Any, Any, Any]]
 
@@ -208,8 +208,7 @@ def test_api_key_holder_conforms_to_the_schema(case: OperationCase, key_holder: 
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """Single-user mode on a PostgreSQL database of its own, where a NUL in any text
     would fail in the driver if the edge let one through."""
-    if _PG_REASON is not None:
-        pytest.skip(_PG_REASON)
+    need_postgres()
     name = f"fuzz_{uuid.uuid4().hex[:12]}"
     asyncio.run(_postgres(f"CREATE DATABASE {name}"))
     url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
