@@ -10,16 +10,36 @@ from typing import Any
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 Frame = dict[str, Any]
 WAIT_S = 20.0  # a safety net against hanging, never a synchronisation
 
 
 class LiveClient:
+    """Reads in the background and answers pings as they arrive, as the web app does:
+    a test that awaits one client must not starve another's heartbeat."""
+
     def __init__(self, ws: ClientConnection, *, answer_pings: bool) -> None:
         self.ws = ws
         self.answer_pings = answer_pings
-        self.frames: list[Frame] = []
+        self.frames: list[Frame] = []  # the frames a test has read, in order
+        self._inbox: asyncio.Queue[Frame | ConnectionClosed] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                frame: Frame = json.loads(await self.ws.recv())
+                if frame["type"] == "ping" and self.answer_pings:
+                    await self.send({"type": "pong"})
+                self._inbox.put_nowait(frame)
+        except ConnectionClosed as closed:
+            self._inbox.put_nowait(closed)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
     async def next(self, *types: str) -> Frame:
         """The next frame of one of `types` (any type when none is given)."""
@@ -28,12 +48,13 @@ class LiveClient:
     async def until(self, wanted: Callable[[Frame], bool]) -> Frame:
         async with asyncio.timeout(WAIT_S):
             while True:
-                frame: Frame = json.loads(await self.ws.recv())
-                self.frames.append(frame)
-                if frame["type"] == "ping" and self.answer_pings:
-                    await self.send({"type": "pong"})
-                if wanted(frame):
-                    return frame
+                item = await self._inbox.get()
+                if isinstance(item, ConnectionClosed):
+                    self._inbox.put_nowait(item)  # every later read sees the close too
+                    raise item
+                self.frames.append(item)
+                if wanted(item):
+                    return item
 
     async def seen(self, wanted: Callable[[Frame], bool]) -> Frame:
         """The first frame so far that is `wanted`, else the next one to come: for a
@@ -77,4 +98,8 @@ async def live(
         # handshake (a full queue stops the client reading, close frame included).
         max_queue=None,
     ) as ws:
-        yield LiveClient(ws, answer_pings=answer_pings)
+        client = LiveClient(ws, answer_pings=answer_pings)
+        try:
+            yield client
+        finally:
+            await client.close()
