@@ -1,9 +1,11 @@
 """A hostile-input corpus (tests/hostile/http_cases.json) through the real app, on
 SQLite and PostgreSQL: each case gets its 4xx (or its normalised 2xx), never a 5xx,
-and a refused request writes nothing anyone can list."""
+and a refused request writes nothing anyone can list. The live channel's frames are
+held to the same rules over a real WebSocket."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -13,10 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from taleweaver.api import create_app
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
+from tests.conftest import free_port
+from tests.live_client import live
 from tests.test_summaries import settings
 
 __all__ = ["settings"]  # the key-file settings fixture PostgreSQL needs
@@ -108,3 +113,72 @@ async def test_every_hostile_request_is_refused_cleanly_and_writes_nothing(
             if not case.get("writes") and await _listed(client, ids) != before:
                 failures.append(f"{case['name']}: refused ({answer.status_code}) but wrote")
     assert not failures, "\n".join(failures)
+
+
+# --- the live channel ---------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def served(engine: Engine, settings: Settings) -> AsyncIterator[str]:
+    """The app on `engine` under uvicorn on loopback, in this test's event loop (where
+    the engine's database connections live); its base URL."""
+    port = free_port()
+    app = create_app(settings, engine=engine)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(20):
+        while not server.started:  # polling a start-up, not synchronising a test
+            assert not serving.done(), "the server did not start"
+            await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+# Frames as a client's socket sends them (JSON text): what an HTTP body may not hold
+# may not come in a frame either.
+HOSTILE_FRAMES = {
+    "NUL in the input": '{"type": "say", "text": "a\\u0000b"}',
+    "lone surrogate in the input": '{"type": "say", "text": "a\\ud800b"}',
+    "NUL in a key": '{"type": "typing", "typing": true, "k\\u0000": 1}',
+    "NaN": '{"type": "say", "text": "hi", "n": NaN}',
+    "Infinity": '{"type": "say", "text": "hi", "n": -Infinity}',
+    "nested 900 deep": '{"type": "say", "text": "hi", "x": ' + "[" * 900 + "]" * 900 + "}",
+    "nested 30,000 deep": "[" * 30_000 + "]" * 30_000,
+    "nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
+    "larger than a body": json.dumps({"type": "say", "text": "a" * 70_000}),
+}
+
+
+async def test_a_hostile_frame_gets_an_error_writes_nothing_and_the_channel_stays_open(
+    engine: Engine, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        served(engine, settings) as base_url,
+        httpx.AsyncClient(base_url=f"{base_url}{API}") as client,
+    ):
+        session = (await client.post("/sessions", json={"kind": "story"})).json()["id"]
+        async with live(base_url, session) as channel:
+            await channel.send({"type": "table.open", "policy": "free"})
+            await channel.until(lambda f: f["type"] == "table" and f["table"]["open"])
+            before = (await client.get(f"/sessions/{session}/events")).json()
+            for name, text in HOSTILE_FRAMES.items():
+                await channel.ws.send(text)
+                error = await channel.next("error")
+                assert (error["status"], error["title"]) == (422, "Invalid input"), name
+                assert error["detail"].startswith(("the frame", "a frame")), error
+            assert (await client.get(f"/sessions/{session}/events")).json() == before
+            # Still open, and an input without the hostile part plays.
+            await channel.send({"type": "say", "text": "ab"})
+            said = await channel.next("said", "error")
+            assert said["type"] == "said", said
+            await channel.until(lambda f: f["type"] == "turn.done")
+        events = (await client.get(f"/sessions/{session}/events")).json()
+    committed = [e for e in events if e["type"] == "turn.committed"]
+    assert [e["payload"]["turn_id"] for e in committed] == [said["turn_id"]]
+    assert "\\u0000" not in json.dumps(events) and "\\ud800" not in json.dumps(events)
+    loud = [r for r in caplog.records if r.levelname in {"WARNING", "ERROR", "CRITICAL"}]
+    assert loud == [], [r.getMessage() for r in loud]

@@ -22,7 +22,7 @@ from taleweaver.api.problems import problem
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.json_values import MAX_DEPTH, Unstorable, find_unstorable
 
-__all__ = ["MAX_ID_LENGTH", "InputGuard", "check_path_ids"]
+__all__ = ["MAX_ID_LENGTH", "InputGuard", "check_path_ids", "load_storable"]
 
 MAX_ID_LENGTH = 128
 _CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
@@ -49,18 +49,31 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
+def load_storable(text: bytes | str) -> Any:
+    """`text` read as JSON; Unstorable when it holds what `body_problem` refuses, a
+    plain ValueError when it is not JSON at all. Also for each live-channel frame."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except _NotJSON as exc:
+        raise Unstorable("", f"holds {exc}, which JSON does not allow") from None
+    except RecursionError:
+        raise Unstorable("", f"nests deeper than {MAX_DEPTH} levels") from None
+    found = find_unstorable(value)
+    if found is not None:
+        raise found
+    return value
+
+
 def body_problem(body: bytes) -> Unstorable | None:
     """Why this JSON body must be refused, or None (also when it is not JSON at all:
     FastAPI answers that with its own 400)."""
     try:
-        value = json.loads(body, parse_constant=_refuse_constant)
-    except _NotJSON as exc:
-        return Unstorable("", f"holds {exc}, which JSON does not allow")
-    except RecursionError:
-        return Unstorable("", f"nests deeper than {MAX_DEPTH} levels")
+        load_storable(body)
+    except Unstorable as exc:
+        return exc
     except ValueError:  # malformed JSON or not UTF-8: left to FastAPI's 400
         return None
-    return find_unstorable(value)
+    return None
 
 
 def url_problem(scope: Scope) -> str | None:

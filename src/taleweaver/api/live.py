@@ -21,11 +21,13 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from taleweaver.api.guard import load_storable
 from taleweaver.api.problems import problem_body
 from taleweaver.config import Settings
 from taleweaver.domain import table as t
 from taleweaver.domain.errors import InvalidInput, NotFound, TaleweaverError
 from taleweaver.domain.events import JSON, RecordedEvent
+from taleweaver.domain.json_values import Unstorable
 from taleweaver.engine.live import LiveSessions, SessionWatch, seen_until
 from taleweaver.engine.outcome import new_id
 from taleweaver.realtime import Presence
@@ -64,6 +66,7 @@ class LiveConnection:
         self.connection = new_id()
         self.ping_s = settings.live_ping_seconds
         self.dead_after_s = settings.live_dead_after_seconds
+        self.max_frame_bytes = settings.max_body_bytes  # a frame is a JSON body
         self.typing = False
         self.heard_at = time.monotonic()
         self._send_lock = asyncio.Lock()
@@ -203,10 +206,11 @@ class LiveConnection:
             text = await self.websocket.receive_text()
             self.heard_at = time.monotonic()
             try:
-                frame = json.loads(text)
-                kind = frame["type"] if isinstance(frame, dict) else None
-            except (ValueError, KeyError, TypeError):
-                kind = None
+                frame = self._read(text)
+            except InvalidInput as exc:
+                await self._refuse(exc)
+                continue
+            kind = frame.get("type") if isinstance(frame, dict) else None
             if kind == "pong":
                 continue
             if kind == "typing" and isinstance(frame.get("typing"), bool):
@@ -218,9 +222,7 @@ class LiveConnection:
                     await self.may_play()
                     await self._act(kind, frame)
                 except TaleweaverError as exc:
-                    problem = problem_body(exc)
-                    problem["problem"] = problem.pop("type")  # the frame's type is "error"
-                    await self.send({"type": "error", "request": kind} | problem)
+                    await self._refuse(exc, kind)
                 continue
             await self.send(
                 {
@@ -230,6 +232,28 @@ class LiveConnection:
                     f" or a table frame ({', '.join(sorted(TABLE_FRAMES))})",
                 }
             )
+
+    def _read(self, text: str) -> Any:
+        """The frame's JSON (None when it is not JSON), held to what an HTTP JSON body
+        is held to (api/guard.py): no NUL, lone surrogate, NaN or Infinity, no nesting
+        past the cap, no more bytes than a body. Refused before anything reads it, so
+        nothing downstream can store it, or recurse on it."""
+        if len(text) > self.max_frame_bytes or len(text.encode()) > self.max_frame_bytes:
+            raise InvalidInput(f"a frame is at most {self.max_frame_bytes} bytes")
+        try:
+            return load_storable(text)
+        except Unstorable as exc:
+            where = f"the frame's {exc.where}" if exc.where else "the frame"
+            raise InvalidInput(f"{where} {exc.what}") from None
+        except ValueError:
+            return None
+
+    async def _refuse(self, error: TaleweaverError, request: str | None = None) -> None:
+        """An `error` frame for a refused frame; the channel stays open."""
+        problem = problem_body(error)
+        problem["problem"] = problem.pop("type")  # the frame's type is "error"
+        frame: JSON = {"type": "error"} | ({"request": request} if request else {})
+        await self.send(frame | problem)
 
     async def _act(self, kind: str, frame: dict[str, Any]) -> None:
         """One table frame: seating and policy (answered by the `table` frame that

@@ -16,6 +16,7 @@ from dataclasses import replace
 from taleweaver.domain import table as t
 from taleweaver.domain.errors import ConcurrencyConflict, Conflict, InvalidInput, NotFound
 from taleweaver.domain.events import EventMetadata, NewEvent, RecordedEvent
+from taleweaver.domain.json_values import has_unstorable_text
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine.outcome import new_id
 from taleweaver.engine.turns import TurnHandle, TurnRunner
@@ -244,6 +245,10 @@ def _clean(text: str) -> str:
         raise InvalidInput("say something: the input is empty")
     if len(text) > MAX_INPUT:
         raise InvalidInput(f"an input is at most {MAX_INPUT} characters")
+    if has_unstorable_text(text):  # whatever the transport let through
+        raise InvalidInput(
+            "the input holds a NUL character or an unpaired surrogate, which cannot be stored"
+        )
     return text.strip()
 
 
