@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from taleweaver.config import Settings
 from taleweaver.llm import ScriptedModel
 from taleweaver.observability import EXPORTED
 from tests.test_api import create_session, say, stream_turn
@@ -192,6 +194,115 @@ def test_several_worker_processes_add_up_in_one_scrape(tmp_path: Path) -> None:
     labels = frozenset({("kind", "story"), ("outcome", "completed")})
     assert samples[("taleweaver_turns_total", labels)] == 2
     assert samples[("taleweaver_reply_tokens_total", frozenset({("model", "m")}))] == 10
+
+
+def _worker(env: dict[str, str], code: str) -> str:
+    """Run `code` as a worker process of its own; what it printed."""
+    ran = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, timeout=60, capture_output=True
+    )
+    return ran.stdout.decode()
+
+
+def _samples(exposition: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
+
+
+_RECORD = """
+from taleweaver.observability import ProcessFigures, Snapshot, record_snapshot, retire_process
+record_snapshot(Snapshot(
+    crises_open={crises}, oldest_crisis_s={age}, jobs=(("safety_webhooks", {crises}, {age}),),
+    process=ProcessFigures(
+        breakers_open=(("cloud", {breaker}),), live_connections={live}, active_sessions={live}
+    ),
+))
+"""
+
+
+def test_several_workers_show_the_database_as_the_scraping_worker_read_it(
+    tmp_path: Path,
+) -> None:
+    """Worker A scraped while a crisis was open; it is resolved, and worker B answers
+    the next scrape: the scrape says none is open, not A's stale one. Each worker's own
+    connections add up, and a worker that stopped counts no more."""
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    _worker(env, _RECORD.format(crises=1, age=1200.0, breaker=False, live=2))
+    stopped = _RECORD.format(crises=1, age=1300.0, breaker=True, live=4)
+    _worker(env, stopped + "retire_process()\n")  # a clean shutdown
+    answering = _RECORD.format(crises=0, age=0.0, breaker=False, live=3)
+    shown = _samples(
+        _worker(
+            env,
+            answering + "from taleweaver.observability import exposition\n"
+            "import sys; sys.stdout.write(exposition()[0].decode())\n",
+        )
+    )
+    assert value(shown, "taleweaver_crises_unacknowledged") == 0
+    assert value(shown, "taleweaver_crisis_oldest_unacknowledged_seconds") == 0
+    assert value(shown, "taleweaver_jobs_queued", queue="safety_webhooks") == 0
+    assert value(shown, "taleweaver_job_oldest_age_seconds", queue="safety_webhooks") == 0
+    assert value(shown, "taleweaver_live_connections") == 2 + 3
+    assert value(shown, "taleweaver_active_sessions") == 2 + 3
+    assert value(shown, "taleweaver_model_breaker_open", provider="cloud") == 0
+
+
+def test_a_worker_keeps_its_own_gauges_current_and_retracts_them_when_it_stops(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Between scrapes that other workers answer, a worker refreshes its own figures
+    (here: a database connection it holds); once it stops they leave the sum."""
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    (tmp_path / "metrics").mkdir()
+    worker = f"""
+import asyncio
+from taleweaver.config import Settings
+from taleweaver.engine import Engine
+from taleweaver.engine.gauges import worker_gauges
+
+async def main() -> None:
+    engine = await Engine.open(Settings(data_dir={str(settings.data_dir)!r}, model="scripted"))
+    try:
+        async with worker_gauges(engine, every_s=0.02):
+            async with engine.db.read():
+                await asyncio.sleep(0.3)
+                print("holding", flush=True)
+                input()  # until the test has scraped
+    finally:
+        await engine.close()
+
+asyncio.run(main())
+"""
+    with subprocess.Popen(
+        [sys.executable, "-c", worker],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            assert process.stdout.readline().strip() == "holding"
+            held = _samples(_scrape_directory(tmp_path / "metrics"))
+            assert value(held, "taleweaver_db_pool_connections_in_use") >= 1
+            process.stdin.write("\n")
+            process.stdin.flush()
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    after = _samples(_scrape_directory(tmp_path / "metrics"))
+    assert value(after, "taleweaver_db_pool_connections_in_use") == 0
+
+
+def _scrape_directory(path: Path) -> str:
+    """What a worker with `PROMETHEUS_MULTIPROC_DIR=path` would answer."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    return generate_latest(registry).decode()
 
 
 @pytest.mark.skipif(

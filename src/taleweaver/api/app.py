@@ -41,6 +41,7 @@ from taleweaver.api.security import LoginMode
 from taleweaver.api.webapp import BUILT, WebApp
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
+from taleweaver.engine.gauges import worker_gauges
 from taleweaver.llm import ChatModel
 from taleweaver.observability.errors import configure_error_tracking
 from taleweaver.observability.tracing import configure_tracing
@@ -71,7 +72,8 @@ def create_app(
         try:
             if owned:  # a server of this database: restore must wait for it to stop
                 lease = await hold_for_serving(app.state.engine.db)
-            yield
+            async with worker_gauges(app.state.engine):  # several worker processes only
+                yield
         finally:
             if lease is not None:
                 await lease.release()

@@ -8,6 +8,7 @@ of people or session ids.
 from taleweaver.observability.metrics import (
     EXPORTED,
     METRICS,
+    ProcessFigures,
     Snapshot,
     enable,
     exposition,
@@ -21,13 +22,17 @@ from taleweaver.observability.metrics import (
     observe_stage,
     observe_ttft,
     observe_turn,
+    record_process,
     record_snapshot,
+    retire_process,
+    several_workers,
     turns_in_flight,
 )
 
 __all__ = [
     "EXPORTED",
     "METRICS",
+    "ProcessFigures",
     "Snapshot",
     "enable",
     "exposition",
@@ -41,6 +46,9 @@ __all__ = [
     "observe_stage",
     "observe_ttft",
     "observe_turn",
+    "record_process",
     "record_snapshot",
+    "retire_process",
+    "several_workers",
     "turns_in_flight",
 ]

@@ -1,5 +1,13 @@
 """The metrics, one registry per process (or, with several worker processes, the
-shared directory prometheus-client reads when `PROMETHEUS_MULTIPROC_DIR` is set)."""
+shared directory prometheus-client reads when `PROMETHEUS_MULTIPROC_DIR` is set).
+
+With several workers, a gauge is one of two sorts. Figures read from the database
+or the configuration (crises, jobs, budgets) are set by whichever worker answers
+the scrape just before it answers: "mostrecent" shows that fresh value, never
+another worker's stale one. Figures of a worker's own state (connections,
+sessions, pool, breakers) are "live*": each worker keeps its own current (see
+`engine.gauges.worker_gauges`) and is taken out of the sum when it stops.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +53,7 @@ class Metrics:
     active_sessions: Gauge
     jobs_queued: Gauge
     oldest_job: Gauge
+    budget_limit: Gauge
     db_queries: Histogram
     db_pool_in_use: Gauge
 
@@ -99,12 +108,12 @@ def _build() -> Metrics:
         crises_unacknowledged=Gauge(
             "taleweaver_crises_unacknowledged",
             "Crisis flags still open (no one has resolved them).",
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
         ),
         oldest_unacknowledged_crisis=Gauge(
             "taleweaver_crisis_oldest_unacknowledged_seconds",
             "Age of the oldest open crisis flag (0 when there is none).",
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
         ),
         reply_tokens=Counter(
             "taleweaver_reply_tokens_total",
@@ -140,7 +149,7 @@ def _build() -> Metrics:
             "taleweaver_model_breaker_open",
             "1 while a provider's circuit breaker is open (calls are not sent).",
             ["provider"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         ),
         live_connections=Gauge(
             "taleweaver_live_connections",
@@ -156,13 +165,20 @@ def _build() -> Metrics:
             "taleweaver_jobs_queued",
             "Background jobs waiting, by queue.",
             ["queue"],
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
         ),
         oldest_job=Gauge(
             "taleweaver_job_oldest_age_seconds",
             "Age of the oldest waiting job, by queue (0 when none waits).",
             ["queue"],
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
+        ),
+        budget_limit=Gauge(
+            "taleweaver_budget_limit_usd",
+            "Configured spending limit in US dollars, by scope: workspace (each "
+            "workspace, per calendar month) or session (over its life); absent if unset.",
+            ["scope"],
+            multiprocess_mode="mostrecent",
         ),
         db_queries=Histogram(
             "taleweaver_db_query_duration_seconds",
@@ -298,29 +314,48 @@ def observe_query(statement: str, seconds: float) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the server reads from its own state at each scrape."""
+class ProcessFigures:
+    """This process's own state, which no other worker can know."""
 
-    crises_open: int = 0
-    oldest_crisis_s: float = 0.0
-    jobs: tuple[tuple[str, int, float], ...] = ()  # (queue, waiting, oldest age)
     breakers_open: tuple[tuple[str, bool], ...] = ()  # (provider, open)
     live_connections: int = 0
     active_sessions: int = 0
     pool_in_use: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the server reads at each scrape: the database and configuration, which
+    every worker sees alike, and the answering worker's own figures."""
+
+    crises_open: int = 0
+    oldest_crisis_s: float = 0.0
+    jobs: tuple[tuple[str, int, float], ...] = ()  # (queue, waiting, oldest age)
+    budgets: tuple[tuple[str, float], ...] = ()  # (scope, limit in USD), configured ones
+    process: ProcessFigures = ProcessFigures()
+
+
 def record_snapshot(snapshot: Snapshot) -> None:
+    if not SWITCH.on:
+        return
     METRICS.crises_unacknowledged.set(snapshot.crises_open)
     METRICS.oldest_unacknowledged_crisis.set(snapshot.oldest_crisis_s)
     for queue, waiting, oldest in snapshot.jobs:
         METRICS.jobs_queued.labels(queue).set(waiting)
         METRICS.oldest_job.labels(queue).set(oldest)
-    for provider, is_open in snapshot.breakers_open:
+    for scope, limit in snapshot.budgets:
+        METRICS.budget_limit.labels(scope).set(limit)
+    record_process(snapshot.process)
+
+
+def record_process(figures: ProcessFigures) -> None:
+    if not SWITCH.on:
+        return
+    for provider, is_open in figures.breakers_open:
         METRICS.breaker_open.labels(provider).set(1 if is_open else 0)
-    METRICS.live_connections.set(snapshot.live_connections)
-    METRICS.active_sessions.set(snapshot.active_sessions)
-    METRICS.db_pool_in_use.set(snapshot.pool_in_use)
+    METRICS.live_connections.set(figures.live_connections)
+    METRICS.active_sessions.set(figures.active_sessions)
+    METRICS.db_pool_in_use.set(figures.pool_in_use)
 
 
 @contextmanager
@@ -335,10 +370,22 @@ def turns_in_flight() -> Iterator[None]:
         METRICS.in_flight.dec()
 
 
+def several_workers() -> bool:
+    """Whether worker processes share one exposition (`PROMETHEUS_MULTIPROC_DIR`)."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def retire_process() -> None:
+    """Take this worker's live gauges out of the shared exposition (on a clean stop);
+    its counters stay, as counts of what it did."""
+    if several_workers():
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 def exposition() -> tuple[bytes, str]:
     """The text exposition and its content type; with several worker processes
     (`PROMETHEUS_MULTIPROC_DIR` set), the sum over all of them."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if several_workers():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
