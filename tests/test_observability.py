@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from taleweaver.config import Settings
 from taleweaver.llm import ScriptedModel
+from taleweaver.llm.config import BudgetSettings
 from taleweaver.observability import EXPORTED
 from tests.test_api import create_session, say, stream_turn
 
@@ -149,6 +150,67 @@ def test_the_alert_rules_pass_promtool() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"{len(_rules())} rules found" in checked.stdout
+
+
+def _budget_case(usd_a_minute: float, budget: float | None, fires: bool) -> dict[str, Any]:
+    series = [
+        {
+            "series": 'taleweaver_model_cost_usd_total{provider="cloud",model="m",task="narrate"}',
+            "values": f"0+{usd_a_minute}x180",
+        }
+    ]
+    if budget is not None:
+        series.append(
+            {"series": 'taleweaver_budget_limit_usd{scope="workspace"}', "values": f"{budget}x180"}
+        )
+    a_day = usd_a_minute * 60 * 24
+    expected = {
+        "exp_labels": {"severity": "ticket"},
+        "exp_annotations": {
+            "summary": "Model spending is on course to pass the monthly budget",
+            "description": f"At the last hour's rate: {a_day:.2f} USD a day.",
+            "runbook": "docs/operations.md#taleweaverbudgetburnfast",
+        },
+    }
+    return {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [
+            {
+                "eval_time": "2h",
+                "alertname": "TaleweaverBudgetBurnFast",
+                "exp_alerts": [expected] if fires else [],
+            }
+        ],
+    }
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None and not os.environ.get("CI"),
+    reason="promtool is not installed (`.ci/run` installs Debian's prometheus package)",
+)
+def test_the_budget_alert_weighs_spending_against_the_configured_budget(tmp_path: Path) -> None:
+    """14.4 USD a day passes a 300 USD monthly budget (10 a day), not a 600 USD one;
+    with no budget configured, the shipped 50 USD a day stands in."""
+    cases = [
+        _budget_case(0.01, 300, fires=True),
+        _budget_case(0.01, 600, fires=False),
+        _budget_case(0.04, None, fires=True),
+        _budget_case(0.02, None, fires=False),
+    ]
+    tests = tmp_path / "budget-tests.yml"
+    tests.write_text(yaml.safe_dump({"rule_files": [str(ALERTS)], "tests": cases}))
+    checked = subprocess.run(
+        ["promtool", "test", "rules", str(tests)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_configured_budgets_are_exported(serve: Serve) -> None:
+    client = serve(budgets=BudgetSettings(workspace_usd=300, session_usd=2.5))
+    samples, _ = scrape(client)
+    assert value(samples, "taleweaver_budget_limit_usd", scope="workspace") == 300
+    assert value(samples, "taleweaver_budget_limit_usd", scope="session") == 2.5
 
 
 def test_dashboards_cover_health_turns_cost_and_safety() -> None:
