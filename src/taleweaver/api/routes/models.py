@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from taleweaver.api.dates import DATE_RANGE, UtcDateTime
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
@@ -141,7 +142,9 @@ async def models_health(
 async def workspace_usage(
     engine: EngineDep,
     access: Annotated[Access, requires(Action.USAGE_READ)],
-    since: Annotated[datetime | None, Query(description="Only calls from then on.")] = None,
+    since: Annotated[
+        UtcDateTime | None, Query(description=f"Only calls from then on ({DATE_RANGE}).")
+    ] = None,
 ) -> WorkspaceUsage:
     """Tokens and cost in this workspace: totals, per task, model and session; budgets."""
     workspace = access.workspace_id

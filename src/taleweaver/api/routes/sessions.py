@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from taleweaver.api.dates import DATE_RANGE, UtcDateTime
 from taleweaver.api.deps import EngineDep, metadata_for
 from taleweaver.api.interop_schemas import SearchContext, SearchResult
 from taleweaver.api.schemas import (
@@ -20,21 +20,12 @@ from taleweaver.api.schemas import (
 )
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
-from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.store.queries import SessionFilter
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
 
-def _in_range(value: datetime | None, name: str) -> datetime | None:
-    """The date in UTC; refused when its offset carries it past year 1 or 9999."""
-    if value is None:
-        return None
-    try:
-        return value.astimezone(UTC) if value.tzinfo else value
-    except OverflowError:
-        raise InvalidInput(f"{name} must lie within years 1 to 9999 in UTC") from None
 # Turn numbers and versions are 32-bit columns; a larger cursor would overflow the query.
 MAX_CURSOR = 2**31 - 1
 
@@ -184,15 +175,17 @@ async def search(
         str | None, Query(max_length=200, description="A character's name or id.")
     ] = None,
     kind: SessionKind | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[
+        UtcDateTime | None, Query(description=f"Messages written from then on ({DATE_RANGE}).")
+    ] = None,
+    until: Annotated[
+        UtcDateTime | None, Query(description=f"Messages written until then ({DATE_RANGE}).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[SearchResult]:
     """Full-text search over every message in the workspace (or one session), filtered
     by character, session kind and when the message was written; each hit comes with
-    its neighbouring messages and a link to the conversation around it. Dates must
-    lie within years 1 to 9999 in UTC."""
-    since, until = _in_range(since, "since"), _in_range(until, "until")
+    its neighbouring messages and a link to the conversation around it."""
     rows = await engine.interop.search(
         access.workspace_id,
         q,

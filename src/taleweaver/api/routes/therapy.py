@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
+from taleweaver.api.dates import DATE_RANGE, UtcDateTime
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.schemas import Strict
 from taleweaver.api.security import SELF, Access, requires
@@ -432,7 +433,9 @@ async def get_progress(
     engine: EngineDep,
     access: ReadAccess,
     bucket: Literal["day", "week", "month"] = "week",
-    since: datetime | None = None,
+    since: Annotated[
+        UtcDateTime | None, Query(description=f"Only records from then on ({DATE_RANGE}).")
+    ] = None,
 ) -> ProgressPublic:
     """Goals' progress, marker counts, assessment scores and emotional state over time."""
     player = await _player(engine, access, user_id)
