@@ -21,11 +21,22 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
 
 from taleweaver.config import Settings
 from taleweaver.llm import ScriptedModel
-from taleweaver.llm.config import BudgetSettings
+from taleweaver.llm.config import (
+    BreakerSettings,
+    BudgetSettings,
+    ModelSettings,
+    Price,
+    ProviderSettings,
+    RetrySettings,
+    RouteSettings,
+)
 from taleweaver.observability import EXPORTED
+from tests.conftest import LoopbackServer
+from tests.loopback_models import Reply, serving
 from tests.test_api import create_session, say, stream_turn
 
 Serve = Callable[..., httpx.Client]
@@ -34,6 +45,10 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
 METRIC = re.compile(r"\btaleweaver_[a-z0-9_]+")
 SECRET_WORDS = "lanternbearer"  # a word only the player typed
+STAGES = (
+    *("understand", "safety_in", "recall", "narrate", "safety_out"),
+    *("extract", "continuity", "commit"),
+)
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -54,6 +69,15 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def settles(client: httpx.Client, name: str, expected: float) -> None:
+    """Scrape until the gauge `name` reads `expected` (what the server does in the
+    background after answering has finished)."""
+    deadline = time.monotonic() + 20
+    while (found := value(scrape(client)[0], name)) != expected:
+        assert time.monotonic() < deadline, f"{name} stays at {found}"
+        time.sleep(0.05)
+
+
 def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum over every series of `name` whose labels include `labels`."""
     wanted = set(labels.items())
@@ -72,7 +96,7 @@ def test_a_turn_moves_the_turn_stage_token_and_request_metrics(serve: Serve) -> 
         return total(after, name, **labels) - total(before, name, **labels)
 
     assert grew("taleweaver_turns_total", kind="story", outcome="completed") == 2
-    for stage in ("understand", "safety_in", "recall", "narrate", "safety_out", "commit"):
+    for stage in STAGES:
         assert grew("taleweaver_turn_stage_duration_seconds_count", stage=stage, kind="story") == 2
     assert grew("taleweaver_turn_time_to_first_token_seconds_count", kind="story") == 2
     assert grew("taleweaver_turn_inter_token_seconds_count", kind="story") > 0
@@ -80,11 +104,95 @@ def test_a_turn_moves_the_turn_stage_token_and_request_metrics(serve: Serve) -> 
     assert grew("taleweaver_model_calls_total", task="narrate", outcome="ok") == 2
     assert grew("taleweaver_model_tokens_total", task="narrate", direction="output") > 0
     assert value(after, "taleweaver_turns_in_flight") == 0
+    # Every database connection the turns took goes back to the pool (work after a
+    # turn's reply, such as indexing, may still hold one for a moment).
+    assert ("taleweaver_db_pool_connections_in_use", frozenset()) in after
+    settles(client, "taleweaver_db_pool_connections_in_use", 0)
     route = "/api/v1/sessions/{session_id}/turns"
     assert grew("taleweaver_http_request_duration_seconds_count", route=route, method="POST") == 2
     assert grew("taleweaver_db_query_duration_seconds_count", operation="insert") >= 2
     # Labels carry templates and fixed names: never the session id or what was said.
     assert session not in text and SECRET_WORDS not in text
+
+
+def _routed(settings: Settings, overloaded_url: str) -> Settings:
+    """Narration first on a provider at `overloaded_url` (tried twice a call, its
+    breaker open after two failures), then on a priced scripted model."""
+    return settings.model_copy(
+        update=dict(
+            model="configured",
+            providers={
+                "doorway": ProviderSettings(
+                    kind="openai",
+                    base_url=overloaded_url,
+                    retry=RetrySettings(attempts=2, base_delay=0, max_delay=0, jitter=0),
+                    breaker=BreakerSettings(failures=2, cooldown=600),
+                ),
+                "local": ProviderSettings(kind="scripted"),
+            },
+            models={
+                "far": ModelSettings(provider="doorway", model="far-away"),
+                "teller": ModelSettings(provider="local", price=Price(input=10, output=20)),
+            },
+            routes=RouteSettings(default=["teller"], narrate=["far", "teller"]),
+        )
+    )
+
+
+def test_a_routed_turn_counts_retries_the_fallback_the_open_breaker_and_the_cost(
+    settings: Settings,
+) -> None:
+    with serving(1) as (overloaded,):
+        overloaded.then(Reply(status=503))
+        routed = _routed(settings, overloaded.url("openai"))
+        with (
+            LoopbackServer(routed, None) as server,
+            httpx.Client(base_url=server.base_url) as client,
+        ):
+            session = create_session(client)["id"]
+            before, _ = scrape(client)
+            say(client, session, "I knock twice")
+            say(client, session, "I knock again")
+            after, text = scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    narrate = {"task": "narrate"}
+    assert grew("taleweaver_model_calls_total", provider="doorway", outcome="failed") == 2
+    assert grew("taleweaver_model_retries_total", provider="doorway", **narrate) == 1
+    # The second turn finds the breaker open: it skips the provider, no fallback counted.
+    assert grew("taleweaver_model_fallbacks_total", provider="doorway", **narrate) == 1
+    assert value(after, "taleweaver_model_breaker_open", provider="doorway") == 1
+    assert value(after, "taleweaver_model_breaker_open", provider="local") == 0
+    assert grew("taleweaver_model_calls_total", provider="local", outcome="ok", **narrate) == 2
+    spent = grew("taleweaver_model_cost_usd_total", provider="local", **narrate)
+    tokens_in = grew(
+        "taleweaver_model_tokens_total", provider="local", direction="input", **narrate
+    )
+    tokens_out = grew(
+        "taleweaver_model_tokens_total", provider="local", direction="output", **narrate
+    )
+    assert tokens_in > 0 and tokens_out > 0
+    assert spent == pytest.approx((tokens_in * 10 + tokens_out * 20) / 1_000_000)
+    assert grew("taleweaver_model_cost_usd_total", provider="doorway") == 0
+    assert session not in text
+
+
+def test_an_open_live_connection_counts_as_a_connection_and_an_active_session(
+    serve: Serve,
+) -> None:
+    client = serve(model=ScriptedModel(["A bell rings."]))
+    session = create_session(client)["id"]
+    url = client.base_url.copy_with(scheme="ws", path=f"/api/v1/sessions/{session}/live")
+    with connect(str(url), open_timeout=20) as ws:
+        assert json.loads(ws.recv(timeout=20))["type"] == "hello"  # watched from here on
+        watched, text = scrape(client)
+        assert value(watched, "taleweaver_live_connections") == 1
+        assert value(watched, "taleweaver_active_sessions") == 1
+        assert session not in text
+    settles(client, "taleweaver_live_connections", 0)  # once the server has seen the close
+    assert value(scrape(client)[0], "taleweaver_active_sessions") == 0
 
 
 def test_the_scrape_reads_open_crises_and_waiting_jobs(serve: Serve) -> None:
