@@ -1,25 +1,34 @@
-"""A running server holds its database: `taleweaver restore` refuses while it does,
-on SQLite and PostgreSQL, and a server killed with -9 leaves nothing that blocks."""
+"""A running server, or `taleweaver play`, holds its database: `taleweaver restore`
+refuses while it does, on SQLite and PostgreSQL; neither starts writing while a
+restore runs; and a server killed with -9 leaves nothing that blocks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pexpect
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
+from taleweaver.api.app import create_app
 from taleweaver.cli.main import cli
 from taleweaver.config import Settings
 from taleweaver.domain.errors import Conflict
+from taleweaver.engine.engine import database_from_settings
 from taleweaver.store.database import Database
 from taleweaver.store.serving import hold_for_serving, maintenance
 from tests.conftest import LoopbackServer
-from tests.served import on_backend
-from tests.test_cli import start_serving, stop_serving
+from tests.served import BACKENDS, on_backend
+from tests.served import cli_env as served_env
+from tests.test_cli import PROMPT, SCRIPT, _as_from_a_shell, finish, start_serving, stop_serving
 
 
 def invoke(settings: Settings, *args: str) -> Result:
@@ -37,6 +46,18 @@ def refusal(pid: int) -> str:
         f"error: a Taleweaver server is running on this database (pid {pid}): stop it "
         f"first (Ctrl-C where it runs, or `kill {pid}`), then run restore again\n"
     )
+
+
+def user_env(settings: Settings) -> dict[str, str]:
+    """The environment of a user running `taleweaver` against `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALEWEAVER_")}
+    env.update({k: v for k, v in served_env(settings).items() if v is not None})
+    return env | {"TALEWEAVER_SCRIPTED_TOKEN_DELAY_MS": "0", "PYTHONUNBUFFERED": "1"}
+
+
+async def table_names(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
 
 
 def sessions_titled(client: httpx.Client) -> list[str]:
@@ -119,3 +140,77 @@ async def test_servers_share_the_database_and_each_blocks_restore_until_it_stops
     await second.release()
     async with maintenance(database, "restore"):
         pass
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restore_is_refused_while_play_holds_the_database(
+    backend: str, settings: Settings, tmp_path: Path
+) -> None:
+    with on_backend(backend, settings) as on:
+        archive = tmp_path / "before.zip"
+        child: Any = pexpect.spawn(
+            str(SCRIPT),
+            ["play"],
+            env=user_env(on),
+            encoding="utf-8",
+            timeout=15,
+            preexec_fn=_as_from_a_shell,
+        )
+        try:
+            child.expect(PROMPT)
+            assert invoke(on, "backup", "-o", str(archive)).exit_code == 0  # safe meanwhile
+
+            refused = invoke(on, "restore", "--force", str(archive))
+
+            assert refused.exit_code == 1
+            assert refused.output == (
+                f"error: `taleweaver play` is running on this database (pid {child.pid}): "
+                f"stop it first (/quit where it runs, or `kill {child.pid}`), "
+                "then run restore again\n"
+            )
+            child.sendline("I look around")  # the player's story is still written
+            child.expect(PROMPT)
+            child.sendline("/quit")
+            assert finish(child) == 0
+        finally:
+            child.close(force=True)
+
+        restored = invoke(on, "restore", "--force", str(archive))
+        assert restored.exit_code == 0, restored.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_neither_server_nor_play_writes_while_a_restore_has_the_database(
+    backend: str, settings: Settings, tmp_path: Path
+) -> None:
+    fresh = settings.model_copy(update={"data_dir": tmp_path / "fresh"})
+    with on_backend(backend, fresh) as on:
+        asyncio.run(refused_during_restore(on))
+
+
+async def refused_during_restore(settings: Settings) -> None:
+    db = database_from_settings(settings)
+    try:
+        async with maintenance(db, "restore"):
+            app = create_app(settings)
+            with pytest.raises(Conflict, match="start the server when it finishes"):
+                async with app.router.lifespan_context(app):
+                    pass
+            play = await asyncio.create_subprocess_exec(
+                str(SCRIPT),
+                "play",
+                env=user_env(settings),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(play.communicate(), 30)
+            assert play.returncode == 1
+            assert err.decode() == (
+                "error: a restore is replacing this database right now: "
+                "start `taleweaver play` when it finishes\n"
+            )
+        # Both refused before migrating: the fresh database has no tables at all.
+        assert await table_names(db) == []
+    finally:
+        await db.dispose()

@@ -78,7 +78,8 @@ def backup_cmd(output: Path | None) -> None:
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an instance that already holds data.")
 def restore_cmd(archive: Path, force: bool) -> None:
-    """Restore a backup into this instance's database (refused while a server runs on it)."""
+    """Restore a backup into this instance's database (refused while a server or
+    `taleweaver play` runs on it)."""
     from taleweaver.store.serving import maintenance
 
     async def run(settings: Settings) -> JSON:

@@ -21,7 +21,10 @@ from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnAction, TurnRequest
 from taleweaver.engine import Engine
+from taleweaver.engine.engine import database_from_settings
+from taleweaver.engine.stages.narrate import LOOP_RETRY_REASON
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID as WORKSPACE
+from taleweaver.store.serving import ServerLease, hold_for_serving
 
 HELP = (
     "Type what you do, or the number of a choice; /help lists the commands. "
@@ -37,6 +40,9 @@ COMMANDS = (
 )
 COMMAND_LIST = "\n".join(f"  {name:<12} {what}" for name, what in COMMANDS)
 META = EventMetadata(actor="cli")
+# Why a reply already on the screen is written again, by the rewrite's reason.
+_BROKE_A_RULE = "\n[that reply broke a content rule and is written again]"
+_REWRITTEN = {LOOP_RETRY_REASON: "\n[the reply started repeating itself and is written again]"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
                 for finding in event.data["findings"]:
                     click.echo(f"\n[continuity: {finding['summary']}]")
             elif event.name == "rewrite":  # the rewrite streams like any reply
-                click.echo("\n[that reply broke a content rule and is written again]")
+                click.echo(_REWRITTEN.get(event.data["reason"], _BROKE_A_RULE))
             elif event.name == "safety" and event.data["action"] == "replaced":
                 replaced = True
                 click.echo("\n[that reply broke a content rule and was replaced]")
@@ -212,19 +218,47 @@ async def _show_recent(engine: Engine, session_id: str, turn_count: int) -> None
             click.echo(f"  {number}. {choice}")
 
 
-async def _open(settings: Settings, start: Start) -> tuple[Engine, str]:
-    engine = await Engine.open(settings)
+@dataclass(frozen=True)
+class Table:
+    """What `play` holds open: the engine, the session, and the database hold."""
+
+    engine: Engine
+    session_id: str
+    lease: ServerLease
+
+    async def close(self) -> None:
+        try:
+            await self.engine.close()
+        finally:
+            await self.lease.release()
+
+
+async def _open(settings: Settings, start: Start) -> Table:
+    db = database_from_settings(settings)
+    # Held like a server's, before anything is written: a restore refuses while
+    # the player plays, and play refuses while a restore replaces the database.
+    try:
+        lease = await hold_for_serving(db, "play")
+    except BaseException:
+        await db.dispose()
+        raise
+    try:
+        engine = await Engine.open(settings, database=db)
+    except BaseException:
+        await lease.release()
+        await db.dispose()
+        raise
     engine.warm_up()  # a local model loads while the player reads and types
     try:
         if start.session_id is None:
-            return engine, await _create(engine, start)
+            return Table(engine, await _create(engine, start), lease)
         session = await engine.sessions.get(WORKSPACE, start.session_id)
         click.echo(f"Continuing '{session['title']}' after turn {session['turn_count']}.")
         await _show_recent(engine, start.session_id, session["turn_count"])
     except BaseException:
-        await engine.close()
+        await Table(engine, "", lease).close()
         raise
-    return engine, start.session_id
+    return Table(engine, start.session_id, lease)
 
 
 def _ask(question: str) -> bool:
@@ -239,10 +273,11 @@ def run_play(settings: Settings, start: Start) -> int:
     loop = asyncio.new_event_loop()
     try:
         try:
-            engine, sid = loop.run_until_complete(_open(settings, start))
+            table = loop.run_until_complete(_open(settings, start))
         except TaleweaverError as exc:
             click.echo(f"error: {exc.detail}", err=True)
             return 1
+        engine, sid = table.engine, table.session_id
         click.echo(HELP)
         try:
             while True:
@@ -272,7 +307,7 @@ def run_play(settings: Settings, start: Start) -> int:
                 except TaleweaverError as exc:
                     click.echo(f"[{exc.detail}]")
         finally:
-            loop.run_until_complete(engine.close())
+            loop.run_until_complete(table.close())
         click.echo(f"Saved. Resume with: taleweaver play --session {sid}")
         return 0
     finally:

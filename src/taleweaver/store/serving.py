@@ -1,12 +1,13 @@
-"""The lock a running server holds on its database, so that maintenance which
-replaces the data under it (restore) refuses instead of losing what it writes.
+"""The lock a running server (or `taleweaver play`) holds on its database, so that
+maintenance which replaces the data under it (restore) refuses instead of losing
+what it writes.
 
-SQLite: `flock` on a file beside the database, which also lists the servers'
-pids. PostgreSQL: a session-level advisory lock keyed by the schema, on a
-connection the server keeps open. Servers hold the lock shared (replicas run side
-by side), maintenance exclusive. Both die with their process: the kernel drops a
-dead process's flock and PostgreSQL ends a dead client's session, so a server
-killed with -9 leaves nothing behind that blocks later.
+SQLite: `flock` on a file beside the database, which also lists the holders'
+pids and commands. PostgreSQL: a session-level advisory lock keyed by the schema,
+on a connection the holder keeps open. Servers and players hold the lock shared
+(replicas run side by side), maintenance exclusive. Both die with their process:
+the kernel drops a dead process's flock and PostgreSQL ends a dead client's
+session, so a server killed with -9 leaves nothing behind that blocks later.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ __all__ = ["ServerLease", "ServerRunning", "hold_for_serving", "lock_path", "mai
 
 # First half of the PostgreSQL advisory lock key: Taleweaver's; the second is the schema's.
 _PG_NAMESPACE = 0x7457
-_SERVER_NAME = "taleweaver serve"
+_APP_NAME = "taleweaver"
+# How each holder is named in a refusal, and how it is stopped where it runs.
+_HOLDERS = {
+    "serve": ("a Taleweaver server", "Ctrl-C"),
+    "play": ("`taleweaver play`", "/quit"),
+}
 
 
 class ServerRunning(Conflict):
@@ -50,7 +56,12 @@ class ServerLease:
             self._fd = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await _pg_unlock(conn, shared=True)
+            # Ending the session drops its locks. Closed, not pooled: a holder releases
+            # after its engine's last writes, when the pool may be disposed already.
+            try:
+                await conn.invalidate()
+            finally:
+                await conn.close()
 
 
 def lock_path(db: Database) -> Path | None:
@@ -63,10 +74,12 @@ def lock_path(db: Database) -> Path | None:
     return Path(f"{database}.serving")
 
 
-async def hold_for_serving(db: Database) -> ServerLease:
-    """Take the server's shared hold; a Conflict while maintenance has the database."""
+async def hold_for_serving(db: Database, command: str = "serve") -> ServerLease:
+    """Take a shared hold for `command` ("serve" or "play", named in maintenance's
+    refusal); a Conflict while maintenance has the database."""
+    what = "the server" if command == "serve" else f"`taleweaver {command}`"
     busy = Conflict(
-        "a restore is replacing this database right now: start the server when it finishes"
+        f"a restore is replacing this database right now: start {what} when it finishes"
     )
     path = lock_path(db)
     if path is not None:
@@ -77,13 +90,13 @@ async def hold_for_serving(db: Database) -> ServerLease:
         except BlockingIOError:
             os.close(fd)
             raise busy from None
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {command}\n".encode())
         return ServerLease(fd=fd)
     if db.dialect != "postgresql":
         return ServerLease()
     conn = await _pg_connection(db)
     try:
-        name = f"{_SERVER_NAME} pid {os.getpid()} on {socket.gethostname()}"
+        name = f"{_APP_NAME} {command} pid {os.getpid()} on {socket.gethostname()}"
         await conn.execute(sa.select(sa.func.set_config("application_name", name[:63], False)))
         if not await conn.scalar(
             sa.select(sa.func.pg_try_advisory_lock_shared(_PG_NAMESPACE, await _pg_key(conn)))
@@ -127,35 +140,45 @@ async def maintenance(db: Database, what: str) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await _pg_unlock(conn, shared=False)
+        await _pg_unlock(conn)
 
 
-def _running(what: str, holders: list[tuple[str, str]]) -> ServerRunning:
-    """`holders`: (pid, host) of each server; the kill hint names only this host's."""
+def _running(what: str, holders: list[tuple[str, str, str]]) -> ServerRunning:
+    """`holders`: (pid, host, command) of each; the kill hint names only this host's."""
     here = socket.gethostname()
-    pids = [pid for pid, host in holders if host == here and pid.isdigit()]
-    who = ", ".join(f"pid {pid}" + ("" if host == here else f" on {host}") for pid, host in holders)
+    commands = [c for c in _HOLDERS if any(command == c for _, _, command in holders)]
+    commands = commands or ["serve"]  # a holder we cannot name: most likely a server
+    nouns = [_HOLDERS[c][0] for c in commands]
+    verb = "is" if len(nouns) == 1 else "are"
+    pids = [pid for pid, host, _ in holders if host == here and pid.isdigit()]
+    who = ", ".join(
+        f"pid {pid}" + ("" if host == here else f" on {host}") for pid, host, _ in holders
+    )
     who = f" ({who})" if who else ""
-    how = f"Ctrl-C where it runs, or `kill {' '.join(pids)}`" if pids else "Ctrl-C where it runs"
+    it, runs = ("it", "it runs") if len(holders) <= 1 else ("them", "they run")
+    how = " or ".join(_HOLDERS[c][1] for c in commands) + f" where {runs}"
+    how += f", or `kill {' '.join(pids)}`" if pids else ""
     return ServerRunning(
-        f"a Taleweaver server is running on this database{who}: stop it first "
+        f"{' and '.join(nouns)} {verb} running on this database{who}: stop {it} first "
         f"({how}), then run {what} again"
     )
 
 
-def _live_pids(path: Path) -> list[tuple[str, str]]:
-    alive: list[tuple[str, str]] = []
+def _live_pids(path: Path) -> list[tuple[str, str, str]]:
+    alive: list[tuple[str, str, str]] = []
     here = socket.gethostname()
-    for line in path.read_text(encoding="ascii", errors="replace").split():
-        if not line.isdigit() or (line, here) in alive:
+    for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+        pid, _, command = line.strip().partition(" ")
+        command = command or "serve"  # lines of older servers carry only the pid
+        if not pid.isdigit() or (pid, here, command) in alive:
             continue
         try:
-            os.kill(int(line), 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
-            continue  # a server that died without unlocking: the kernel dropped its flock
+            continue  # a holder that died without unlocking: the kernel dropped its flock
         except PermissionError:
             pass  # alive, someone else's
-        alive.append((line, here))
+        alive.append((pid, here, command))
     return alive
 
 
@@ -173,7 +196,7 @@ async def _pg_key(conn: AsyncConnection) -> int:
     return zlib.crc32(schema.encode()) & 0x7FFFFFFF
 
 
-async def _pg_holders(conn: AsyncConnection, key: int) -> list[tuple[str, str]]:
+async def _pg_holders(conn: AsyncConnection, key: int) -> list[tuple[str, str, str]]:
     rows = await conn.execute(
         sa.text(
             "SELECT a.pid, a.application_name, a.client_addr::text AS addr "
@@ -186,20 +209,22 @@ async def _pg_holders(conn: AsyncConnection, key: int) -> list[tuple[str, str]]:
     )
     holders = []
     for row in rows:
-        # "taleweaver serve pid 1234 on host", as hold_for_serving names its session.
-        name = str(row.application_name or "").removeprefix(_SERVER_NAME + " pid ")
-        pid, _, host = name.partition(" on ")
-        if pid.isdigit():
-            holders.append((pid, host))
+        # "taleweaver play pid 1234 on host", as hold_for_serving names its session.
+        name = str(row.application_name or "").removeprefix(_APP_NAME + " ")
+        command, _, rest = name.partition(" pid ")
+        pid, _, host = rest.partition(" on ")
+        if command in _HOLDERS and pid.isdigit():
+            holders.append((pid, host, command))
         else:
-            holders.append((f"{row.pid} (a PostgreSQL backend)", str(row.addr or "a local socket")))
+            backend = f"{row.pid} (a PostgreSQL backend)"
+            holders.append((backend, str(row.addr or "a local socket"), "serve"))
     return holders
 
 
-async def _pg_unlock(conn: AsyncConnection, *, shared: bool) -> None:
-    unlock = sa.func.pg_advisory_unlock_shared if shared else sa.func.pg_advisory_unlock
+async def _pg_unlock(conn: AsyncConnection) -> None:
     try:
-        await conn.execute(sa.select(unlock(_PG_NAMESPACE, await _pg_key(conn))))
+        key = await _pg_key(conn)
+        await conn.execute(sa.select(sa.func.pg_advisory_unlock(_PG_NAMESPACE, key)))
         await conn.execute(sa.text("RESET application_name"))
     except sa.exc.DBAPIError:
         pass  # the session is gone, and its locks with it
