@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from taleweaver.api.strictness import lax_text_types
-from taleweaver.domain.json_values import find_unstorable
+from taleweaver.domain.json_values import free_json_problem
 from taleweaver.domain.sessions import MAX_TITLE_LENGTH, SessionKind
 from taleweaver.domain.turns import MAX_INPUT_CHARS, TurnAction
 
@@ -31,22 +30,16 @@ class Strict(BaseModel):
         if changed:
             cls.model_rebuild(force=True)
 
-# Free-form JSON a client stores (session and world settings, source references):
-# the guard already refuses NUL, surrogates, NaN and depth past 64; this bounds it
-# further, to what a settings object plausibly needs.
-MAX_FREE_JSON_DEPTH = 16
-MAX_FREE_JSON_BYTES = 32 * 1024
-
 
 def _bounded(value: dict[str, Any]) -> dict[str, Any]:
-    wrong = find_unstorable(value, max_depth=MAX_FREE_JSON_DEPTH)
+    wrong = free_json_problem(value)
     if wrong is not None:
-        raise ValueError(str(wrong))
-    if len(json.dumps(value, separators=(",", ":"))) > MAX_FREE_JSON_BYTES:
-        raise ValueError(f"must be at most {MAX_FREE_JSON_BYTES} bytes as JSON")
+        raise ValueError(wrong)
     return value
 
 
+# Free-form JSON a client stores (session and world settings): the guard already
+# refuses NUL, surrogates, NaN and depth past 64; this bounds it further.
 FreeJSON = Annotated[dict[str, Any], AfterValidator(_bounded)]
 
 
@@ -64,7 +57,7 @@ class SessionUpdate(Strict):
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_LENGTH)
     pinned: bool | None = None
     archived: bool | None = None
-    settings: dict[str, Any] | None = Field(
+    settings: FreeJSON | None = Field(
         default=None,
         description="Merged into the session's settings (a key set to null is removed); "
         "'lorebook_ids' must name this workspace's lorebooks.",

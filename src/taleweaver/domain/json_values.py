@@ -8,15 +8,19 @@ HTTP edge and every importer refuse the same values with the same words.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_FREE_JSON_BYTES",
+    "MAX_FREE_JSON_DEPTH",
     "UNSTORABLE_CHARS",
     "Unstorable",
     "find_unstorable",
+    "free_json_problem",
     "has_unstorable_text",
     "strip_unstorable",
 ]
@@ -25,6 +29,10 @@ __all__ = [
 # export, a lorebook, a card nest well under 16), shallow enough to walk cheaply.
 MAX_DEPTH = 64
 UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+# Free-form JSON a client stores (session and world settings): bounded further, to
+# what a settings object plausibly needs, however it arrives (a body, an import).
+MAX_FREE_JSON_DEPTH = 16
+MAX_FREE_JSON_BYTES = 32 * 1024
 
 
 class Unstorable(ValueError):
@@ -76,6 +84,17 @@ def find_unstorable(
                     if problem is not None:
                         return Unstorable(where, f"a key {problem}")
                 stack.append((child, path, depth + 1))
+    return None
+
+
+def free_json_problem(value: object) -> str | None:
+    """Why `value` cannot be stored as free-form JSON (unstorable, nested deeper than
+    MAX_FREE_JSON_DEPTH, or longer than MAX_FREE_JSON_BYTES), or None."""
+    wrong = find_unstorable(value, max_depth=MAX_FREE_JSON_DEPTH)
+    if wrong is not None:
+        return str(wrong)
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_FREE_JSON_BYTES:
+        return f"must be at most {MAX_FREE_JSON_BYTES} bytes as JSON"
     return None
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from taleweaver.api.deps import EngineDep, metadata_for
 from taleweaver.api.import_choices import OnDuplicateQuery, Reimport
-from taleweaver.api.schemas import SessionPublic, Strict
+from taleweaver.api.schemas import FreeJSON, SessionPublic, Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
 from taleweaver.domain.sessions import MAX_TITLE_LENGTH
@@ -128,7 +128,7 @@ class CompanionSessionCreate(Strict):
         max_length=15,
         description="More characters for a group chat; this character greets first.",
     )
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: FreeJSON = Field(default_factory=dict)
 
 
 def _filename(name: str, fmt: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import Conflict, InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
+from taleweaver.domain.json_values import free_json_problem
 from taleweaver.domain.world import (
     EntityStatus,
     WorldEvent,
@@ -466,6 +467,9 @@ class WorldBible:
 def clean_world_settings(settings: Any) -> JSON:
     if not isinstance(settings, dict):
         raise InvalidInput("world settings must be an object")
+    wrong = free_json_problem(settings)  # an import's, as a body's (api/schemas.py)
+    if wrong is not None:
+        raise InvalidInput(f"world settings: {wrong}")
     threshold = settings.get("auto_accept_threshold")
     if threshold is not None and (
         isinstance(threshold, bool)
