@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,19 +52,30 @@ async def _created(client: httpx.AsyncClient, path: str, body: Any, **kw: Any) -
 
 
 async def _world(client: httpx.AsyncClient) -> dict[str, str]:
-    """A played story, a world with an entity, a lorebook, and another workspace's
-    world: the ids the cases' paths name."""
+    """A played story, a world with an entity, a lorebook with an entry, a character,
+    and another workspace's world: the ids the cases' paths name."""
     session = await _created(client, "/sessions", {"kind": "story", "title": "S"})
     turn = await client.post(f"{API}/sessions/{session}/turns", json={"text": "Look"})
     assert turn.status_code == 201, turn.text
     world = await _created(client, "/worlds", {"name": "Aster"})
     await _created(client, f"/worlds/{world}/entities", {"type": "npc", "name": "Ada"})
     book = {"entries": {"0": {"key": ["dragon"], "content": "Dragons sleep."}}}
-    await _created(client, "/lorebooks/import", book)
+    book_id = await _created(client, "/lorebooks/import", book)
+    entries = (await client.get(f"{API}/lorebooks/{book_id}")).json()["items"]
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Ada"}}
+    character = await _created(client, "/characters/import", card)
     other = await _created(client, "/workspaces", {"name": "Other"})
     theirs = {"X-Workspace": other}
     other_world = await _created(client, "/worlds", {"name": "Theirs"}, headers=theirs)
-    return {"session": session, "world": world, "other_world": other_world, "long": "a" * 129}
+    return {
+        "session": session,
+        "world": world,
+        "other_world": other_world,
+        "book": book_id,
+        "entry": str(entries[0]["uid"]),
+        "character": character,
+        "long": "a" * 129,
+    }
 
 
 async def _listed(client: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
@@ -71,6 +83,8 @@ async def _listed(client: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
         *LISTINGS,
         f"/sessions/{ids['session']}/events",
         f"/worlds/{ids['world']}/entities",
+        f"/lorebooks/{ids['book']}",
+        f"/characters/{ids['character']}",
     ]
     return [(await client.get(f"{API}{p}")).json() for p in paths]
 
@@ -88,18 +102,26 @@ def _body(case: dict[str, Any]) -> dict[str, Any]:
     return {"content": raw.encode("utf-8", "surrogatepass"), "headers": headers}
 
 
+def server_errors(records: list[logging.LogRecord]) -> list[str]:
+    """What the server logged as an error (an unhandled exception is logged so)."""
+    return [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+
+
 async def test_every_hostile_request_is_refused_cleanly_and_writes_nothing(
-    engine: Engine, settings: Settings
+    engine: Engine, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     failures: list[str] = []
     async with api(engine, settings) as client:
         ids = await _world(client)
         for case in CASES:
             before = await _listed(client, ids)
+            caplog.clear()
             request = _body(case)
             headers = {**request.pop("headers", {}), **case.get("headers", {})}
             url = API + case["path"].removeprefix(API).format(**ids)
             answer = await client.request(case["method"], url, headers=headers, **request)
+            if logged := server_errors(caplog.records):
+                failures.append(f"{case['name']}: the server logged {logged}")
             expected = case["expect"] if isinstance(case["expect"], list) else [case["expect"]]
             if answer.status_code not in expected:
                 failures.append(f"{case['name']}: {answer.status_code} {answer.text[:200]}")
