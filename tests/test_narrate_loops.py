@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import pytest
+
+from taleweaver.cli.play import _turn as play_turn
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnRequest
@@ -86,3 +89,20 @@ async def test_when_the_retry_loops_too_the_reply_is_kept_up_to_the_repetition(
     assert len(model.shapes) == 2  # retried once, not again
     shown = "".join(d["text"] for n, d in events if n == "token")
     assert shown.count("waterproof map case") <= 4
+
+
+async def test_play_says_a_looping_reply_is_written_again_for_repeating_itself(
+    make_engine: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine: Engine = await make_engine(model=ShapeRecorder([LOOP, GOOD]))
+    created = await engine.sessions.create(
+        WS, kind=SessionKind.STORY, title="Shore", settings={}, metadata=META
+    )
+    request = TurnRequest.build(action=None, text="I open the chest", choice=None)
+
+    await play_turn(engine, created["id"], request)
+
+    shown = capsys.readouterr().out
+    assert "\n[the reply started repeating itself and is written again]\n" in shown
+    assert "content rule" not in shown  # nothing broke a rule
+    assert shown.rstrip().endswith("2. Walk to the shore")

@@ -78,8 +78,10 @@ def backup_cmd(output: Path | None) -> None:
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an instance that already holds data.")
 def restore_cmd(archive: Path, force: bool) -> None:
-    """Restore a backup into this instance's database (refused while a server or
-    `taleweaver play` runs on it)."""
+    """Restore a backup into this instance's database (refused while a server runs on it).
+
+    A `taleweaver play` holds the database as a server does: restore refuses while
+    one runs too."""
     from taleweaver.store.serving import maintenance
 
     async def run(settings: Settings) -> JSON:
