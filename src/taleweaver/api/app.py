@@ -38,6 +38,7 @@ from taleweaver.api.routes import live as live_routes
 from taleweaver.api.routes import models as model_routes
 from taleweaver.api.routes import secrets as secret_routes
 from taleweaver.api.security import LoginMode
+from taleweaver.api.spans import ServerSpans
 from taleweaver.api.webapp import BUILT, WebApp
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
@@ -45,6 +46,7 @@ from taleweaver.engine.engine import database_from_settings
 from taleweaver.engine.gauges import worker_gauges
 from taleweaver.llm import ChatModel
 from taleweaver.observability.errors import configure_error_tracking
+from taleweaver.observability.tracing import active as tracing_active
 from taleweaver.observability.tracing import configure_tracing
 from taleweaver.plugins import load_plugins
 from taleweaver.store.serving import hold_for_serving
@@ -106,6 +108,9 @@ def create_app(
         dependencies=[Depends(check_path_ids)],
         docs_url=None,  # served from local files by api/docs.py
         redoc_url=None,  # ReDoc would come from a CDN
+        # FastAPI's own telemetry would put URL queries (search words) on its spans and
+        # rejected input in its logs: ServerSpans traces requests instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.login_mode = LoginMode()
@@ -162,5 +167,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         upload_bytes=settings.max_upload_bytes,
     )
+    if tracing_active():  # around RequestContext: its log line is inside the span
+        app.add_middleware(ServerSpans)
     app.add_middleware(SecurityHeaders)  # outermost: on the 413s RequestContext sends too
     return app

@@ -1,5 +1,5 @@
-"""OpenTelemetry traces: a span per turn, per pipeline stage and per provider call,
-with the GenAI semantic conventions' attribute names.
+"""OpenTelemetry traces: a span per HTTP request (`api/spans.py`), per turn, per
+pipeline stage and per provider call, with the GenAI semantic conventions' names.
 
 Exported by OTLP over HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the SDK reads
 the rest of the standard `OTEL_*` variables itself). When it is not, no SDK is
@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 __all__ = [
     "Span",
+    "active",
     "configure_tracing",
     "current_trace_id",
     "fail",
@@ -68,6 +69,13 @@ def configure_tracing(service_name: str = "taleweaver") -> bool:
     _configured = True
     log.info("exporting traces by OTLP as %s", name)
     return True
+
+
+def active() -> bool:
+    """Whether spans go anywhere: an SDK is installed, by `configure_tracing` or by
+    whoever runs the server (`opentelemetry-instrument`, a test's exporter)."""
+    installed = trace.get_tracer_provider()
+    return not isinstance(installed, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 @contextmanager
