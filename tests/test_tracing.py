@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from taleweaver.api.logs import JsonFormatter
-from taleweaver.domain.errors import ModelError
+from taleweaver.domain.errors import Conflict, ModelError
+from taleweaver.domain.flags import TRACE_CONTENT
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
@@ -105,6 +106,39 @@ async def test_spans_never_carry_what_was_written(
     await _turn(engine)
     dumped = json.dumps([json.loads(s.to_json()) for s in spans.get_finished_spans()])
     assert "moonlit-heron" not in dumped and "heron lifts" not in dumped
+
+
+async def test_a_workspace_that_opts_in_sees_the_turns_words_on_its_turn_span(
+    make_engine: object, spans: InMemorySpanExporter
+) -> None:
+    engine = await make_engine(ScriptedModel([REPLY]))  # type: ignore[operator]
+    await engine.flags.set(WS, TRACE_CONTENT, True, actor="admin-1")
+    await _turn(engine)
+    named = _by_name(spans.get_finished_spans())
+    (turn,) = named["turn"]
+    assert turn.attributes is not None
+    said = json.loads(str(turn.attributes[tracing.INPUT_MESSAGES]))
+    assert said == [{"role": "user", "parts": [{"type": "text", "content": PLAYER_WORDS}]}]
+    assert "heron lifts" in str(turn.attributes[tracing.OUTPUT_MESSAGES])
+    # Only the turn span: stages and model calls still carry no text.
+    others = [json.loads(s.to_json()) for s in spans.get_finished_spans() if s.name != "turn"]
+    assert "moonlit-heron" not in json.dumps(others)
+
+
+async def test_a_sensitive_workspace_cannot_put_words_on_its_spans(
+    make_engine: object, spans: InMemorySpanExporter
+) -> None:
+    engine = await make_engine(ScriptedModel([REPLY]))  # type: ignore[operator]
+    # Set while the workspace was not sensitive; marked sensitive since: ignored.
+    await engine.flags.set(WS, TRACE_CONTENT, True, actor="admin-1")
+    await engine.accounts.update_workspace(WS, name=None, sensitive=True, actor="admin-1")
+    await _turn(engine)
+    dumped = json.dumps([json.loads(s.to_json()) for s in spans.get_finished_spans()])
+    assert "moonlit-heron" not in dumped and "heron lifts" not in dumped
+    with pytest.raises(Conflict, match="sensitive"):
+        await engine.flags.set(WS, TRACE_CONTENT, True, actor="admin-1")
+    off = await engine.flags.set(WS, TRACE_CONTENT, False, actor="admin-1")  # always allowed
+    assert not off.enabled
 
 
 async def test_a_failed_model_call_marks_its_span_and_the_turn(

@@ -16,6 +16,7 @@ from taleweaver.domain.errors import InvalidInput
 
 LOOP_RETRY = "loop_retry"
 WORLD_EXTRACTION = "world_extraction"
+TRACE_CONTENT = "trace_content"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,12 @@ FLAGS: Mapping[str, Flag] = MappingProxyType(
                 "After each reply, world facts are extracted for review and checked"
                 " against canon (off: neither runs).",
                 True,
+            ),
+            Flag(
+                TRACE_CONTENT,
+                "A turn's trace carries the player's words and the reply, for debugging"
+                " (off: spans carry no text). Refused in a sensitive workspace.",
+                False,
             ),
         )
     }

@@ -13,9 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth import AuditLog
-from taleweaver.domain.flags import FLAGS, FlagSet, known_flag
+from taleweaver.domain.errors import Conflict
+from taleweaver.domain.flags import FLAGS, TRACE_CONTENT, FlagSet, known_flag
 from taleweaver.store.database import Database
 from taleweaver.store.flags_schema import workspace_flags
+from taleweaver.store.schema import workspaces
 from taleweaver.store.sqlite_fast import fetch_rows
 
 
@@ -43,6 +45,11 @@ class _Stored:
 _READ = "SELECT name, enabled FROM workspace_flags WHERE workspace_id = :workspace_id"
 
 
+async def _sensitive(conn: AsyncConnection, workspace_id: str) -> bool:
+    query = sa.select(workspaces.c.sensitive).where(workspaces.c.id == workspace_id)
+    return bool(await conn.scalar(query))
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite reads naive
 
@@ -57,7 +64,12 @@ class WorkspaceFlags:
         # On every turn: one driver call on SQLite (see store/sqlite_fast.py).
         rows = await fetch_rows(self.db, _READ, {"workspace_id": workspace_id})
         # A row for a flag since retired is ignored rather than failing the turn.
-        return FlagSet({str(name): bool(on) for name, on in rows if name in FLAGS})
+        settings = {str(name): bool(on) for name, on in rows if name in FLAGS}
+        if settings.get(TRACE_CONTENT):  # rare: only then the second query
+            async with self.db.read() as conn:
+                if await _sensitive(conn, workspace_id):  # marked so since it was set
+                    settings[TRACE_CONTENT] = False
+        return FlagSet(settings)
 
     async def list(self, workspace_id: str) -> list[FlagState]:
         """Every known flag, by name, as this workspace has it."""
@@ -72,6 +84,8 @@ class WorkspaceFlags:
         values = {"enabled": enabled, "updated_at": now, "updated_by": actor}
         async with self.db.write() as conn:
             await self.db.lock(conn)
+            if name == TRACE_CONTENT and enabled and await _sensitive(conn, workspace_id):
+                raise Conflict("a sensitive workspace's traces never carry what was written")
             before = (await self._rows(conn, workspace_id, name)).get(name)
             if before is None:
                 await conn.execute(

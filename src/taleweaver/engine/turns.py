@@ -23,7 +23,7 @@ from taleweaver.domain.errors import (
     TaleweaverError,
 )
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
-from taleweaver.domain.flags import DEFAULT_FLAGS, FlagSet
+from taleweaver.domain.flags import DEFAULT_FLAGS, TRACE_CONTENT, FlagSet
 from taleweaver.domain.turns import TurnRequest, resolve_input
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.outcome import (
@@ -244,6 +244,8 @@ class TurnRunner:
                 self._fail(handle, TurnCrashed(UNEXPECTED))
             finally:
                 current.set_attribute("taleweaver.turn.outcome", outcome)
+                if ctx.flags.enabled(TRACE_CONTENT):  # never set in a sensitive workspace
+                    tracing.record_content(current, ctx.input.text, ctx.reply_text)
                 self._running.pop(handle.session_id, None)
                 handle.finish()
                 _observe(ctx, outcome)

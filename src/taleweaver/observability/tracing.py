@@ -5,12 +5,15 @@ Exported by OTLP over HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the SDK re
 the rest of the standard `OTEL_*` variables itself). When it is not, no SDK is
 installed and the API's tracer does nothing: a span costs a function call.
 
-Spans never carry what anyone wrote: no prompt, reply or player text, whatever
-the workspace. Their attributes are ids, names, counts and outcomes.
+Spans carry no text anyone wrote: their attributes are ids, names, counts and
+outcomes. The one exception is a workspace's `trace_content` flag, which puts the
+player's words and the reply on its turn spans (`record_content`); a sensitive
+workspace cannot have it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ __all__ = [
     "configure_tracing",
     "current_trace_id",
     "fail",
+    "record_content",
     "span",
     "start_span",
 ]
@@ -42,6 +46,8 @@ INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 MAX_TOKENS = "gen_ai.request.max_tokens"
 CONVERSATION = "gen_ai.conversation.id"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
 
 _configured = False
 
@@ -96,6 +102,19 @@ def start_span(name: str, attributes: dict[str, str | int | float | bool]) -> Sp
 def fail(current: Span, error: BaseException) -> None:
     current.set_status(Status(StatusCode.ERROR, type(error).__name__))
     current.set_attribute("error.type", type(error).__name__)
+
+
+def record_content(current: Span, said: str | None, reply: str) -> None:
+    """The turn's text on its span, as the GenAI conventions' opt-in message
+    attributes (only for a workspace that asked, see the module's docstring)."""
+    if said:
+        current.set_attribute(INPUT_MESSAGES, _messages("user", said))
+    if reply:
+        current.set_attribute(OUTPUT_MESSAGES, _messages("assistant", reply))
+
+
+def _messages(role: str, text: str) -> str:
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
 
 
 def current_trace_id() -> str | None:
