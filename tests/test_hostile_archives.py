@@ -165,6 +165,11 @@ BUNDLES: dict[str, tuple[Callable[[], bytes], type[TaleweaverError], str]] = {
         InvalidInput,
         "surrogate",
     ),
+    "event-its-read-model-cannot-hold": (
+        lambda: bundle(events_jsonl=_event('{"title": "Tale", "kind": "story"}')),
+        InvalidInput,
+        "stream s-1 has events its read models cannot hold: an event lacks 'workspace_id'",
+    ),
     "nan-in-event": (
         lambda: bundle(events_jsonl=_event('{"title": "T", "score": NaN}')),
         InvalidInput,
@@ -209,6 +214,20 @@ async def test_a_bundle_past_the_inflated_total_is_refused(
         await engine.interop.import_workspace(
             WS, bundle(("a.txt", _noise(700 * 1024)), ("b.txt", _noise(700 * 1024)))
         )
+    assert await _counts(engine) == before
+
+
+async def test_a_bundle_whose_json_would_cost_too_much_memory_is_refused(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the inflated limit, but `{}` costs 64 bytes parsed for 3 of text: held to
+    eight times the limit in memory, the same ceiling as the most real JSON needs."""
+    monkeypatch.setenv("TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES", str(MB))
+    costly = _event('{"title": "Tale", "x": [' + "{}," * 100_000 + "{}]}")
+    assert len(costly) < MB
+    before = await _counts(engine)
+    with pytest.raises(PayloadTooLarge, match=r"would take more than 8 MiB of memory once parsed"):
+        await engine.interop.import_workspace(WS, bundle(events_jsonl=costly * 2))
     assert await _counts(engine) == before
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from taleweaver.config import Settings
+from taleweaver.interop import archive
 from taleweaver.interop.cards import limits as card_limits
 from taleweaver.interop.limits import DEFAULT_MAX_BYTES
 
@@ -82,4 +83,10 @@ def test_the_readme_states_the_limits_the_server_applies() -> None:
     assert int(_readme_default("TALEWEAVER_CARD_MAX_BYTES")) == card_limits.max_file_bytes()
     assert int(_readme_default("TALEWEAVER_CARD_MAX_JSON_BYTES")) == (
         card_limits.max_json_bytes()
+    )
+    assert int(_readme_default("TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES")) == (
+        archive.bundle_limits().max_total_bytes
+    )
+    assert int(_readme_default("TALEWEAVER_BACKUP_MAX_INFLATED_BYTES")) == (
+        archive.backup_limits().max_total_bytes
     )

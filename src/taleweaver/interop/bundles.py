@@ -40,7 +40,7 @@ from taleweaver.domain.sessions import EventType
 from taleweaver.interop import bounded_json
 from taleweaver.interop import rows as tablerows
 from taleweaver.interop.archive import SafeZip, bundle_limits
-from taleweaver.interop.limits import check_size
+from taleweaver.interop.limits import check_size, gc_paused
 from taleweaver.interop.readmodel import project_new_stream
 from taleweaver.store import migrate
 from taleweaver.store.events import EventStore
@@ -212,12 +212,18 @@ def _check_event(line: JSON) -> JSON:
 
 
 def _replace_ids(value: Any, ids: dict[str, str]) -> Any:
+    """`value` with every id in `ids` replaced, in place: it is the bundle's own
+    parsed JSON, and a copy would double what an import holds in memory."""
+    if not ids:
+        return value
     if isinstance(value, str):
         return ids.get(value, value)
     if isinstance(value, list):
-        return [_replace_ids(v, ids) for v in value]
-    if isinstance(value, dict):
-        return {k: _replace_ids(v, ids) for k, v in value.items()}
+        for i, item in enumerate(value):
+            value[i] = _replace_ids(item, ids)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _replace_ids(item, ids)
     return value
 
 
@@ -293,6 +299,11 @@ class ImportReport:
 async def import_workspace(
     store: EventStore, workspace_id: str, data: bytes, *, ids: IdMode = "auto"
 ) -> ImportReport:
+    with gc_paused():  # a bundle is millions of acyclic dicts: see gc_paused
+        return await _import(store, workspace_id, data, ids)
+
+
+async def _import(store: EventStore, workspace_id: str, data: bytes, ids: IdMode) -> ImportReport:
     # Inflating and parsing take seconds on a large bundle: not on the event loop.
     bundle = await asyncio.to_thread(read_bundle, data)
     carried = {t.name: t for t in feature_tables()}
@@ -382,5 +393,17 @@ async def _append(
     for event in recorded:
         by_stream.setdefault(event.stream_id, []).append(event)
     for stream in by_stream.values():
-        await project_new_stream(conn, stream, store.sealer)
+        try:
+            await project_new_stream(conn, stream, store.sealer)
+        except (KeyError, TypeError, ValueError, AttributeError, sa.exc.StatementError) as exc:
+            if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+                raise  # the database went away: not the bundle's fault
+            # The log takes any payload; its read models need theirs whole (a
+            # session.created without its workspace, a turn without its number).
+            said = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            reason = f"an event lacks {said}" if isinstance(exc, KeyError) else said
+            raise InvalidInput(
+                f"the bundle's stream {stream[0].stream_id} has events its read models "
+                f"cannot hold: {reason}"
+            ) from exc
     return recorded
