@@ -7,6 +7,7 @@ it beyond checking that there is some; sampling is greedy to keep runs repeatabl
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from taleweaver.llm.embedded import bundled_model_path
 from taleweaver.llm.shape import ReplyShape, shaped
 from taleweaver.llm.small_model import CHOICES_TOKENS
 from taleweaver.llm.templates import TEMPLATES
+from taleweaver.llm.types import StreamItem
 from tests.conftest import META
 
 pytestmark = pytest.mark.embedded_model
@@ -232,3 +234,95 @@ async def test_a_gguf_given_by_path_is_prompted_in_the_chat_template_it_carries(
         assert "<|im_end|>" in model._stops
     finally:
         await model.aclose()
+
+
+class Prefilling(Borrowed):
+    """The borrowed model driven as a backend, so that the router can ask it to prefill."""
+
+    def generate(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int
+    ) -> AsyncIterator[StreamItem]:
+        return self.model.generate(messages, max_tokens=max_tokens)
+
+    async def prefill(self, messages: Sequence[ChatMessage]) -> None:
+        await self.model.prefill(messages)
+
+
+class EvalSpy:
+    """Counts the tokens each `eval` of the loaded llama.cpp context reads."""
+
+    def __init__(self, model: EmbeddedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+        llama = model._llama
+        self.batches: list[int] = []
+        self.started = threading.Event()
+        real = llama.eval
+
+        def counted(tokens: Sequence[int]) -> None:
+            self.batches.append(len(tokens))
+            self.started.set()
+            real(tokens)
+
+        monkeypatch.setattr(llama, "eval", counted)
+
+    def take(self) -> int:
+        total, self.batches = sum(self.batches), []
+        return total
+
+
+# A card long enough that reading it is most of a first turn's work (~330 tokens).
+LONG_CARD = {
+    "name": "Mira",
+    "description": " ".join(
+        f"At the {place} Mira once traded a brass compass for a story, and she hums "
+        "whenever she remembers it."
+        for place in ["harbour", "market", "chapel", "mill", "forge", "orchard"] * 2
+    ),
+}
+
+
+async def test_a_new_companion_session_is_prefilled_so_its_first_turn_reads_only_the_player(
+    make_engine: Callable[..., Any], embedded: EmbeddedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine: Engine = await make_engine(model=Prefilling(embedded))
+    engine.caps.max_reply_tokens = 8
+    spy = EvalSpy(embedded, monkeypatch)
+    created = await engine.sessions.create(
+        WS,
+        kind=SessionKind.COMPANION,
+        title="Mira",
+        settings={"character": LONG_CARD},
+        metadata=META,
+    )
+    await engine.prefills.settle()
+    read_ahead = spy.take()
+
+    turn = await (await engine.turns.start(WS, created["id"], say("Hello Mira"), META)).wait()
+
+    assert turn["status"] == "completed"
+    assert read_ahead > 250
+    # The player's words and the template around them, and the reply's own tokens.
+    assert spy.take() < 40
+
+
+async def test_a_turn_that_arrives_during_a_prefill_stops_it_and_reuses_its_work(
+    embedded: EmbeddedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = EvalSpy(embedded, monkeypatch)
+    persona = LONG_CARD["description"]
+    opening = [ChatMessage("system", f"Mira keeps the north light. Persona: {persona}")]
+    prefilling = asyncio.create_task(embedded.prefill(opening))
+    await asyncio.to_thread(spy.started.wait, 30)  # the first chunk is being read
+
+    with shaped(ReplyShape()):
+        reply = [
+            p async for p in embedded.stream([*opening, ChatMessage("user", "Hi")], max_tokens=4)
+        ]
+    await prefilling
+
+    assert reply
+    prompt_tokens = len(embedded._llama.tokenize(embedded._render(opening).encode()))
+    # Prompt reads (sampling reads one token at a time): the prefill's chunk or two
+    # before it gave way, then the turn's rest of the prompt, none of it read twice.
+    prompt_reads = [n for n in spy.batches if n > 1]
+    assert len(prompt_reads) <= 3
+    assert sum(spy.batches) < prompt_tokens + 40

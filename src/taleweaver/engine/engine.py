@@ -22,6 +22,7 @@ from taleweaver.engine.kinds import register_kind
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
+from taleweaver.engine.prefill import Prefills
 from taleweaver.engine.session_lorebooks import SessionLorebooks
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
@@ -97,6 +98,9 @@ class Engine:
             poll_s=self.settings.live_poll_seconds,
         )
         self._warming: asyncio.Task[None] | None = None
+        # A new session's prompt read ahead by a local narrator, while its greeting is.
+        self.prefills = Prefills(caps, repository)
+        repository.committed.append(self.prefills.committed)
 
     def _wire_features(self) -> None:
         """Build each feature's services and plug its hooks into the pipeline's
@@ -292,6 +296,7 @@ class Engine:
     async def close(self) -> None:
         if self._warming is not None:
             self._warming.cancel()  # a load under way finishes in its thread, unused
+        await self.prefills.aclose()
         await self.summaries.aclose()
         await self.turns.shutdown()
         await self.live.close()

@@ -18,6 +18,7 @@ __all__ = [
     "ChatBackend",
     "ChatModel",
     "Embedder",
+    "Prefillable",
     "ReplyText",
     "Warmable",
     "as_backend",
@@ -71,6 +72,17 @@ class Warmable(Protocol):
     ahead, at start-up; its `check` raises `ModelLoading` while it loads."""
 
     async def warm(self) -> None: ...
+
+
+@runtime_checkable
+class Prefillable(Protocol):
+    """A model that can evaluate the opening of a prompt before the call that sends
+    it (a local model keeping its cache), so that call pays only for what follows."""
+
+    async def prefill(self, messages: Sequence[ChatMessage]) -> None:
+        """Evaluate `messages`, the prompt as it will stand before the player's words;
+        return early, doing nothing, where that is not worth it now."""
+        ...
 
 
 class Embedder(Protocol):

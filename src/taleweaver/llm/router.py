@@ -19,7 +19,7 @@ from typing import Any
 
 from taleweaver.domain.errors import InvalidInput, ModelError, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
-from taleweaver.llm.base import ChatModel, ReplyText, Warmable, as_backend
+from taleweaver.llm.base import ChatModel, Prefillable, ReplyText, Warmable, as_backend
 from taleweaver.llm.breaker import CircuitBreaker
 from taleweaver.llm.budgets import Budgets, BudgetStatus
 from taleweaver.llm.deadline import Deadlines, Watch, close
@@ -137,6 +137,11 @@ class ModelRouter:
             if isinstance(chat, Warmable):
                 loads.append(chat.warm())
         await asyncio.gather(*loads)
+
+    @property
+    def prefills(self) -> bool:
+        """Whether any model here can evaluate a prompt's opening ahead (`prefill`)."""
+        return any(isinstance(routed.chat, Prefillable) for routed in self.models.values())
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -412,6 +417,13 @@ class BoundModel:
 
     async def check(self) -> None:
         await self.router.check()
+
+    async def prefill(self, messages: Sequence[ChatMessage]) -> None:
+        """The first choice evaluates the prompt's opening ahead, where it can (a local
+        model); nothing is sent to any other, so nothing is paid for."""
+        chat: object = self.chain[0].chat if self.chain else None  # any backend may be one
+        if isinstance(chat, Prefillable):
+            await chat.prefill(messages)
 
     async def aclose(self) -> None:
         return None  # the router owns the connections

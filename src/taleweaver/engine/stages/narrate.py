@@ -26,6 +26,7 @@ from taleweaver.domain.sessions import SessionState
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.models import call_scope
 from taleweaver.llm import ChatModel, ModelRouter, task_model
+from taleweaver.llm.base import Prefillable
 from taleweaver.llm.shape import Brief, ReplyShape, shaped
 
 LOOP_RETRY_REASON = "the reply repeated itself; writing it again"
@@ -60,12 +61,22 @@ class Narrate:
         ctx.emit("rewrite", {"reason": note.content})
         await self._write(ctx, model, [*ctx.prompt, note])
 
+    async def prefill(self, ctx: TurnContext) -> None:
+        """Let the narrator's model evaluate `ctx.prompt` but its last message (the
+        player's words) ahead of the turn that sends it, where the model can: a local
+        model then reads only the player's words when the turn comes."""
+        model = task_model(self.model, "narrate", call_scope(ctx))
+        if isinstance(model, Prefillable):
+            with shaped(self._shape(ctx)):
+                await model.prefill(ctx.prompt[:-1])
+
+    def _shape(self, ctx: TurnContext) -> ReplyShape:
+        brief = self.brief(ctx.session) if self.brief is not None else None
+        return ReplyShape(choices=self.with_choices, brief=brief)
+
     async def _write(self, ctx: TurnContext, route: ChatModel, prompt: list[ChatMessage]) -> None:
         scope = call_scope(ctx)
-        shape = ReplyShape(
-            choices=self.with_choices,
-            brief=self.brief(ctx.session) if self.brief is not None else None,
-        )
+        shape = self._shape(ctx)
         # The session's or character's model when it chose one; the route's otherwise.
         model = task_model(route, "narrate", scope)
         # With the loop_retry flag off, a looping first try is kept as a retry would be.
