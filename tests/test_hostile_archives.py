@@ -9,12 +9,14 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import sqlite3
 import struct
 import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -384,6 +386,21 @@ async def test_a_hostile_backup_is_refused_and_changes_nothing(
     assert await engine.caps.queries.session(WS, mine["id"]) is not None
     # Nothing was torn down under the running instance: it still writes.
     await engine.sessions.create(WS, kind=SessionKind.STORY, title="After", metadata=META)
+
+
+async def test_a_backup_larger_than_the_free_disk_is_refused_before_unzipping(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found full part-way through, the disk would stay full for everything else there."""
+    await engine.sessions.create(WS, kind=SessionKind.STORY, title="Mine", metadata=META)
+    made = await backup.backup(engine.db, tmp_path / "b.zip")
+    if engine.db.dialect != "sqlite":
+        made = backup.BackupReport(
+            _backup_with(made.path, tmp_path / "s.zip", _not_a_database), made.manifest
+        )
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: SimpleNamespace(free=1000))
+    with pytest.raises(InvalidInput, match=r"unzips to \d+ bytes but .* has 1000 free"):
+        await backup.restore(engine.db, made.path, force=True)
 
 
 # --- the CLI -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import zipfile
@@ -51,6 +52,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SQLITE_ENTRY = "database.sqlite"
 _CHUNK = 1000
+# Rows inserted at once are held at once: an asset row can be tens of MiB.
+_CHUNK_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,7 @@ def _restore_sqlite_file(archive: SafeZip, manifest: JSON, target: Path) -> None
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         fresh = Path(work) / "restored.sqlite"
         if manifest["dialect"] == "sqlite":
+            _check_room(archive, Path(work))
             with fresh.open("wb") as dst:
                 archive.copy_to(SQLITE_ENTRY, dst)
             _check_sqlite(fresh)
@@ -273,6 +277,18 @@ def _restore_sqlite_file(archive: SafeZip, manifest: JSON, target: Path) -> None
         for suffix in ("-wal", "-shm", "-journal"):
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         os.replace(fresh, target)
+
+
+def _check_room(archive: SafeZip, folder: Path) -> None:
+    """The backup's database unzips into `folder` only if the disk holds it: found
+    full part-way through, the disk would stay full for whatever else runs there."""
+    info = archive.infos.get(SQLITE_ENTRY)  # missing: copy_to says so
+    needed = info.file_size if info is not None else 0
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise InvalidInput(
+            f"the backup's database unzips to {needed} bytes but {folder} has {free} free"
+        )
 
 
 def _check_sqlite(path: Path) -> None:
@@ -315,11 +331,13 @@ async def _restore_rows(conn: AsyncConnection, archive: SafeZip, manifest: JSON)
     with _row_source(archive, manifest) as source:
         for table in known:
             batch: list[dict[str, Any]] = []
-            for row in source(table):
+            held = 0
+            for row, size in source(table):
                 batch.append(row)
-                if len(batch) >= _CHUNK:
+                held += size
+                if len(batch) >= _CHUNK or held >= _CHUNK_BYTES:
                     await _insert(conn, table, batch)
-                    batch = []
+                    batch, held = [], 0
             if batch:
                 await _insert(conn, table, batch)
     if conn.dialect.name == "postgresql":
@@ -348,19 +366,23 @@ class _RowSource:
         self.engine: sa.Engine | None = None
         if manifest["dialect"] == "sqlite":
             copy = work / SQLITE_ENTRY
+            _check_room(archive, work)
             with copy.open("wb") as dst:
                 archive.copy_to(SQLITE_ENTRY, dst)
             _check_sqlite(copy)
             self.engine = sa.create_engine(f"sqlite:///{copy}")
 
-    def __call__(self, table: sa.Table) -> Iterator[dict[str, Any]]:
+    def __call__(self, table: sa.Table) -> Iterator[tuple[dict[str, Any], int]]:
+        """(row, about how many bytes it holds)."""
         if self.engine is not None:
             with self.engine.connect() as conn:
                 present = sa.inspect(conn).has_table(table.name)
                 if not present:
                     return
                 for row in conn.execute(sa.select(table).order_by(*tablerows.order_by(table))):
-                    yield tablerows.decode(table, tablerows.encode(table, row._mapping))
+                    values = row._mapping
+                    size = sum(len(v) for v in values.values() if isinstance(v, str | bytes))
+                    yield tablerows.decode(table, tablerows.encode(table, values)), size
             return
         entry = f"tables/{table.name}.jsonl"
         if entry not in self.archive.names():
@@ -372,7 +394,7 @@ class _RowSource:
             data = bounded_json.loads(line, f"{entry} line {number}", allow_nan=True)
             if not isinstance(data, dict):
                 raise InvalidInput(f"{entry} line {number} is not an object")
-            yield tablerows.decode(table, data)
+            yield tablerows.decode(table, data), len(line)
 
     def close(self) -> None:
         if self.engine is not None:
