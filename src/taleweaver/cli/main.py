@@ -99,9 +99,59 @@ _SESSION_FEATURES = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=_FEATURES)
+class _Root(LazyGroup):
+    """Every command's failure as one line on stderr and exit status 1: a user
+    meets a message, not a traceback (`--debug` shows it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: it prints them and picks the status
+        except TaleweaverError as exc:
+            click.echo(f"error: {exc.detail}", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {_unexpected(exc)} (--debug shows the traceback)", err=True)
+            ctx.exit(1)
+
+
+def _unexpected(exc: Exception) -> str:
+    """What failed: the command, the file it was given or failed on, and why."""
+    command = None
+    files: list[str] = []
+    trace = exc.__traceback__
+    while trace is not None:  # the innermost command's context, with its arguments
+        found = trace.tb_frame.f_locals.get("ctx")
+        if isinstance(found, click.Context):
+            command = found
+        trace = trace.tb_next
+    if command is not None:
+        for value in command.params.values():
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, Path):
+                    files.append(str(item))
+    why = str(exc).splitlines()[0][:300] if str(exc) else ""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        files = [str(exc.filename)]
+        why = exc.strerror or why
+    elif isinstance(exc, MemoryError):
+        why = why or "out of memory"
+    where = " ".join([command.command_path if command else "taleweaver", *files])
+    return f"{where}: {type(exc).__name__}: {why}" if why else f"{where}: {type(exc).__name__}"
+
+
+@click.group(cls=_Root, lazy=_FEATURES)
 @click.version_option(package_name="taleweaver")
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="TALEWEAVER_DEBUG",
+    help="On an unexpected error, show the traceback instead of one line.",
+)
+def cli(debug: bool) -> None:
     """Taleweaver: persistent AI narrative sessions."""
 
 
