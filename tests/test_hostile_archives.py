@@ -431,6 +431,46 @@ def test_the_cli_says_what_is_wrong_with_a_hostile_bundle(
         assert not isinstance(ran.exception, RecursionError | MemoryError)
 
 
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flipped(path: Path) -> None:
+    path.write_bytes(corrupted(path.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said"),
+    [
+        (lambda p: _backup_with(p, p, _bomb), "database.sqlite inflates more than 200-fold"),
+        (lambda p: _backup_with(p, p, _deep_manifest), "manifest.json nests deeper"),
+        (_truncated, r"not a Taleweaver backup \(not a zip archive\)"),
+        (_flipped, "(damaged|fails its checksum)"),
+    ],
+    ids=["bomb", "deep-manifest", "truncated", "flipped-bytes"],
+)
+def test_taleweaver_restore_refuses_a_hostile_backup_and_writes_nothing(
+    data_dir: Path, tmp_path: Path, spoil: Callable[[Path], Any], said: str
+) -> None:
+    archive = tmp_path / "backup.zip"
+    made = _cli(data_dir, "backup", "-o", str(archive))
+    assert made.exit_code == 0, made.output
+    spoil(archive)
+    database = data_dir / "taleweaver.db"
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    # The lock file restore holds stays, as it always does (see store/serving.py).
+    around = sorted({p.name for p in data_dir.iterdir()} | {"taleweaver.db.serving"})
+
+    ran = _cli(data_dir, "restore", "--force", str(archive))
+
+    assert ran.exit_code == 1, (ran.output, ran.exception)
+    [line] = ran.stderr.splitlines()
+    assert line.startswith("error: ") and re.search(said, line), line
+    assert "Traceback" not in ran.output and ran.exception is not None
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in data_dir.iterdir()) == around  # no temporary copy left
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [
