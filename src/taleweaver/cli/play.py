@@ -248,8 +248,11 @@ async def _open(settings: Settings, start: Start) -> Table:
         await lease.release()
         await db.dispose()
         raise
-    engine.warm_up()  # a local model loads while the player reads and types
     try:
+        # Loaded before anything is printed: llama-cpp-python points the whole
+        # process's stdout and stderr at /dev/null while it loads a model, so lines
+        # printed meanwhile (the greeting, the first prompt) were lost.
+        await engine.warm_up()
         if start.session_id is None:
             return Table(engine, await _create(engine, start), lease)
         session = await engine.sessions.get(WORKSPACE, start.session_id)
