@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from taleweaver.config import Settings
+from taleweaver.cli.options import WORKSPACE
 from taleweaver.domain.errors import TaleweaverError
 from taleweaver.domain.events import JSON
-from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # heavy: imported where a command runs, not for its --help
+    from taleweaver.config import Settings
     from taleweaver.engine import Engine
 
 T = TypeVar("T")
@@ -42,9 +42,7 @@ def _engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     return engine(settings)
 
 
-_WORKSPACE = click.option(
-    "--workspace", default=DEFAULT_WORKSPACE_ID, show_default=True, help="Workspace id."
-)
+_WORKSPACE = WORKSPACE
 
 
 @click.group()

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.cli.formats import EXPORT_FORMAT
-from taleweaver.config import Settings
+from taleweaver.cli.options import WORKSPACE
 from taleweaver.domain.errors import AlreadyImported, TaleweaverError
 from taleweaver.domain.events import JSON, EventMetadata
-from taleweaver.engine.engine import database_from_settings
-from taleweaver.interop import backup as backups
-from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
 
+# The engine, the database and the settings (SQLAlchemy, pydantic) are imported
+# where a command runs, so that `--help` starts in a blink (tests/test_cli_lazy.py).
 if TYPE_CHECKING:
+    from taleweaver.config import Settings
     from taleweaver.engine import Engine
+    from taleweaver.interop.backup import BackupReport
 
 CLI_ACTOR = "cli"
 T = TypeVar("T")
@@ -46,9 +46,7 @@ def _engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     return engine(settings)
 
 
-_WORKSPACE = click.option(
-    "--workspace", default=DEFAULT_WORKSPACE_ID, show_default=True, help="Workspace id."
-)
+_WORKSPACE = WORKSPACE
 
 
 @click.command("backup")
@@ -58,7 +56,10 @@ def backup_cmd(output: Path | None) -> None:
     if output is None:
         output = Path(f"taleweaver-backup-{datetime.now(UTC):%Y%m%d-%H%M%S}.zip")
 
-    async def run(settings: Settings, out: Path) -> backups.BackupReport:
+    from taleweaver.engine.engine import database_from_settings
+    from taleweaver.interop import backup as backups
+
+    async def run(settings: Settings, out: Path) -> BackupReport:
         db = database_from_settings(settings)
         try:
             return await backups.backup(db, out)
@@ -82,6 +83,8 @@ def restore_cmd(archive: Path, force: bool) -> None:
 
     A `taleweaver play` holds the database as a server does: restore refuses while
     one runs too."""
+    from taleweaver.engine.engine import database_from_settings
+    from taleweaver.interop import backup as backups
     from taleweaver.store.serving import maintenance
 
     async def run(settings: Settings) -> JSON:
@@ -168,6 +171,7 @@ async def _import_files(
     ids: str,
     on_duplicate: str = "ask",
 ) -> list[tuple[Path, tuple[str, JSON] | str]]:
+    from taleweaver.auth import LOCAL_USER_ID
     from taleweaver.interop import detect
 
     done: list[tuple[Path, tuple[str, JSON] | str]] = []

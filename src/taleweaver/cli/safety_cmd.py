@@ -7,17 +7,18 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from taleweaver.config import Settings
 from taleweaver.domain.safety import Assessment, assess
-from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.evaluation import Report, evaluate, load_set
-from taleweaver.safety.layered import detect
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.rules import RulesProvider
-from taleweaver.safety.service import shared_detector
+
+if TYPE_CHECKING:  # heavy (the settings, the model router): imported where they run
+    from taleweaver.config import Settings
+    from taleweaver.safety.classifier import ModelClassifier
 
 TARGET_RECALL = 0.95
 TARGET_PRECISION = 0.90
@@ -33,6 +34,9 @@ def safety() -> None:
 
 
 async def _evaluate(settings: Settings, set_path: Path | None, name: str, policy: Policy) -> Report:
+    from taleweaver.safety.layered import detect
+    from taleweaver.safety.service import shared_detector
+
     examples = load_set(set_path, name=name)
     rules = RulesProvider()
     learned = shared_detector() if policy.uses_learned else None
@@ -50,6 +54,7 @@ async def _evaluate(settings: Settings, set_path: Path | None, name: str, policy
     if not policy.uses_judge:
         return await run(None)
     from taleweaver.engine import Engine
+    from taleweaver.safety.classifier import ModelClassifier
 
     engine = await Engine.open(settings)
     try:
@@ -82,6 +87,7 @@ def eval_command(
 ) -> None:
     """Precision, recall and the confusion matrix per category and language on a set."""
     from taleweaver.cli.main import _run, _settings
+    from taleweaver.safety.service import shared_detector
 
     name = "eval_holdout.jsonl" if holdout else "eval_set.jsonl" if rules_set else LEARNED_SET
     chosen = Policy(policy)
@@ -154,6 +160,8 @@ def train_command(corpus: tuple[Path, ...], out: Path | None, no_encoder: bool) 
 @click.argument("text")
 def check_command(text: str) -> None:
     """What the rules and the learned detector say about TEXT (no crisis protocol runs)."""
+    from taleweaver.safety.service import shared_detector
+
     found = assess(text, RulesProvider().current())
     report = {"rules": found.to_dict()}
     learned = shared_detector()

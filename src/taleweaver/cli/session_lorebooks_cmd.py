@@ -3,13 +3,15 @@ and reordered (default workspace)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from taleweaver.config import Settings
+from taleweaver.cli.options import DEFAULT_WORKSPACE as DEFAULT_WORKSPACE_ID
 from taleweaver.domain.events import JSON, EventMetadata
-from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
+
+if TYPE_CHECKING:  # heavy: imported where a command runs, not for its --help
+    from taleweaver.config import Settings
 
 CLI_ACTOR = EventMetadata(actor="cli")
 

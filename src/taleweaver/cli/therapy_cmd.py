@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from taleweaver.config import Settings
+from taleweaver.cli.options import DEFAULT_WORKSPACE as DEFAULT_WORKSPACE_ID
 from taleweaver.domain.events import JSON
-from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
-from taleweaver.therapy import PurgeReport
+
+if TYPE_CHECKING:  # heavy: imported where a command runs, not for its --help
+    from taleweaver.config import Settings
+    from taleweaver.therapy import PurgeReport
 
 
 @click.group()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from taleweaver.config import Settings
+from taleweaver.cli.options import DEFAULT_WORKSPACE as DEFAULT_WORKSPACE_ID
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.domain.json_values import find_unstorable
 from taleweaver.interop import bounded_json
-from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
+
+if TYPE_CHECKING:  # heavy: imported where a command runs, not for its --help
+    from taleweaver.config import Settings
 
 CLI_ACTOR = EventMetadata(actor="cli")
 
