@@ -1,8 +1,9 @@
 """Wall time of `taleweaver` commands from exec to exit, against `python -c pass`
 measured in the same run (what any Python program pays to start).
 
-`--version` and `--help` import no feature module; `sessions list` opens the
-engine on an empty SQLite data dir. Target: every command under 1 s (p50).
+`--version`, `--help` and each command's `--help` import no feature module (nor
+SQLAlchemy, pydantic, httpx or numpy); `sessions list` and `characters list` open
+the engine on an empty SQLite data dir. Target: every command under 1 s (p50).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from benchmarks.stats import percentile, summary, verdict
 
 RUNS = 7
 TARGET_MS = 1000.0
-COMMANDS = (["--version"], ["--help"], ["sessions", "list"])
+COMMANDS = (
+    ["--version"],
+    ["--help"],
+    ["play", "--help"],
+    ["import", "--help"],
+    ["backup", "--help"],
+    ["safety", "--help"],
+    ["sessions", "list"],
+    ["characters", "list"],
+)
 
 
 def _time(argv: list[str], env: dict[str, str]) -> list[float]:
