@@ -160,7 +160,8 @@ async def test_without_usage_from_the_provider_tokens_are_estimated(
     server: ModelServer, open_engine: Open
 ) -> None:
     server.then(Reply(pieces=("x" * 40,), usage=None))
-    engine = await open_engine(server)
+    # One call: no second one for the options this reply lacks (test_structured_choices).
+    engine = await open_engine(server, structured_output=False)
     sid = await new_story(engine)
     await play(engine, sid)
     totals = await engine.usage.totals(WS, session_id=sid)

@@ -51,7 +51,9 @@ def running() -> Iterator[list[ModelServer]]:
 @pytest.fixture
 def servers(running: list[ModelServer]) -> tuple[ModelServer, ModelServer]:
     primary, backup = (app.reset() for app in running)
-    backup.then(Reply(pieces=("The ", "backup ", "narrator ", "takes ", "over.")))
+    # With its options, so that it is asked for nothing more (test_structured_choices).
+    options = "\n\nChoices:\n1. Follow the river\n2. Wait for the boat\n"
+    backup.then(Reply(pieces=("The ", "backup ", "narrator ", "takes ", "over.", options)))
     return primary, backup
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "Prefillable",
     "ReplyText",
     "Warmable",
+    "WritesChoices",
     "as_backend",
     "text_of",
 ]
@@ -83,6 +84,15 @@ class Prefillable(Protocol):
         """Evaluate `messages`, the prompt as it will stand before the player's words;
         return early, doing nothing, where that is not worth it now."""
         ...
+
+
+@runtime_checkable
+class WritesChoices(Protocol):
+    """A model whose server decodes under a JSON schema (structured output): asked
+    for a reply's options alone (`ReplyShape.choices_only`), it sends 2 to 4 of them
+    in `choice_schema`'s shape. False where its provider was told not to ask."""
+
+    structured_choices: bool
 
 
 class Embedder(Protocol):

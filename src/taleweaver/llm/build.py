@@ -169,6 +169,7 @@ def _provider(name: str, cfg: ProviderSettings, defaults: RouterSettings) -> _Bu
                 include_usage=cfg.include_usage,
                 temperature=model.temperature,
                 options=model.options,
+                structured_output=cfg.structured_output,
             )
 
         def openai_embed(shown: str, model: ModelSettings) -> Embedder:
@@ -210,6 +211,7 @@ def _provider(name: str, cfg: ProviderSettings, defaults: RouterSettings) -> _Bu
                 keep_alive=cfg.keep_alive,
                 temperature=model.temperature,
                 options=model.options,
+                structured_output=cfg.structured_output,
             )
 
         def ollama_embed(shown: str, model: ModelSettings) -> Embedder:

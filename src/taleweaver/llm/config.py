@@ -88,6 +88,9 @@ class ProviderSettings(_Strict):
     breaker: BreakerSettings | None = None
     # openai: ask for token usage at the end of the stream (`stream_options`).
     include_usage: bool = True
+    # openai, ollama: ask for a story reply's missing options under a JSON schema
+    # (`response_format` / `format`); off for a server that refuses those fields.
+    structured_output: bool = True
     # ollama: how long the server keeps the model loaded ("10m", -1 for ever).
     keep_alive: str | int | None = None
     anthropic_version: str = "2023-06-01"

@@ -12,8 +12,10 @@ import httpx
 from taleweaver.domain.errors import ModelError, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.llm.base import text_of
+from taleweaver.llm.choice_schema import CHOICES_SCHEMA
 from taleweaver.llm.http import body_message, error_for_status, make_client, redact
 from taleweaver.llm.http import transport_error as translate
+from taleweaver.llm.shape import current_shape
 from taleweaver.llm.types import Embeddings, Finish, ReasoningDelta, StreamItem, Usage
 
 __all__ = ["OLLAMA_URL", "OllamaEmbeddings", "OllamaModel", "list_ollama_models"]
@@ -34,6 +36,7 @@ class OllamaModel:
         temperature: float | None = None,
         options: Mapping[str, Any] | None = None,
         timeout: float = 60.0,
+        structured_output: bool = True,
     ) -> None:
         self.name = name or f"ollama:{model}"
         self.model = model
@@ -41,6 +44,8 @@ class OllamaModel:
         self._keep_alive = keep_alive
         self._temperature = temperature
         self._options = dict(options or {})
+        # `format` with a JSON schema (Ollama 0.5 on) where one is wanted.
+        self.structured_choices = structured_output
         self._owns_client = client is None
         self._client = client or make_client(base_url, read_timeout=timeout)
 
@@ -56,6 +61,8 @@ class OllamaModel:
         }
         if self._keep_alive is not None:
             body["keep_alive"] = self._keep_alive
+        if self.structured_choices and current_shape().choices_only:
+            body["format"] = CHOICES_SCHEMA
         return body
 
     async def generate(

@@ -16,8 +16,10 @@ import httpx
 from taleweaver.domain.errors import ModelError, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.llm.base import text_of
+from taleweaver.llm.choice_schema import CHOICES_SCHEMA
 from taleweaver.llm.http import error_for_status, make_client, redact, transport_error
 from taleweaver.llm.openai_sse import openai_stream, pick_chat
+from taleweaver.llm.shape import current_shape
 from taleweaver.llm.types import Embeddings, StreamItem, Usage
 
 __all__ = [
@@ -57,6 +59,7 @@ class OpenAIServerModel(ABC):
         include_usage: bool = False,
         temperature: float | None = None,
         options: Mapping[str, Any] | None = None,
+        structured_output: bool = True,
     ) -> None:
         self.name = name or f"{self.name_prefix}:{model}"
         self.model = model
@@ -64,6 +67,8 @@ class OpenAIServerModel(ABC):
         self._include_usage = include_usage
         self._temperature = temperature
         self._options = dict(options or {})
+        # Whether this server is asked to decode under a JSON schema where one is wanted.
+        self._structured = structured_output
         self._owns_client = client is None
         if client is None:
             if base_url is None:
@@ -88,8 +93,19 @@ class OpenAIServerModel(ABC):
             await self._client.aclose()
 
 
+# Structured output as OpenAI, vLLM, llama.cpp server, LM Studio and Ollama's /v1 take it.
+_CHOICES_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "choices", "strict": True, "schema": CHOICES_SCHEMA},
+}
+
+
 class OpenAICompatibleModel(OpenAIServerModel):
     """One chat model on an OpenAI-compatible server (`/chat/completions`)."""
+
+    @property
+    def structured_choices(self) -> bool:
+        return self._structured
 
     def generate(
         self, messages: Sequence[ChatMessage], *, max_tokens: int
@@ -105,6 +121,8 @@ class OpenAICompatibleModel(OpenAIServerModel):
             body["temperature"] = self._temperature
         if self._include_usage:
             body["stream_options"] = {"include_usage": True}
+        if self._structured and current_shape().choices_only:
+            body["response_format"] = _CHOICES_FORMAT
         return openai_stream(
             self._client,
             "chat/completions",

@@ -19,7 +19,14 @@ from typing import Any
 
 from taleweaver.domain.errors import InvalidInput, ModelError, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
-from taleweaver.llm.base import ChatModel, Prefillable, ReplyText, Warmable, as_backend
+from taleweaver.llm.base import (
+    ChatModel,
+    Prefillable,
+    ReplyText,
+    Warmable,
+    WritesChoices,
+    as_backend,
+)
 from taleweaver.llm.breaker import CircuitBreaker
 from taleweaver.llm.budgets import Budgets, BudgetStatus
 from taleweaver.llm.deadline import Deadlines, Watch, close
@@ -33,7 +40,14 @@ from taleweaver.llm.types import TASKS, Task, Usage
 from taleweaver.observability import observe_fallback, observe_retry
 from taleweaver.observability.tracing import fail
 
-__all__ = ["CHAT_TASKS", "BoundModel", "ModelRouter", "task_model"]
+__all__ = [
+    "CHAT_TASKS",
+    "BoundModel",
+    "ModelRouter",
+    "served_by",
+    "structured_choices",
+    "task_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +449,25 @@ def task_model(model: ChatModel, task: Task, scope: CallScope) -> ChatModel:
     if isinstance(model, ModelRouter):
         return model.bind(task, scope)
     return model
+
+
+def served_by(model: ChatModel) -> ChatModel:
+    """The model that served `model`'s last reply, alone: a follow-up about that
+    reply goes to the model that wrote it, with no fallback to another."""
+    if not isinstance(model, BoundModel):
+        return model
+    pinned = BoundModel(model.router, model.task, model.scope)
+    pinned.chain = [r for r in model.chain if r.name == model.name][:1] or model.chain[:1]
+    return pinned
+
+
+def structured_choices(model: ChatModel) -> bool:
+    """Whether `model` (a route: its first choice) writes a choices-only call under
+    the options schema."""
+    chat: object = model
+    if isinstance(model, BoundModel):
+        chat = model.chain[0].chat if model.chain else None
+    return isinstance(chat, WritesChoices) and chat.structured_choices
 
 
 def _rest_of(routed: RoutedModel, reply: ReplyText) -> str | None:

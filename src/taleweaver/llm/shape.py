@@ -3,8 +3,10 @@
 The call itself stays `stream(messages, max_tokens=...)` through the router and
 every adapter; the shape rides along in a context variable that the narrate stage
 sets around its stream. An adapter that can do something with it (the embedded
-model constrains the choices with a grammar and writes for a small model) reads
-it; every other adapter ignores it and gets exactly the prompt it got before.
+model constrains the choices with a grammar and writes for a small model; the
+OpenAI-compatible and Ollama adapters put a choices-only call under a JSON
+schema) reads it; every other adapter ignores it and gets exactly the prompt it
+got before.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class ReplyShape:
     # This is the second try, after the first one repeated itself: repeat less.
     retry: bool = False
     brief: Brief | None = None
+    # This call writes only the options for the reply before it, as the JSON of
+    # `choice_schema`; adapters with structured output decode under that schema.
+    choices_only: bool = False
 
 
 _PLAIN = ReplyShape()

@@ -4,6 +4,11 @@ The same stage writes a reply again when output safety asks for a rewrite
 (`rewrite`): the new reply streams, splits its choices and tags and is checked
 again exactly like the first one.
 
+A story reply that ends without 2 to 4 options, from a model whose server
+decodes under a JSON schema, gets them from a second short call under that
+schema (`choice_schema`): the prose has streamed by then, so nothing the player
+watches waits for it, and the options are guaranteed by structure, not hoped for.
+
 A reply that starts repeating itself (a small model's loop) is stopped there and
 written once more with the model told to repeat less (`ReplyShape.retry`); if
 that one loops too, it is kept up to where the repetition began. The shape of
@@ -13,11 +18,12 @@ call for the adapters that can use it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from taleweaver.domain.choices import ChoiceStreamSplitter, split_tags
-from taleweaver.domain.errors import ModelError
+from taleweaver.domain.errors import BudgetExceeded, ModelError
 from taleweaver.domain.flags import LOOP_RETRY
 from taleweaver.domain.json_values import UNSTORABLE_CHARS
 from taleweaver.domain.prompt import ChatMessage
@@ -27,9 +33,15 @@ from taleweaver.engine.context import TurnContext
 from taleweaver.engine.models import call_scope
 from taleweaver.llm import ChatModel, ModelRouter, task_model
 from taleweaver.llm.base import Prefillable
+from taleweaver.llm.choice_schema import CHOICE_TOKENS, CHOICES_REQUEST, read_choices
+from taleweaver.llm.router import served_by, structured_choices
 from taleweaver.llm.shape import Brief, ReplyShape, shaped
 
+log = logging.getLogger(__name__)
+
 LOOP_RETRY_REASON = "the reply repeated itself; writing it again"
+# What a reply offers at most when its model can be held to the options schema.
+MAX_STRUCTURED_CHOICES = 4
 
 BriefPrompt = Callable[[SessionState], Brief]
 
@@ -140,8 +152,43 @@ class Narrate:
                 ctx.choices, ctx.choice_tags = split_tags(ctx.choices)
         if loops.looping:
             ctx.reply_text = loops.kept().strip()
+        writer = served_by(model)
+        if self.with_choices and not self.tagged_choices and structured_choices(writer):
+            await self._structured_choices(ctx, writer, prompt)
         self._settle(ctx, model)
         return False
+
+    async def _structured_choices(
+        self, ctx: TurnContext, model: ChatModel, prompt: list[ChatMessage]
+    ) -> None:
+        """2 to 4 options: the first four of a longer list, or, where the reply gave
+        fewer than two, those of a second call that the server decodes under the
+        options schema. Its failure costs the options, never the reply."""
+        if len(ctx.choices) > MAX_STRUCTURED_CHOICES:
+            ctx.choices = ctx.choices[:MAX_STRUCTURED_CHOICES]
+            return
+        if len(ctx.choices) >= 2 or not ctx.reply_text:
+            return
+        asked = [
+            *prompt,
+            ChatMessage("assistant", ctx.reply_text),
+            ChatMessage("user", CHOICES_REQUEST),
+        ]
+        pieces: list[str] = []
+        with shaped(ReplyShape(choices_only=True)):
+            stream = model.stream(asked, max_tokens=CHOICE_TOKENS)
+            try:
+                async for piece in stream:
+                    ctx.tokens += 1
+                    pieces.append(piece)
+            except (ModelError, BudgetExceeded) as exc:
+                log.warning("%s wrote no options for the reply: %s", model.name, exc.detail)
+                return
+            finally:
+                close = getattr(stream, "aclose", None)
+                if close is not None:
+                    await close()
+        ctx.choices = read_choices("".join(pieces)) or ctx.choices
 
     def _settle(self, ctx: TurnContext, model: ChatModel) -> None:
         if not ctx.reply_text:
