@@ -51,14 +51,35 @@ def _postgres_reason() -> str | None:
 _PG_REASON = _postgres_reason()
 
 
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in {"", "0", "false"}
+
+
 def need_postgres() -> None:
     """Skip the calling test when the test PostgreSQL is unreachable; fail it on CI
     (the CI variable set), where a missing database must not pass as skipped tests."""
     if _PG_REASON is None:
         return
-    if os.environ.get("CI", "").lower() not in {"", "0", "false"}:
+    if _on_ci():
         pytest.fail(f"{_PG_REASON} (CI is set: PostgreSQL tests must run)", pytrace=False)
     pytest.skip(_PG_REASON)
+
+
+REDIS_URL = os.environ.get("TALEWEAVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def need_redis() -> None:
+    """As `need_postgres`, for the test Redis: skipped on a laptop, a failure on CI."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3) as connection:
+            connection.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"Redis at {REDIS_URL} is not reachable: {exc}"
+        if _on_ci():
+            pytest.fail(f"{reason} (CI is set: Redis tests must run)", pytrace=False)
+        pytest.skip(reason)
 
 
 # Test modules whose subject differs by database (SQL the store writes per dialect,

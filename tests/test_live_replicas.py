@@ -29,25 +29,24 @@ from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
 from taleweaver.realtime.redis_hub import OWNER_TTL_S
-from tests.conftest import POSTGRES_URL, DatabaseSpec, _postgres, free_port, need_postgres
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    DatabaseSpec,
+    _postgres,
+    free_port,
+    need_postgres,
+    need_redis,
+)
 from tests.live_client import Frame, LiveClient, live
 from tests.test_live import create_session, play, positions, sse_turn
 
 pytestmark = pytest.mark.postgres
 
-REDIS_URL = os.environ.get("TALEWEAVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPLICA = Path(__file__).with_name("live_replica.py")
 API = "/api/v1"
 # The scripted story echoes the player's action: a long action makes a long turn.
 LONG_ACTION = "walk " + " ".join(f"step{i}" for i in range(60))
-
-
-def _redis_reason() -> str | None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
-    except (redis.RedisError, OSError) as exc:
-        return f"Redis at {REDIS_URL} is not reachable: {exc}"
-    return None
 
 
 @dataclass
@@ -119,9 +118,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     need_postgres()
-    reason = _redis_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    need_redis()
     schema = f"tw_{uuid.uuid4().hex[:12]}"
     key = base64.b64encode(os.urandom(32)).decode()
     env = os.environ | {

@@ -23,7 +23,7 @@ from limits import parse
 from taleweaver.config import Settings
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from tests.conftest import free_port
+from tests.conftest import REDIS_URL, free_port, need_redis
 
 Serve = Callable[..., httpx.Client]
 JSONDict = dict[str, Any]
@@ -34,7 +34,6 @@ PASSWORD = "correct horse battery"
 ADMIN = "admin@example.org"
 PROBLEM = "application/problem+json"
 SCRIPT = Path(sys.executable).with_name("taleweaver")
-REDIS_URL = os.environ.get("TALEWEAVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 # --- world ------------------------------------------------------------------------------
@@ -508,20 +507,10 @@ def test_login_has_its_own_budget_per_client(
     assert other_route.status_code == 200
 
 
-def _redis_reason() -> str | None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.exceptions.RedisError as exc:
-        return f"Redis at {REDIS_URL} is not reachable: {exc}"
-    return None
-
-
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key namespace of this test's own in Redis, removed afterwards."""
-    reason = _redis_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    need_redis()
     prefix = f"taleweaver-test-{uuid.uuid4().hex}"
     yield prefix
     with redis.Redis.from_url(REDIS_URL) as connection:
