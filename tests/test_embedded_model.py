@@ -7,6 +7,8 @@ it beyond checking that there is some; sampling is greedy to keep runs repeatabl
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -221,6 +223,39 @@ async def test_the_server_loads_the_model_at_start_up_and_readiness_says_so(
         assert report["status"] == "ok"
     finally:
         await opened.close()
+
+
+async def test_what_other_threads_print_while_the_model_loads_is_not_lost(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    model = EmbeddedModel(context_tokens=512)
+    loaded = threading.Event()
+    printed: list[int] = []
+
+    def chatter() -> None:  # a server's log, the player's screen
+        while not loaded.is_set() or not printed:
+            n = len(printed)
+            print(f"out {n}", flush=True)
+            os.write(1, f"fd {n}\n".encode())
+            print(f"err {n}", file=sys.stderr, flush=True)
+            printed.append(n)
+            time.sleep(0.005)
+
+    other = threading.Thread(target=chatter)
+    other.start()
+    try:
+        await model.warm()
+    finally:
+        loaded.set()
+        other.join()
+        await model.aclose()
+    out, err = capfd.readouterr()
+    assert len(printed) > 1
+    assert out.splitlines() == [line for n in printed for line in (f"out {n}", f"fd {n}")]
+    assert err.splitlines() == [f"err {n}" for n in printed]
+    # llama.cpp's own load report and the library's verbose prints went to the log.
+    assert "llama_model_loader" not in out + err
+    assert "Model metadata" not in out + err
 
 
 async def test_a_gguf_given_by_path_is_prompted_in_the_chat_template_it_carries() -> None:

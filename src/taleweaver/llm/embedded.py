@@ -14,13 +14,16 @@ its greeting is read); a turn that arrives meanwhile stops it and goes first.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib.metadata
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 from taleweaver.domain.errors import ModelError, ModelLoading, ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
@@ -131,14 +134,20 @@ class EmbeddedModel:
                 "the embedded model needs llama-cpp-python: pip install llama-cpp-python"
             ) from exc
         path = self.model_path or bundled_model_path()
+        _route_llama_cpp_log()
         try:
-            llama = Llama(
-                model_path=str(path),
-                n_ctx=self._context_tokens,
-                n_threads=self._threads,
-                n_threads_batch=self._threads,
-                verbose=False,
-            )
+            # Not verbose=False: that points the whole process's stdout and stderr
+            # at /dev/null while the model loads, and what other threads print
+            # meanwhile (a server's log, the player's screen) is lost.
+            with _this_threads_stderr_logged():
+                llama = Llama(
+                    model_path=str(path),
+                    n_ctx=self._context_tokens,
+                    n_threads=self._threads,
+                    n_threads_batch=self._threads,
+                    verbose=True,
+                )
+            llama.verbose = False  # and no timings printed after each reply
             grammars = (
                 LlamaGrammar.from_string(CHOICES_GRAMMAR, verbose=False),
                 LlamaGrammar.from_string(SENTENCE_END_GRAMMAR, verbose=False),
@@ -299,6 +308,65 @@ class EmbeddedModel:
 
     async def aclose(self) -> None:
         self._llama = None
+
+
+@contextmanager
+def _this_threads_stderr_logged() -> Iterator[None]:
+    """While the model loads, llama-cpp-python's verbose prints (this thread's
+    writes to sys.stderr) go to the debug log; other threads' still reach stderr."""
+    with _STDERR_SWAP:
+        real = sys.stderr
+        routed = cast(TextIO, _ThreadRoutedStream(real, threading.get_ident()))
+        sys.stderr = routed
+        try:
+            yield
+        finally:
+            if sys.stderr is routed:  # unless someone swapped it since
+                sys.stderr = real
+
+
+_STDERR_SWAP = threading.Lock()
+
+
+class _ThreadRoutedStream:
+    """A text stream that logs one thread's writes and passes the rest through."""
+
+    def __init__(self, real: TextIO, quiet_thread: int) -> None:
+        self._real = real
+        self._quiet_thread = quiet_thread
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() != self._quiet_thread:
+            return self._real.write(text)
+        if text.strip():
+            log.debug("llama-cpp-python: %s", text.rstrip())
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _llama_cpp_logged(level: int, text: bytes | None, _user_data: Any) -> None:
+    message = (text or b"").decode("utf-8", "replace").rstrip()
+    if message:
+        # ggml's levels: 3 is an error; info, warnings (routine load notes) and
+        # continuations are detail.
+        log.log(logging.ERROR if level == 3 else logging.DEBUG, "llama.cpp: %s", message)
+
+
+_llama_cpp_log_callback: Any = None  # kept alive: C holds a pointer to it
+
+
+def _route_llama_cpp_log() -> None:
+    """Send llama.cpp's own log (written to fd 2 from C, or by llama-cpp-python's
+    callback) to ours, so that loading needs no redirection of the process's output."""
+    global _llama_cpp_log_callback
+    import llama_cpp
+
+    if _llama_cpp_log_callback is None:
+        _llama_cpp_log_callback = llama_cpp.llama_log_callback(_llama_cpp_logged)
+    # After the import, which installs llama-cpp-python's own (printing) callback.
+    llama_cpp.llama_log_set(_llama_cpp_log_callback, ctypes.c_void_p(0))
 
 
 # Options are short and must differ: cooler, and what one said the next may not repeat.
