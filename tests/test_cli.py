@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from taleweaver.cli.main import cli
-from taleweaver.cli.play import COMMAND_LIST, Notice, parse_line
+from taleweaver.cli.play import COMMAND_LIST, Notice, Swipe, parse_line
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.store.database import redacted_url
 from taleweaver.store.migrate import head_revision
@@ -182,6 +182,35 @@ def test_regenerate_retells_the_last_reply(tmp_path: Path) -> None:
     assert len(narrator[0]["alternatives"]) == 2
 
 
+def test_prev_and_next_show_the_last_replys_other_tellings(tmp_path: Path) -> None:
+    child = play(tmp_path)
+    child.sendline("I look around")
+    child.expect(PROMPT)
+    child.sendline("/next")
+    child.expect_exact("[the last reply has one telling; /regenerate tells it again]")
+    child.expect(PROMPT)
+    child.sendline("/regenerate")
+    child.expect_exact("[telling 2/2]")
+    child.expect(PROMPT)
+    child.sendline("/prev")
+    child.expect_exact("Scene 1. You look around.")
+    child.expect_exact(f"  3. {CHOICES[2]}")
+    child.expect_exact("[telling 1/2; the story goes on from 2/2]")
+    child.expect(PROMPT)
+    child.sendline("/prev")  # no telling before the first: it stays
+    child.expect_exact("[telling 1/2; the story goes on from 2/2]")
+    child.expect(PROMPT)
+    child.sendline("\x1b[C")  # → on an empty line, then Enter
+    child.expect_exact("[telling 2/2]")
+    child.expect(PROMPT)
+    child.sendline("\x1b[D")
+    child.expect_exact("[telling 1/2; the story goes on from 2/2]")
+    child.expect(PROMPT)
+    document = quit_and_export(child, tmp_path)
+    # Looking is not playing: nothing was written.
+    assert event_types(document)[-2:] == ["turn.committed", "turn.regenerated"]
+
+
 def test_slash_lines_are_commands_never_story_and_edit_asks_first(tmp_path: Path) -> None:
     child = play(tmp_path)
     child.sendline("I look around")
@@ -214,6 +243,11 @@ def test_slash_lines_are_commands_never_story_and_edit_asks_first(tmp_path: Path
         ("/edit", Notice("[/edit needs the new text: /edit I open the door instead]")),
         ("//me waves", TurnRequest.build(action=None, text="/me waves", choice=None)),
         ("/exit", None),
+        ("/prev", Swipe(-1)),
+        ("/next", Swipe(1)),
+        ("\x1b[D\x1b[D", Swipe(-2)),
+        ("\x1bOC", Swipe(1)),
+        ("\x1b[Dx", TurnRequest.build(action=None, text="\x1b[Dx", choice=None)),
     ],
 )
 def test_what_a_line_at_the_prompt_asks_for(line: str, expected: object) -> None:

@@ -35,10 +35,14 @@ COMMANDS = (
     ("/continue", "the narrator goes on without you"),
     ("/regenerate", "tell the last reply again (every telling is kept)"),
     ("/edit TEXT", "replace your last line with TEXT and retell (asks first)"),
+    ("/prev, /next", "show the last reply's other tellings (also \u2190 or \u2192, then Enter)"),
     ("/quit", "save and leave (also /exit or Ctrl-D)"),
     ("//TEXT", "say TEXT starting with one slash"),
 )
-COMMAND_LIST = "\n".join(f"  {name:<12} {what}" for name, what in COMMANDS)
+COMMAND_LIST = "\n".join(f"  {name:<13} {what}" for name, what in COMMANDS)
+# What the arrow keys send: input() has no line editor, so a line of arrows arrives
+# as their escape sequences (normal and application cursor modes).
+_ARROWS = {"\x1b[D": -1, "\x1bOD": -1, "\x1b[C": 1, "\x1bOC": 1}
 META = EventMetadata(actor="cli")
 # Why a reply already on the screen is written again, by the rewrite's reason.
 _BROKE_A_RULE = "\n[that reply broke a content rule and is written again]"
@@ -53,6 +57,13 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Swipe:
+    """Show another telling of the last reply: `step` tellings on (back if negative)."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class Confirm:
     """A request sent only once the player says yes to `question`."""
 
@@ -60,10 +71,12 @@ class Confirm:
     request: TurnRequest
 
 
-def parse_line(line: str) -> TurnRequest | Confirm | Notice | None:
+def parse_line(line: str) -> TurnRequest | Confirm | Notice | Swipe | None:
     """What a line typed at the prompt asks for; None for /quit. A line starting
     with one slash is a command, never story text."""
     text = line.strip()
+    if (step := _arrows(text)) is not None:
+        return Swipe(step)
     if text.startswith("//"):
         return TurnRequest.build(action=None, text=text[1:], choice=None)
     if not text.startswith("/"):
@@ -80,6 +93,8 @@ def parse_line(line: str) -> TurnRequest | Confirm | Notice | None:
         return TurnRequest.build(action=TurnAction.CONTINUE, text=None, choice=None)
     if word == "/regenerate":
         return TurnRequest.build(action=TurnAction.REGENERATE, text=None, choice=None)
+    if word in ("/prev", "/next"):
+        return Swipe(-1 if word == "/prev" else 1)
     if word == "/edit":
         if not rest:
             return Notice("[/edit needs the new text: /edit I open the door instead]")
@@ -88,6 +103,17 @@ def parse_line(line: str) -> TurnRequest | Confirm | Notice | None:
             TurnRequest.build(action=TurnAction.EDIT, text=rest, choice=None),
         )
     return Notice(f"[unknown command {word}; the commands are:]\n{COMMAND_LIST}")
+
+
+def _arrows(text: str) -> int | None:
+    """The steps a line of only ← and → presses asks for; None for any other line."""
+    step, rest = 0, text
+    while rest:
+        key = rest[:3]
+        if key not in _ARROWS:
+            return None
+        step, rest = step + _ARROWS[key], rest[3:]
+    return step if text else None
 
 
 async def _turn(engine: Engine, session_id: str, request: TurnRequest) -> None:
@@ -141,6 +167,33 @@ async def _telling(engine: Engine, session_id: str) -> str:
         return ""
     last = narrator[-1]
     return f"[telling {int(last['active']) + 1}/{max(len(last['alternatives']), 1)}]"
+
+
+async def _swipe(engine: Engine, session_id: str, shown: int | None, step: int) -> int | None:
+    """Print the telling of the last reply `step` on from the one `shown` (None: the
+    active one); returns the one now shown.
+
+    Only the screen changes: the engine has no way yet to choose a reply's active
+    telling, so the story goes on from the newest, and the line under it says so.
+    """
+    session = await engine.sessions.get(WORKSPACE, session_id)
+    recent = await engine.sessions.messages(
+        WORKSPACE, session_id, after_turn=max(session["turn_count"] - 1, 0), limit=4
+    )
+    narrator = [m for m in recent if m["role"] != "player"]
+    tellings = narrator[-1]["alternatives"] if narrator else []
+    if len(tellings) < 2:
+        click.echo("[the last reply has one telling; /regenerate tells it again]")
+        return shown
+    active = int(narrator[-1]["active"])
+    now = min(max((active if shown is None else shown) + step, 0), len(tellings) - 1)
+    telling = tellings[now]
+    click.echo(telling["text"])
+    for number, choice in enumerate(telling.get("choices") or [], 1):
+        click.echo(f"  {number}. {choice}")
+    note = "" if now == active else f"; the story goes on from {active + 1}/{len(tellings)}"
+    click.echo(f"[telling {now + 1}/{len(tellings)}{note}]")
+    return now
 
 
 @dataclass(frozen=True)
@@ -249,10 +302,8 @@ async def _open(settings: Settings, start: Start) -> Table:
         await db.dispose()
         raise
     try:
-        # Loaded before anything is printed: llama-cpp-python points the whole
-        # process's stdout and stderr at /dev/null while it loads a model, so lines
-        # printed meanwhile (the greeting, the first prompt) were lost.
-        await engine.warm_up()
+        # A local model loads while the player reads the opening, not in the first turn.
+        engine.warm_up()
         if start.session_id is None:
             return Table(engine, await _create(engine, start), lease)
         session = await engine.sessions.get(WORKSPACE, start.session_id)
@@ -282,6 +333,7 @@ def run_play(settings: Settings, start: Start) -> int:
             return 1
         engine, sid = table.engine, table.session_id
         click.echo(HELP)
+        shown: int | None = None  # the last reply's telling on screen; None: the active
         try:
             while True:
                 try:
@@ -301,11 +353,15 @@ def run_play(settings: Settings, start: Start) -> int:
                     if isinstance(request, Notice):
                         click.echo(request.text)
                         continue
+                    if isinstance(request, Swipe):
+                        shown = loop.run_until_complete(_swipe(engine, sid, shown, request.step))
+                        continue
                     if isinstance(request, Confirm):
                         if not _ask(request.question):
                             click.echo("[nothing changed]")
                             continue
                         request = request.request
+                    shown = None
                     loop.run_until_complete(_turn(engine, sid, request))
                 except TaleweaverError as exc:
                     click.echo(f"[{exc.detail}]")
