@@ -24,6 +24,10 @@ def test_a_packages_public_names_are_its_all(name: str) -> None:
     package = importlib.import_module(name)
     declared = getattr(package, "__all__", None)
     assert declared is not None, f"{name} declares no __all__"
+    # A package may import a name on first use (PEP 562): every declared one must
+    # resolve, and then sits in the package's namespace like an eager import.
+    for attr in declared:
+        getattr(package, attr)
     public = {
         attr
         for attr, value in vars(package).items()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from taleweaver.domain.errors import ConcurrencyConflict
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
@@ -640,6 +641,31 @@ async def test_an_empty_database_upgrades_to_the_head_revision(
         assert await migrate.current_revision(empty.engine) is None
         await migrate.upgrade(empty.engine)
         assert await migrate.current_revision(empty.engine) == migrate.head_revision()
+
+
+def test_the_head_known_without_alembic_is_alembics_head() -> None:
+    # Engine.open compares the database with migrate.HEAD; a new migration must move it.
+    assert migrate.head_revision() == migrate.HEAD
+
+
+async def test_a_fresh_database_is_migrated_when_behind(
+    db_spec: DatabaseSpec, tmp_path: Path
+) -> None:
+    async with empty_database(db_spec.backend, tmp_path) as empty:
+        assert await migrate.upgrade_if_behind(empty.engine) is True
+        assert await migrate.current_revision(empty.engine) == migrate.head_revision()
+
+
+async def test_an_outdated_database_is_migrated_when_behind(database: Database) -> None:
+    async with database.engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(migrate._config(sync), "-1"))
+
+    assert await migrate.upgrade_if_behind(database.engine) is True
+    assert await migrate.current_revision(database.engine) == migrate.head_revision()
+
+
+async def test_an_up_to_date_database_is_left_alone(database: Database) -> None:
+    assert await migrate.upgrade_if_behind(database.engine) is False
 
 
 async def test_upgrading_again_changes_nothing(database: Database, store: EventStore) -> None:

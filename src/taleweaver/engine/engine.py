@@ -205,7 +205,7 @@ class Engine:
             plugins = load_plugins(settings.required_plugins)
         db = database or database_from_settings(settings)
         if settings.auto_migrate:
-            await migrate.upgrade(db.engine)
+            await migrate.upgrade_if_behind(db.engine)
         sealer = Sealer(key_ring_from_settings(settings, db.dialect)[0])
         queries = Queries(db, sealer)
         repository = SessionRepository(EventStore(db, sealer=sealer), queries)

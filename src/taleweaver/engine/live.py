@@ -16,8 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import redis.exceptions
-
 from taleweaver.domain.errors import Conflict, NotFound
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.engine.outcome import new_id
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 ENDS = frozenset({"done", "error"})
 CANCEL_REPLY_S = 5.0
 FOLLOW_BLOCK_MS = 1000
-HUB_ERRORS = (redis.exceptions.RedisError, OSError)
 
 
 def stream_frame(event: StreamEvent) -> JSON:
@@ -95,7 +92,8 @@ class LiveSessions:
     async def _broadcast(self, message: JSON) -> None:
         try:
             await self.hub.broadcast(message)
-        except HUB_ERRORS as exc:  # the store poll still delivers; a commit never fails here
+        # The store poll still delivers; a commit never fails here.
+        except self.hub.errors as exc:
             log.warning("live signal %s not sent: %s", message.get("kind"), exc)
 
     def _on_signal(self, message: JSON) -> None:
@@ -158,7 +156,7 @@ class LiveSessions:
                     )
                     sent += len(batch)
             await self.hub.turn_end(session_id, turn_id)
-        except HUB_ERRORS as exc:  # clients on this replica still get every token
+        except self.hub.errors as exc:  # clients on this replica still get every token
             log.warning("turn %s not relayed to other replicas: %s", turn_id, exc)
         finally:
             keeper.cancel()
@@ -168,7 +166,7 @@ class LiveSessions:
         may think a while before its first one)."""
         while True:
             await asyncio.sleep(self.hub.keep_alive_s)
-            with contextlib.suppress(*HUB_ERRORS):
+            with contextlib.suppress(*self.hub.errors):
                 await self.hub.turn_alive(session_id, turn_id)
 
     async def exclusive(
@@ -179,7 +177,7 @@ class LiveSessions:
         token = new_id()
         try:
             claimed = await self.hub.claim(session_id, token)
-        except HUB_ERRORS as exc:  # Redis away: each replica still checks its own turns
+        except self.hub.errors as exc:  # Redis away: each replica still checks its own turns
             log.warning("session %s not claimed across replicas: %s", session_id, exc)
             return await start()
         if not claimed:
@@ -187,7 +185,7 @@ class LiveSessions:
         try:
             return await start()
         except BaseException:
-            with contextlib.suppress(*HUB_ERRORS):
+            with contextlib.suppress(*self.hub.errors):
                 await self.hub.release(session_id, token)
             raise
 

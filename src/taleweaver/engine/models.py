@@ -9,18 +9,7 @@ from pydantic import SecretStr
 from taleweaver.config import Settings
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.engine.context import TurnContext
-from taleweaver.llm import (
-    TASKS,
-    CallScope,
-    ChatModel,
-    EmbeddedModel,
-    ModelCatalog,
-    ModelRouter,
-    OpenAICompatibleModel,
-    ScriptedModel,
-    UsageLedger,
-    build_router,
-)
+from taleweaver.llm import TASKS, CallScope, ChatModel, ModelCatalog, ModelRouter, UsageLedger
 from taleweaver.llm.budgets import Budgets
 from taleweaver.llm.config import ModelSettings, ProviderSettings, RouteSettings
 from taleweaver.llm.deadline import Deadlines
@@ -28,6 +17,10 @@ from taleweaver.llm.deadline import Deadlines
 
 def model_from_settings(settings: Settings) -> ChatModel:
     """The one model the older single-model settings (TALEWEAVER_MODEL) describe."""
+    # Providers load when a model is wanted: they bring httpx (and more) into
+    # processes, such as most CLI commands, that never call one.
+    from taleweaver.llm import EmbeddedModel, OpenAICompatibleModel, ScriptedModel
+
     choice = settings.resolved_model()
     if choice == "scripted":
         return ScriptedModel(token_delay=settings.scripted_token_delay_ms / 1000)
@@ -97,6 +90,8 @@ def router_from_settings(
             budgets=Budgets(settings.budgets, ledger),
             deadlines=Deadlines(timeouts.first_token, timeouts.idle, timeouts.total),
         )
+    from taleweaver.llm.build import build_router  # every provider: see model_from_settings
+
     return build_router(catalog_from_settings(settings), ledger=ledger)
 
 

@@ -52,6 +52,9 @@ class Hub:
 
     shared_turns = False  # whether turn streams, cancels and replies cross processes
     keep_alive_s = 2.0  # how often a replica says its running turns are still running
+    # What a failing hub raises, for callers that carry on without it (they name no
+    # Redis class, so the in-process hub never imports Redis).
+    errors: tuple[type[Exception], ...] = (OSError,)
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []

@@ -44,6 +44,7 @@ _KEEP = (
 class RedisHub(Hub):
     shared_turns = True
     keep_alive_s = OWNER_TTL_S / 3
+    errors = (redis.exceptions.RedisError, OSError)
 
     def __init__(self, url: str, key_prefix: str) -> None:
         super().__init__()

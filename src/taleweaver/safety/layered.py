@@ -4,6 +4,7 @@ on input; content rules on output."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.domain.safety import Assessment, assess, find_topics, rank
@@ -14,11 +15,13 @@ from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.content import ContentPreferences
 from taleweaver.safety.crisis import CrisisService
 from taleweaver.safety.flags import Flags
-from taleweaver.safety.learned import LearnedDetector
 from taleweaver.safety.policy import Policy, apply
 from taleweaver.safety.protocol import CrisisSignal
 from taleweaver.safety.resources import render
 from taleweaver.safety.rules import RulesProvider
+
+if TYPE_CHECKING:
+    from taleweaver.safety.learned import LearnedDetector  # numpy: see service.shared_detector
 
 # From this level on the crisis protocol runs; below it (low) the turn carries a warning.
 CRISIS_FROM: CrisisLevel = "moderate"

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,12 +26,14 @@ from taleweaver.safety.content import ContentPreferences
 from taleweaver.safety.crisis import AUDIT_ACTOR, CrisisService
 from taleweaver.safety.flags import Flags
 from taleweaver.safety.layered import LayeredChecker
-from taleweaver.safety.learned import LearnedDetector
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.rules import RulesProvider
 from taleweaver.safety.source import ContentPreferencesSource
 from taleweaver.safety.webhooks import Webhooks
 from taleweaver.store.database import Database
+
+if TYPE_CHECKING:
+    from taleweaver.safety.learned import LearnedDetector
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,9 @@ def configured_policy(model_routed: bool) -> Policy:
 @functools.cache
 def shared_detector() -> LearnedDetector | None:
     """The learned detector, loaded on first use; None (said in the log) if it cannot be."""
+    # Imported here too: it brings numpy, which a policy without it never needs.
+    from taleweaver.safety.learned import LearnedDetector
+
     try:
         return LearnedDetector.load()
     except Exception as exc:  # the rules still run: a missing model must not stop a turn

@@ -24,15 +24,17 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import sqlalchemy as sa
 
 from taleweaver.domain.errors import InvalidInput, KeyMissing, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.store.crypto import KeyRing, is_sealed
+
+if TYPE_CHECKING:
+    import httpx
 from taleweaver.store.database import Database
 from taleweaver.store.safety_schema import (
     safety_deliveries,
@@ -102,8 +104,14 @@ class Webhooks:
             else float(os.environ.get("TALEWEAVER_SAFETY_WEBHOOK_BACKOFF_S", "1.0"))
         )
         self.timeout_s = timeout_s
-        self._client = client or (lambda: httpx.AsyncClient(timeout=self.timeout_s))
+        self._client = client or self._default_client
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _default_client(self) -> httpx.AsyncClient:
+        # httpx loads with the first delivery, not with every engine (CLI commands).
+        import httpx
+
+        return httpx.AsyncClient(timeout=self.timeout_s)
 
     @property
     def keys(self) -> KeyRing:
@@ -211,6 +219,8 @@ class Webhooks:
             )
 
     async def _deliver(self, delivery_id: str, url: str, secret: str, body: bytes) -> None:
+        import httpx
+
         error: str | None = None
         status: int | None = None
         async with self._client() as client:

@@ -16,14 +16,7 @@ import time
 from collections.abc import Sequence
 
 from taleweaver.domain.errors import ModelError
-from taleweaver.llm import (
-    CallScope,
-    ChatModel,
-    HashingEmbedder,
-    ModelRouter,
-    SentenceEmbedder,
-    shared_sentence_encoder,
-)
+from taleweaver.llm import CallScope, ChatModel, ModelRouter
 from taleweaver.memory.world import rows
 from taleweaver.memory.world.vectors import TextEmbedder, VectorIndex, digest, entity_text
 from taleweaver.store.database import Database
@@ -74,6 +67,10 @@ def default_embedder(model: ChatModel | None) -> TextEmbedder | None:
 
 def local_embedder() -> TextEmbedder:
     """The bundled sentence encoder as an embedder; hashing when it is not installed."""
+    # Imported here: the encoder brings numpy, which an engine that never embeds
+    # (a CLI command) need not load.
+    from taleweaver.llm import HashingEmbedder, SentenceEmbedder, shared_sentence_encoder
+
     encoder = shared_sentence_encoder()
     if encoder is None:
         log.warning("world memory embeds by hashing words: the sentence encoder is missing")

@@ -21,15 +21,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.events import JSON
 from taleweaver.store.database import Database
 from taleweaver.store.world_schema import world_vectors, worlds
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_DIM = 8192
 
@@ -52,6 +54,8 @@ def digest(text: str) -> str:
 
 
 def to_blob(vector: Sequence[float]) -> bytes:
+    import numpy as np  # on first use: a process that never searches skips its import
+
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
@@ -179,6 +183,8 @@ class VectorIndex:
         entities they keep anyway, so a row that vanished since is dropped there."""
         if not vector or len(vector) > MAX_DIM or k <= 0:
             return Nearest([])
+        import numpy as np
+
         query = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(query))
         if norm == 0:
@@ -240,6 +246,8 @@ class VectorIndex:
             ids.append(row.entity_id)
             dims.add(row.dim)
             blobs.append(bytes(row.vector))
+        import numpy as np
+
         if len(dims) > 1:  # one name, two sizes: not one model's vectors; rebuild them
             return _Matrix(version, model, [], np.zeros((0, 0), np.float32), True)
         dim = dims.pop() if dims else 0
