@@ -5,8 +5,10 @@ commands' own."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -48,14 +50,22 @@ STILL_HEAVY = {
 }
 
 
-def heavy_imports(args: list[str]) -> set[str]:
-    """The heavy modules `taleweaver ARGS` has imported by the time it exits."""
+def imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """Every module `taleweaver ARGS` has imported by the time it exits."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60, env=env
     )
     assert result.returncode == 0, result.stderr
-    modules = json.loads(result.stdout.splitlines()[-1])
-    return {m for m in modules for heavy in HEAVY if m == heavy or m.startswith(heavy + ".")}
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def among(modules: set[str], packages: tuple[str, ...]) -> set[str]:
+    return {m for m in modules for p in packages if m == p or m.startswith(p + ".")}
+
+
+def heavy_imports(args: list[str]) -> set[str]:
+    """The heavy modules `taleweaver ARGS` has imported by the time it exits."""
+    return among(imported(args), HEAVY)
 
 
 @pytest.mark.parametrize(
@@ -88,3 +98,49 @@ def test_a_lazy_commands_help_line_is_its_own(name: str) -> None:
     command = lazy.load()
     assert isinstance(command, click.Command)
     assert lazy.short_help == command.get_short_help_str(limit=10**6)
+
+
+# What opening the engine leaves out until it is needed: migrations (the database is
+# current), Redis (no URL), the model providers and what they bring (no turn runs),
+# and the web stack (nothing is served).
+ENGINE_UNUSED = (
+    "alembic",
+    "redis",
+    "httpx",
+    "numpy",
+    "onnxruntime",
+    "llama_cpp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "taleweaver.api",
+    "taleweaver.llm.build",
+    "taleweaver.llm.anthropic",
+    "taleweaver.llm.ollama",
+    "taleweaver.llm.openai_compat",
+    "taleweaver.llm.embedded",
+    "taleweaver.llm.sentence",
+    "taleweaver.llm.text_completion",
+)
+
+
+@pytest.mark.parametrize("command", [["sessions", "list"], ["characters", "list"]])
+def test_a_command_on_an_up_to_date_database_opens_the_engine_lightly(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALEWEAVER_")}
+    env["TALEWEAVER_DATA_DIR"] = str(tmp_path)
+    assert "alembic" in imported(["db", "upgrade"], env)  # the probe sees a migration
+
+    modules = imported(command, env)
+
+    assert "taleweaver.engine.engine" in modules
+    assert among(modules, ENGINE_UNUSED) == set()
+
+
+def test_a_command_on_a_fresh_data_dir_still_migrates(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALEWEAVER_")}
+    env["TALEWEAVER_DATA_DIR"] = str(tmp_path)
+
+    assert "alembic" in imported(["sessions", "list"], env)
+    assert "alembic" not in imported(["sessions", "list"], env)
