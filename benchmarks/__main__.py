@@ -6,6 +6,7 @@ import sys
 
 from benchmarks import (
     append_throughput,
+    bundle_import_stall,
     card_import,
     chat_interop,
     cli_startup,
@@ -43,6 +44,7 @@ def main() -> int:
         summaries.run(),
         card_import.run(),
         chat_interop.run(),
+        bundle_import_stall.run(),
         safety_check.run(),
         crisis_detector.run(),
         therapy_overhead.run(),

@@ -40,7 +40,7 @@ from taleweaver.domain.sessions import EventType
 from taleweaver.interop import bounded_json
 from taleweaver.interop import rows as tablerows
 from taleweaver.interop.archive import SafeZip, bundle_limits
-from taleweaver.interop.limits import check_size, gc_paused
+from taleweaver.interop.limits import check_size, gc_paused, release
 from taleweaver.interop.readmodel import project_new_stream
 from taleweaver.store import migrate
 from taleweaver.store.events import EventStore
@@ -257,21 +257,26 @@ def _new_ids(bundle: Bundle) -> dict[str, str]:
     return mapping
 
 
-async def _taken(conn: AsyncConnection, bundle: Bundle) -> bool:
-    streams = sorted({line["stream_id"] for line in bundle.events})
-    for start in range(0, len(streams), 500):
-        chunk = streams[start : start + 500]
-        if await conn.scalar(sa.select(events.c.stream_id).where(events.c.stream_id.in_(chunk))):
-            return True
+def _claimed_ids(bundle: Bundle) -> list[tuple[sa.Column[Any], list[str]]]:
+    """(column, ids) for every id in the bundle that must be unique across an instance."""
+    claimed: list[tuple[sa.Column[Any], list[str]]] = [
+        (events.c.stream_id, sorted({line["stream_id"] for line in bundle.events}))
+    ]
     for name, rows in bundle.tables.items():
         table = tablerows.table_named(name)
         keys = [c for c in table.primary_key.columns if c.name != "workspace_id"]
         if len(keys) != 1 or not rows or not isinstance(keys[0].type, sa.String):
             continue
         values = sorted({str(r[keys[0].name]) for r in rows if r.get(keys[0].name) is not None})
+        claimed.append((keys[0], values))
+    return claimed
+
+
+async def _taken(conn: AsyncConnection, bundle: Bundle) -> bool:
+    for column, values in await asyncio.to_thread(_claimed_ids, bundle):
         for start in range(0, len(values), 500):
             chunk = values[start : start + 500]
-            if await conn.scalar(sa.select(keys[0]).where(keys[0].in_(chunk))):
+            if await conn.scalar(sa.select(column).where(column.in_(chunk))):
                 return True
     return False
 
@@ -304,8 +309,35 @@ async def import_workspace(
 
 
 async def _import(store: EventStore, workspace_id: str, data: bytes, ids: IdMode) -> ImportReport:
-    # Inflating and parsing take seconds on a large bundle: not on the event loop.
+    # Every step that walks the whole bundle (inflating, parsing, remapping, building
+    # rows, freeing it all) runs in a thread: on a large bundle each takes seconds,
+    # and on the event loop every other request would wait for it.
     bundle = await asyncio.to_thread(read_bundle, data)
+    recorded: list[RecordedEvent] = []
+    try:
+        remap, counts = await _write(store, workspace_id, bundle, ids, recorded)
+        streams, sessions = await asyncio.to_thread(_streams_and_sessions, recorded)
+        return ImportReport(
+            workspace_id,
+            "remapped" if remap else "preserved",
+            streams,
+            len(recorded),
+            counts,
+            sessions,
+        )
+    finally:  # however the import ended: see release
+        await asyncio.to_thread(release, recorded, bundle.events, *bundle.tables.values())
+
+
+async def _write(
+    store: EventStore,
+    workspace_id: str,
+    bundle: Bundle,
+    ids: IdMode,
+    recorded: list[RecordedEvent],
+) -> tuple[bool, dict[str, int]]:
+    """Store the bundle in one transaction; (whether ids were remapped, rows per
+    table). `recorded` receives the appended events."""
     carried = {t.name: t for t in feature_tables()}
     for name in bundle.tables:
         if name not in carried:
@@ -326,14 +358,13 @@ async def _import(store: EventStore, workspace_id: str, data: bytes, ids: IdMode
                 "the bundle's ids already exist in this instance: import with remapped ids"
             )
         remap = ids == "remap" or (ids == "auto" and taken)
-        mapping = _new_ids(bundle) if remap else {}
-        recorded = await _append(conn, store, workspace_id, bundle.events, mapping)
+        mapping = await asyncio.to_thread(_new_ids, bundle) if remap else {}
+        await _append(conn, store, workspace_id, bundle.events, mapping, recorded)
         counts: dict[str, int] = {}
         for name, table in tables.items():
-            rows = [
-                tablerows.decode(table, _replace_ids(r, mapping) | {"workspace_id": workspace_id})
-                for r in bundle.tables[name]
-            ]
+            rows = await asyncio.to_thread(
+                _table_rows, table, bundle.tables[name], mapping, workspace_id
+            )
             counts[name] = len(rows)
             try:
                 for start in range(0, len(rows), 1000):
@@ -342,15 +373,21 @@ async def _import(store: EventStore, workspace_id: str, data: bytes, ids: IdMode
                 raise Conflict(
                     f"the bundle's {name} rows cannot be stored here: {exc.orig}"
                 ) from exc
+    return remap, counts
+
+
+def _table_rows(
+    table: sa.Table, rows: list[JSON], mapping: dict[str, str], workspace_id: str
+) -> list[JSON]:
+    return [
+        tablerows.decode(table, _replace_ids(r, mapping) | {"workspace_id": workspace_id})
+        for r in rows
+    ]
+
+
+def _streams_and_sessions(recorded: Sequence[RecordedEvent]) -> tuple[int, list[str]]:
     sessions = sorted({e.stream_id for e in recorded if e.type == EventType.SESSION_CREATED})
-    return ImportReport(
-        workspace_id,
-        "remapped" if remap else "preserved",
-        len({e.stream_id for e in recorded}),
-        len(recorded),
-        counts,
-        sessions,
-    )
+    return len({e.stream_id for e in recorded}), sessions
 
 
 async def _append(
@@ -359,10 +396,43 @@ async def _append(
     workspace_id: str,
     lines: Sequence[JSON],
     mapping: dict[str, str],
-) -> list[RecordedEvent]:
+    recorded: list[RecordedEvent],
+) -> None:
     """Append the bundle's events through the store, with their own times and
-    metadata, in their order, then build the session read models from them in the
-    same transaction."""
+    metadata, in their order, into `recorded`, then build the session read models
+    from them in the same transaction."""
+    copies = await asyncio.to_thread(_copies, lines, mapping, workspace_id)
+    try:
+        # A chunk per call, so the loop serves other requests between chunks. The
+        # transaction and the write lock span them all: positions stay gap-free.
+        for start in range(0, len(copies), _APPEND_CHUNK):
+            chunk = copies[start : start + _APPEND_CHUNK]
+            recorded += await store.append_copies(conn, workspace_id=workspace_id, copies=chunk)
+    except ConcurrencyConflict as exc:
+        raise Conflict("the bundle's streams already exist here: import with remapped ids") from exc
+    finally:
+        await asyncio.to_thread(release, copies)
+    for stream in (await asyncio.to_thread(_by_stream, recorded)).values():
+        try:
+            await project_new_stream(conn, stream, store.sealer)
+        except (KeyError, TypeError, ValueError, AttributeError, sa.exc.StatementError) as exc:
+            if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+                raise  # the database went away: not the bundle's fault
+            # The log takes any payload; its read models need theirs whole (a
+            # session.created without its workspace, a turn without its number).
+            said = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            reason = f"an event lacks {said}" if isinstance(exc, KeyError) else said
+            raise InvalidInput(
+                f"the bundle's stream {stream[0].stream_id} has events its read models "
+                f"cannot hold: {reason}"
+            ) from exc
+
+
+_APPEND_CHUNK = 500
+
+
+def _copies(lines: Sequence[JSON], mapping: dict[str, str], workspace_id: str) -> list[CopiedEvent]:
+    """The bundle's events as the store appends them, ids remapped in place."""
     copies: list[CopiedEvent] = []
     versions: dict[str, int] = {}
     for line in lines:
@@ -385,25 +455,11 @@ async def _append(
         copies.append(
             CopiedEvent(stream_id, version, new, meta if isinstance(meta, dict) else {}, at)
         )
-    try:
-        recorded = await store.append_copies(conn, workspace_id=workspace_id, copies=copies)
-    except ConcurrencyConflict as exc:
-        raise Conflict("the bundle's streams already exist here: import with remapped ids") from exc
+    return copies
+
+
+def _by_stream(recorded: Sequence[RecordedEvent]) -> dict[str, list[RecordedEvent]]:
     by_stream: dict[str, list[RecordedEvent]] = {}
     for event in recorded:
         by_stream.setdefault(event.stream_id, []).append(event)
-    for stream in by_stream.values():
-        try:
-            await project_new_stream(conn, stream, store.sealer)
-        except (KeyError, TypeError, ValueError, AttributeError, sa.exc.StatementError) as exc:
-            if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-                raise  # the database went away: not the bundle's fault
-            # The log takes any payload; its read models need theirs whole (a
-            # session.created without its workspace, a turn without its number).
-            said = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            reason = f"an event lacks {said}" if isinstance(exc, KeyError) else said
-            raise InvalidInput(
-                f"the bundle's stream {stream[0].stream_id} has events its read models "
-                f"cannot hold: {reason}"
-            ) from exc
-    return recorded
+    return by_stream

@@ -1,5 +1,6 @@
 """How large an imported file may be (TALEWEAVER_IMPORT_MAX_BYTES, default 64 MiB),
-and keeping the garbage collector out of bulk parsing."""
+keeping the garbage collector out of bulk parsing, and freeing bulk data without
+holding up the event loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from taleweaver.domain.errors import PayloadTooLarge
 
@@ -49,3 +51,18 @@ def gc_paused() -> Iterator[None]:
         _pauses -= 1
         if _pauses == 0 and _was_enabled:
             gc.enable()
+
+
+_SLICE = 500
+
+
+def release(*bulks: list[Any]) -> None:
+    """Empty `bulks` a slice at a time; run it in a thread.
+
+    Freeing a list of a few hundred thousand parsed events is one C call that
+    holds the GIL for as long as it takes (a third of a second for 40,000), and
+    the event loop waits for the GIL. Slice by slice the interpreter can hand the
+    GIL over in between, so the loop waits a few milliseconds at most."""
+    for bulk in bulks:
+        while bulk:
+            del bulk[-_SLICE:]

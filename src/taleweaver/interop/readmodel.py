@@ -11,8 +11,10 @@ sealed, take the core projection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,9 +54,37 @@ async def project_new_stream(
         await project(conn, recorded, sealer)
         return
     await project(conn, recorded[:1], sealer)  # the sessions row
+    # Folding and serialising a long chat's rows takes a good part of a second:
+    # in a thread, so the event loop keeps serving other requests meanwhile.
+    folded = await asyncio.to_thread(_fold, recorded[1:], conn.dialect.name == "sqlite")
+    if folded is None:
+        await project(conn, recorded[1:], sealer)  # a deleted session: not what an import writes
+        return
+    rows, turn_count, others = folded
+    if conn.dialect.name == "sqlite":  # one driver call, as the core's turn insert does
+        await sqlite_fast.execute_many(conn, _SQLITE_INSERT, rows)
+    else:
+        for start in range(0, len(rows), _BATCH):
+            await conn.execute(messages.insert(), rows[start : start + _BATCH])
+    last = recorded[-1]
+    await conn.execute(
+        sessions.update()
+        .where(sessions.c.id == last.stream_id)
+        .values(version=last.version, updated_at=last.recorded_at, turn_count=turn_count)
+    )
+    if others:  # events the read models ignore today; let the core decide
+        await project(conn, others, sealer)
+
+
+def _fold(
+    events: Sequence[RecordedEvent], sqlite: bool
+) -> tuple[list[Any], int, list[RecordedEvent]] | None:
+    """(message rows in order, as SQLite's driver or SQLAlchemy takes them; the
+    turn count; events left to the core projection), or None for a deleted session."""
     rows: dict[int, JSON] = {}  # seq -> row
     turn_count = 0
-    for event in recorded[1:]:
+    others: list[RecordedEvent] = []
+    for event in events:
         p = event.payload
         if event.type == EventType.TURN_COMMITTED:
             turn_count = max(turn_count, p["number"])
@@ -62,26 +92,11 @@ async def project_new_stream(
         elif event.type in (EventType.TURN_REGENERATED, EventType.TURN_EDITED):
             _alternative(rows, event)
         elif event.type == EventType.SESSION_DELETED:
-            await project(conn, recorded[1:], sealer)  # not what an import writes
-            return
+            return None
+        else:
+            others.append(event)
     ordered = [rows[seq] for seq in sorted(rows)]
-    if conn.dialect.name == "sqlite":  # one driver call, as the core's turn insert does
-        await sqlite_fast.execute_many(conn, _SQLITE_INSERT, (_sqlite_row(r) for r in ordered))
-    else:
-        for start in range(0, len(ordered), _BATCH):
-            await conn.execute(messages.insert(), ordered[start : start + _BATCH])
-    last = recorded[-1]
-    await conn.execute(
-        sessions.update()
-        .where(sessions.c.id == last.stream_id)
-        .values(version=last.version, updated_at=last.recorded_at, turn_count=turn_count)
-    )
-    others = [e for e in recorded[1:] if e.type not in _HANDLED]
-    if others:  # events the read models ignore today; let the core decide
-        await project(conn, others, sealer)
-
-
-_HANDLED = frozenset({EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED})
+    return [_sqlite_row(r) for r in ordered] if sqlite else ordered, turn_count, others
 
 
 def _commit_rows(rows: dict[int, JSON], event: RecordedEvent) -> None:
