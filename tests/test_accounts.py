@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from taleweaver.auth import Role
-from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from taleweaver.auth import LOCAL_USER_ID, Role
+from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine import Engine
+from taleweaver.store.schema import users
 from tests.conftest import META
 
 PASSWORD = "correct horse battery"
@@ -24,6 +25,38 @@ async def test_a_new_account_owns_a_personal_workspace(engine: Engine) -> None:
     [personal] = await engine.accounts.workspaces_of(user_id)
     assert personal["role"] == "owner"
     assert await engine.accounts.default_workspace(user_id) == personal["id"]
+
+
+async def test_the_laptops_own_user_is_called_player_until_they_choose_a_name(
+    engine: Engine,
+) -> None:
+    assert (await engine.accounts.user(LOCAL_USER_ID))["display_name"] == "Player"
+    renamed = await engine.accounts.set_display_name(LOCAL_USER_ID, "  Mira   Vale ", actor="cli")
+    assert renamed["display_name"] == "Mira Vale"
+    assert (await engine.accounts.user(LOCAL_USER_ID))["display_name"] == "Mira Vale"
+    await engine.accounts.ensure_local_user()  # the next start keeps the chosen name
+    assert (await engine.accounts.user(LOCAL_USER_ID))["display_name"] == "Mira Vale"
+
+
+async def test_the_old_default_name_local_user_becomes_player(engine: Engine) -> None:
+    async with engine.db.write() as conn:
+        await conn.execute(
+            users.update().where(users.c.id == LOCAL_USER_ID).values(display_name="Local user")
+        )
+    await engine.accounts.ensure_local_user()
+    assert (await engine.accounts.user(LOCAL_USER_ID))["display_name"] == "Player"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+async def test_a_display_name_is_one_to_200_characters(engine: Engine, name: str) -> None:
+    with pytest.raises(InvalidInput):
+        await engine.accounts.set_display_name(LOCAL_USER_ID, name, actor="cli")
+    assert (await engine.accounts.user(LOCAL_USER_ID))["display_name"] == "Player"
+
+
+async def test_renaming_an_unknown_account_is_not_found(engine: Engine) -> None:
+    with pytest.raises(NotFound):
+        await engine.accounts.set_display_name("nobody", "Mira", actor="cli")
 
 
 async def test_emails_are_unique_whatever_their_case(engine: Engine) -> None:

@@ -899,6 +899,7 @@ OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/auth/oidc/callback"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): SELF,
     ("GET", "/api/v1/auth/me"): SELF,
+    ("PATCH", "/api/v1/auth/me"): SELF,
     ("GET", "/api/v1/auth/keys"): SELF,
     ("POST", "/api/v1/auth/keys"): SELF,
     ("DELETE", "/api/v1/auth/keys/{key_id}"): SELF,
@@ -1048,6 +1049,25 @@ def test_self_routes_need_a_signed_in_principal(world: World) -> None:
         assert me["user_id"] == world.users["viewer"]
         listed = {w["id"] for w in viewer.get("/api/v1/workspaces").json()}
         assert world.own in listed and world.foreign not in listed
+
+
+def test_a_signed_in_principal_renames_only_themselves(world: World) -> None:
+    def names() -> dict[str, str]:
+        with world.client("admin-of-instance") as admin:
+            return {u["id"]: u["display_name"] for u in admin.get("/api/v1/users").json()}
+
+    before = names()
+    with world.caller() as anonymous:
+        assert anonymous.patch("/api/v1/auth/me", json={"display_name": "X"}).status_code == 401
+    with world.client("viewer") as viewer:
+        renamed = viewer.patch("/api/v1/auth/me", json={"display_name": " Mira "})
+        assert renamed.status_code == 200, renamed.text
+        assert renamed.json()["id"] == world.users["viewer"]
+        assert renamed.json()["display_name"] == "Mira"
+        assert viewer.patch("/api/v1/auth/me", json={"display_name": "  "}).status_code == 422
+        assert names() == before | {world.users["viewer"]: "Mira"}  # nobody else renamed
+        viewer.patch("/api/v1/auth/me", json={"display_name": before[world.users["viewer"]]})
+    assert names() == before
 
 
 @pytest.mark.parametrize("role", ROLES)

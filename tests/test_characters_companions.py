@@ -4,6 +4,7 @@ companion's history."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -51,13 +52,54 @@ async def test_the_greeting_is_the_first_narrator_message(companion: Engine) -> 
 
     history = await messages(companion, session_id)
     assert [(m["turn_number"], m["role"]) for m in history] == [(1, "narrator")]
-    assert history[0]["content"] == "Welcome in out of the rain, Local user. I'm Aria."
+    assert history[0]["content"] == "Welcome in out of the rain, Player. I'm Aria."
     events = await companion.sessions.events(WS, session_id, after=0, limit=10)
     assert [e.type for e in events] == ["session.created", "turn.committed"]
     assert events[1].payload["greeting"] is True and events[1].payload["input"]["text"] is None
     session = await companion.sessions.get(WS, session_id)
     assert session["kind"] == SessionKind.COMPANION and session["turn_count"] == 1
     assert session["settings"]["character_ids"] == [aria]
+
+
+async def test_user_is_the_players_display_name_and_a_sessions_persona_comes_first(
+    companion: Engine,
+) -> None:
+    aria = await new_character(companion)
+    await companion.accounts.set_display_name(ME, "Mira", actor=ME)
+
+    named = await start(companion, aria, greeting=0)
+    as_rook = await start(companion, aria, greeting=0, settings={"user_name": "Rook"})
+
+    assert (await messages(companion, named))[0]["content"].startswith(
+        "Welcome in out of the rain, Mira."
+    )
+    assert (await messages(companion, as_rook))[0]["content"].startswith(
+        "Welcome in out of the rain, Rook."
+    )
+
+
+async def test_a_chat_export_names_the_player_by_display_name_or_persona(
+    companion: Engine,
+) -> None:
+    aria = await new_character(companion)
+    await companion.accounts.set_display_name(ME, "Mira", actor=ME)
+    named = await start(companion, aria, greeting=0)
+    await play(companion, named, "Hello")
+    as_rook = await start(companion, aria, greeting=0, settings={"user_name": "Rook"})
+    await play(companion, as_rook, "Hello")
+
+    def speakers(chat: str) -> tuple[str, set[str]]:
+        header, *lines = (json.loads(line) for line in chat.splitlines())
+        return header["user_name"], {line["name"] for line in lines if line["is_user"]}
+
+    assert speakers(await companion.interop.export_session(WS, named, "jsonl")) == (
+        "Mira",
+        {"Mira"},
+    )
+    assert speakers(await companion.interop.export_session(WS, as_rook, "jsonl")) == (
+        "Rook",
+        {"Rook"},
+    )
 
 
 async def test_an_alternate_greeting_can_be_chosen(companion: Engine) -> None:
@@ -72,7 +114,7 @@ async def test_without_an_index_the_greeting_is_one_of_the_cards(companion: Engi
     aria = await new_character(companion)
     card = f.v3_card()
     options = {
-        t.replace("{{user}}", "Local user").replace("{{char}}", "Aria")
+        t.replace("{{user}}", "Player").replace("{{char}}", "Aria")
         for t in [card["data"]["first_mes"], *card["data"]["alternate_greetings"]]
     }
 
@@ -121,13 +163,13 @@ async def test_the_card_reaches_the_prompt_with_macros_expanded(
     call = model.calls[-1]
     system = system_text(call)
     assert "Write as Aria, in first person." in system
-    assert "Aria is a lighthouse keeper who talks to Local user about the sea." in system
+    assert "Aria is a lighthouse keeper who talks to Player about the sea." in system
     assert "personality: warm, wry, patient" in system
     assert "Scenario: A stormy night at the lighthouse." in system
-    assert "relationship with Local user" in system and "{{" not in system
+    assert "relationship with Player" in system and "{{" not in system
     roles = [(m.role, m.content) for m in call[1:]]
-    assert roles[0][0] == "system" and "Local user: Hi\nAria: Mind the wet steps." in roles[0][1]
-    assert roles[1] == ("assistant", "Welcome in out of the rain, Local user. I'm Aria.")
+    assert roles[0][0] == "system" and "Player: Hi\nAria: Mind the wet steps." in roles[0][1]
+    assert roles[1] == ("assistant", "Welcome in out of the rain, Player. I'm Aria.")
     assert roles[-2] == ("system", "Keep replies under three sentences.")
     assert roles[-1] == ("user", "Hello there")
     events = await companion.sessions.events(WS, session_id, after=0, limit=10)
@@ -221,7 +263,7 @@ async def test_a_fork_keeps_the_greeting_and_goes_its_own_way(companion: Engine)
 
     forked = await messages(companion, fork["id"])
     assert [m["content"] for m in forked] == [
-        "Welcome in out of the rain, Local user. I'm Aria.",
+        "Welcome in out of the rain, Player. I'm Aria.",
         "Hi",
         "Reply 1.",
         "A different question",

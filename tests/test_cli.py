@@ -269,6 +269,34 @@ def test_play_with_a_character_greets_first_and_uses_the_persona(tmp_path: Path)
     assert json.loads(chat.stdout.splitlines()[0])["user_name"] == "Mira"
 
 
+def test_the_display_name_set_once_is_the_player_in_every_session_without_as(
+    tmp_path: Path,
+) -> None:
+    card = tmp_path / "aria.json"
+    card.write_text(json.dumps(cards.v3_card(alternate_greetings=[])), encoding="utf-8")
+    assert taleweaver(tmp_path, "characters", "import", str(card)).returncode == 0
+
+    named = taleweaver(tmp_path, "users", "set-name", "Mira")
+
+    assert named.returncode == 0, named.stderr
+    assert named.stdout == "display name of local@localhost: Mira\n"
+    result = taleweaver(tmp_path, "play", "--character", "aria", stdin="Hello\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "Welcome in out of the rain, Mira. I'm Aria."
+    session_id = RESUME.search(result.stdout).group(1)  # type: ignore[union-attr]
+    chat = taleweaver(tmp_path, "export", "session", session_id, "--format", "jsonl")
+    header, *lines = (json.loads(line) for line in chat.stdout.splitlines())
+    assert header["user_name"] == "Mira"
+    assert [line["name"] for line in lines if line["is_user"]] == ["Mira"]
+
+
+def test_a_story_played_before_any_name_is_chosen_exports_its_player_as_player(
+    played: PlayedStory,
+) -> None:
+    chat = taleweaver(played.data_dir, "export", "session", played.session_id, "--format", "jsonl")
+    assert json.loads(chat.stdout.splitlines()[0])["user_name"] == "Player"
+
+
 def test_play_with_an_unknown_character_says_how_to_find_one(tmp_path: Path) -> None:
     result = taleweaver(tmp_path, "play", "--character", "Nobody", stdin="")
     assert result.returncode == 1

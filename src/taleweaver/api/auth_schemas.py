@@ -28,6 +28,10 @@ class UserCreate(Strict):
     instance_admin: bool = False
 
 
+class UserUpdate(Strict):
+    display_name: str = Field(min_length=1, max_length=200)
+
+
 class UserPublic(BaseModel):
     id: str
     email: str

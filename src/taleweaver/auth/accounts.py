@@ -31,6 +31,10 @@ from taleweaver.store.schema import (
 )
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# What `{{user}}` and chat exports call the laptop's player until they pick a name.
+LOCAL_DISPLAY_NAME = "Player"
+_OLD_LOCAL_DISPLAY_NAME = "Local user"  # the default before: nobody chose it
+MAX_DISPLAY_NAME = 200
 SETUP_TOKEN_KEY = "setup_token_digest"
 USER_COLUMNS = [
     users.c.id,
@@ -80,13 +84,21 @@ class Accounts(Memberships):
     async def ensure_local_user(self) -> None:
         """The laptop's implicit user: owns the default workspace, has no password."""
         async with self.db.write() as conn:
-            exists = await conn.scalar(sa.select(users.c.id).where(users.c.id == LOCAL_USER_ID))
-            if exists is None:
+            name = await conn.scalar(
+                sa.select(users.c.display_name).where(users.c.id == LOCAL_USER_ID)
+            )
+            if name == _OLD_LOCAL_DISPLAY_NAME:
+                await conn.execute(
+                    users.update()
+                    .where(users.c.id == LOCAL_USER_ID)
+                    .values(display_name=LOCAL_DISPLAY_NAME)
+                )
+            if name is None:
                 await conn.execute(
                     users.insert().values(
                         id=LOCAL_USER_ID,
                         email="local@localhost",
-                        display_name="Local user",
+                        display_name=LOCAL_DISPLAY_NAME,
                         password_hash=None,
                         is_active=True,
                         is_instance_admin=True,
@@ -150,6 +162,23 @@ class Accounts(Memberships):
                 target=user_id,
                 details={"email": email, "instance_admin": instance_admin},
                 conn=conn,
+            )
+        return await self.user(user_id)
+
+    async def set_display_name(self, user_id: str, name: str, *, actor: str) -> JSON:
+        """Rename an account: the name `{{user}}` and chat exports use for its player
+        when a session sets none of its own."""
+        cleaned = " ".join(name.split())
+        if not 0 < len(cleaned) <= MAX_DISPLAY_NAME:
+            raise InvalidInput(f"a display name is 1 to {MAX_DISPLAY_NAME} characters")
+        async with self.db.write() as conn:
+            done = await conn.execute(
+                users.update().where(users.c.id == user_id).values(display_name=cleaned)
+            )
+            if done.rowcount == 0:
+                raise NotFound(f"user {user_id} not found")
+            await self.audit.record(
+                actor, "user.renamed", target=user_id, details={"display_name": cleaned}, conn=conn
             )
         return await self.user(user_id)
 

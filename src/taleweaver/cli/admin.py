@@ -75,6 +75,21 @@ async def create_admin(
         )
 
 
+async def set_display_name(settings: Settings, name: str, email: str | None) -> JSON:
+    """Rename the account with `email`, or the laptop's own user without one."""
+    from taleweaver.auth import LOCAL_USER_ID
+    from taleweaver.domain.errors import NotFound
+
+    async with _engine(settings) as engine:
+        user_id = LOCAL_USER_ID
+        if email is not None:
+            found = await engine.accounts.user_by_email(email)
+            if found is None:
+                raise NotFound(f"no account has the email {email}")
+            user_id = str(found["id"])
+        return await engine.accounts.set_display_name(user_id, name, actor="cli")
+
+
 async def verify_audit(settings: Settings) -> Verification:
     async with _engine(settings) as engine:
         return await engine.audit.verify()

@@ -311,6 +311,17 @@ def users_create_admin(email: str, password: str, display_name: str | None) -> N
     click.echo(f"created administrator {user['email']} ({user['id']})")
 
 
+@users.command("set-name")
+@click.argument("name")
+@click.option("--email", default=None, help="The account to rename (default: this laptop's).")
+def users_set_name(name: str, email: str | None) -> None:
+    """Set a display name: who {{user}} is, and the player's name in chat exports."""
+    from taleweaver.cli.admin import set_display_name
+
+    user = _run(set_display_name(_settings(), name, email))
+    click.echo(f"display name of {user['email']}: {user['display_name']}")
+
+
 @cli.group()
 def audit() -> None:
     """The tamper-evident audit log."""

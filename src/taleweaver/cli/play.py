@@ -254,6 +254,7 @@ async def _create(engine: Engine, start: Start) -> str:
         kind=SessionKind.STORY,
         title=start.title,
         settings=settings_json,
+        owner_id=LOCAL_USER_ID,  # whose display name {{user}} and exports use
         metadata=META,
     )
     click.echo(f"New story '{start.title}' ({created['id']}).")

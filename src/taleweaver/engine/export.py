@@ -4,6 +4,7 @@ SillyTavern (chat JSONL)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -76,15 +77,24 @@ def _speaker(session: JSON) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-async def export_session(sessions: Sessions, workspace_id: str, session_id: str, fmt: str) -> str:
-    """The session in `fmt` (see FORMATS), read from its messages and events."""
+async def export_session(
+    sessions: Sessions,
+    workspace_id: str,
+    session_id: str,
+    fmt: str,
+    *,
+    player: Callable[[JSON], Awaitable[str]] | None = None,
+) -> str:
+    """The session in `fmt` (see FORMATS), read from its messages and events.
+    `player`: the name a chat export gives the player of a session that sets none."""
     fmt = canonical_format(fmt)
     session = await sessions.get(workspace_id, session_id)
     if fmt == "jsonl":
         with gc_paused():
             events = await sessions.events(workspace_id, session_id, after=0, limit=ALL)
             imported = await _fork_origin_import(sessions, events[0].payload if events else {})
-            return "".join(line + "\n" for line in render_chat(events, imported))
+            name = await player(session) if player is not None else "You"
+            return "".join(line + "\n" for line in render_chat(events, imported, player=name))
     messages = await sessions.messages(workspace_id, session_id, after_turn=0, limit=ALL)
     recorded: list[JSON] = []
     if fmt == "json":

@@ -48,7 +48,14 @@ class Interop:
         )
 
     async def export_session(self, workspace_id: str, session_id: str, fmt: str) -> str:
-        return await export_session(self.sessions, workspace_id, session_id, fmt)
+        return await export_session(
+            self.sessions, workspace_id, session_id, fmt, player=self._player_name
+        )
+
+    async def _player_name(self, session: JSON) -> str:
+        """Who played a session, by its owner's display name ("You" if it has none)."""
+        owner = session.get("owner_id")
+        return await self.characters.user_name(owner) if owner else "You"
 
     async def search(
         self,

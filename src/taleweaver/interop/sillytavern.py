@@ -296,9 +296,12 @@ def _alternative(payload: JSON, at: datetime) -> _Alternative:
     )
 
 
-def render_chat(events: Iterable[RecordedEvent], imported: JSON | None = None) -> Iterator[str]:
+def render_chat(
+    events: Iterable[RecordedEvent], imported: JSON | None = None, *, player: str = "You"
+) -> Iterator[str]:
     """The session as SillyTavern chat JSONL, one line at a time. `imported`: the
-    import record of the session this one was forked from, when it has none."""
+    import record of the session this one was forked from, when it has none;
+    `player`: the player's name where the session sets none (their display name)."""
     created, turns = _fold(events)
     imported = import_record(created) or imported or {}
     header = imported.get("header")
@@ -307,12 +310,12 @@ def render_chat(events: Iterable[RecordedEvent], imported: JSON | None = None) -
     if not isinstance(header, dict):
         at = created.get("_at") or datetime.now(UTC)
         header = {
-            "user_name": str(settings.get("user_name") or "You"),
+            "user_name": str(settings.get("user_name") or player),
             "character_name": str(character.get("name") or created.get("title") or "Narrator"),
             "create_date": _create_date(at),
             "chat_metadata": {},
         }
-    user_name = str(header.get("user_name") or "You")
+    user_name = str(header.get("user_name") or player)
     character_name = str(header.get("character_name") or "Character")
     yield _dumps(header)
     for turn in turns:

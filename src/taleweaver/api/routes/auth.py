@@ -15,6 +15,7 @@ from taleweaver.api.auth_schemas import (
     Me,
     Setup,
     UserPublic,
+    UserUpdate,
 )
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.security import (
@@ -97,6 +98,16 @@ async def me(request: Request, engine: EngineDep, principal: SelfDep) -> Me:
         scopes=sorted(principal.scopes) if principal.scopes is not None else None,
         login_required=await login_required(request, engine),
     )
+
+
+@router.patch("/me")
+async def update_me(body: UserUpdate, engine: EngineDep, principal: SelfDep) -> UserPublic:
+    """Change your display name: who `{{user}}` is, and your name in chat exports,
+    in sessions that set no name of their own."""
+    user = await engine.accounts.set_display_name(
+        principal.user_id, body.display_name, actor=principal.user_id
+    )
+    return UserPublic.model_validate(user)
 
 
 @router.get("/keys")
