@@ -19,6 +19,7 @@ import pytest
 
 from taleweaver.config import Settings
 from taleweaver.domain.choices import parse_choices
+from taleweaver.domain.errors import ModelUnavailable
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnRequest
@@ -256,6 +257,21 @@ async def test_what_other_threads_print_while_the_model_loads_is_not_lost(
     # llama.cpp's own load report and the library's verbose prints went to the log.
     assert "llama_model_loader" not in out + err
     assert "Model metadata" not in out + err
+
+
+async def test_why_a_gguf_fails_to_load_is_logged_as_an_error_and_its_chatter_is_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file")
+    caplog.set_level("DEBUG", logger="taleweaver.llm.embedded")
+
+    with pytest.raises(ModelUnavailable, match="could not load the embedded model"):
+        await EmbeddedModel(broken).warm()
+
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("invalid magic" in message for message in errors)
+    assert capfd.readouterr() == ("", "")  # llama.cpp wrote nothing past our log
 
 
 async def test_a_gguf_given_by_path_is_prompted_in_the_chat_template_it_carries() -> None:

@@ -346,12 +346,17 @@ class _ThreadRoutedStream:
         return getattr(self._real, name)
 
 
+# ggml's log level for errors (ggml.h: none 0, debug 1, info 2, warn 3, error 4,
+# cont 5; llama-cpp-python's own table is older). Warnings are routine notes
+# (a context shorter than the model's) and stay detail with the rest.
+_GGML_LOG_ERROR = 4
+
+
 def _llama_cpp_logged(level: int, text: bytes | None, _user_data: Any) -> None:
     message = (text or b"").decode("utf-8", "replace").rstrip()
     if message:
-        # ggml's levels: 3 is an error; info, warnings (routine load notes) and
-        # continuations are detail.
-        log.log(logging.ERROR if level == 3 else logging.DEBUG, "llama.cpp: %s", message)
+        severity = logging.ERROR if level == _GGML_LOG_ERROR else logging.DEBUG
+        log.log(severity, "llama.cpp: %s", message)
 
 
 _llama_cpp_log_callback: Any = None  # kept alive: C holds a pointer to it
