@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from taleweaver.auth import Accounts, AuditLog, Credentials
 from taleweaver.auth.secret_store import SecretStore
@@ -17,7 +19,6 @@ from taleweaver.domain.errors import InvalidInput, ModelLoading
 from taleweaver.domain.events import RecordedEvent
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.flags import WorkspaceFlags
-from taleweaver.engine.interop import Interop
 from taleweaver.engine.kinds import register_kind
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
@@ -44,6 +45,9 @@ from taleweaver.store.queries import Queries
 from taleweaver.store.repository import CommitListener, SessionRepository
 from taleweaver.store.sealing import Sealer
 from taleweaver.therapy import TherapyService, TherapySource
+
+if TYPE_CHECKING:
+    from taleweaver.engine.interop import Interop
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +125,6 @@ class Engine:
         )
         self.sessions.settings_checks.append(self.lorebooks.check_listed)
         self.session_lorebooks = SessionLorebooks(self.sessions, self.lorebooks)
-        self.interop = Interop(
-            self.sessions, self.repository.store, self.characters, self.lorebooks
-        )
         self.safety = SafetyService(
             self.db,
             self.audit,
@@ -172,6 +173,14 @@ class Engine:
             self.caps.context_sources += list(sources)
         for name, listeners in plugins.each("event_listeners"):
             self.repository.committed += [_guarded(name, listener) for listener in listeners]
+
+    @functools.cached_property
+    def interop(self) -> Interop:
+        """Chat imports, exports and bundles, built on first use: their formats are
+        modules that a command which neither imports nor exports never loads."""
+        from taleweaver.engine.interop import Interop
+
+        return Interop(self.sessions, self.repository.store, self.characters, self.lorebooks)
 
     async def _session_models(self, workspace_id: str, session_id: str) -> dict[str, str]:
         state = await self.repository.open(workspace_id, session_id)
