@@ -3,16 +3,19 @@ with ids preserved in a new instance and remapped beside the original."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from benchmarks.chat_interop import make_chat
 
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
@@ -248,5 +251,67 @@ async def test_a_bad_bundle_is_refused_and_writes_nothing(
         before = await conn.scalar(sa.select(sa.func.count()).select_from(events))
     with pytest.raises(InvalidInput, match=message):
         await engine.interop.import_workspace(copy["id"], bad)
+    async with engine.db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == before
+
+
+async def _longest_stall(action: Awaitable[Any]) -> tuple[float, int]:
+    """(the longest the event loop went without running a 10 ms ticker while
+    `action` ran, how many times the ticker ran)."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last - 0.01)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await action
+    finally:
+        done.set()
+        await ticker
+    return max(gaps, default=0.0), len(gaps)
+
+
+async def test_a_large_bundle_import_leaves_the_event_loop_free(engine: Engine) -> None:
+    await add_notes_table(engine)
+    chat = make_chat(4000)  # every reply with two swipes: 4,000 events a chat
+    for _ in range(2):
+        await engine.interop.import_chat(WS, chat, metadata=META)
+    data = await engine.interop.export_workspace(WS)
+    copy = await engine.accounts.create_workspace(LOCAL_USER_ID, "Copy", sensitive=False)
+    stall, ticks = await _longest_stall(engine.interop.import_workspace(copy["id"], data))
+    # Other requests run between the import's steps; none of its steps walks the
+    # whole bundle on the loop (those took 0.3-1.8 s on large bundles). Generous:
+    # a loaded CI machine stretches every step.
+    assert ticks > 10
+    assert stall < 0.5
+
+
+async def test_a_bundle_that_fails_after_events_are_appended_writes_nothing(
+    engine: Engine,
+) -> None:
+    await add_notes_table(engine)
+    await engine.interop.import_chat(WS, make_chat(1200), metadata=META)
+    data = await engine.interop.export_workspace(WS)
+
+    def break_last_turn(name: str, raw: bytes) -> bytes | None:
+        if name != bundles.EVENTS:
+            return None if name == "+" else raw
+        lines = raw.splitlines()
+        last = json.loads(lines[-1])
+        del last["payload"]["number"]  # the read model needs it: fails after the append
+        return b"\n".join([*lines[:-1], json.dumps(last).encode()]) + b"\n"
+
+    copy = await engine.accounts.create_workspace(LOCAL_USER_ID, "Copy", sensitive=False)
+    async with engine.db.read() as conn:
+        before = await conn.scalar(sa.select(sa.func.count()).select_from(events))
+    with pytest.raises(InvalidInput, match="read models cannot hold"):
+        await engine.interop.import_workspace(copy["id"], _rezip(data, break_last_turn))
     async with engine.db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == before

@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from benchmarks.chat_interop import make_chat
 from click.testing import CliRunner
 
 from taleweaver.cli.main import cli
@@ -243,3 +245,24 @@ def test_the_cli_imports_a_folder_of_cards_and_lorebooks(
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("character-card:") == 2 and "lorebook:" in done.stdout
     assert "Seraphina" in done.stdout and "Bram" in done.stdout
+
+
+def test_the_server_answers_other_requests_while_a_bundle_imports(settings: Settings) -> None:
+    big = settings.model_copy(update={"max_upload_bytes": 50_000_000})
+    with (
+        server(big) as running,
+        httpx.Client(base_url=running.base_url, timeout=60) as client,
+        httpx.Client(base_url=running.base_url, timeout=60) as prober,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        for _ in range(2):
+            ok(client.post(f"{API}/sessions/import", content=make_chat(4000)), 201)
+        bundle = client.get(f"{API}/workspaces/local/export").content
+        importing = pool.submit(client.post, f"{API}/workspaces/local/import", content=bundle)
+        # The server has one event loop: the import must leave it free between steps.
+        answered_meanwhile = 0
+        while not importing.done():
+            ok(prober.get("/healthz"))
+            answered_meanwhile += not importing.done()
+        assert ok(importing.result(), 201)["ids"] == "remapped"
+    assert answered_meanwhile >= 3
