@@ -102,7 +102,7 @@ def test_a_lazy_commands_help_line_is_its_own(name: str) -> None:
 
 # What opening the engine leaves out until it is needed: migrations (the database is
 # current), Redis (no URL), the model providers and what they bring (no turn runs),
-# and the web stack (nothing is served).
+# imports and exports, and the web stack (nothing is served).
 ENGINE_UNUSED = (
     "alembic",
     "redis",
@@ -114,6 +114,8 @@ ENGINE_UNUSED = (
     "starlette",
     "uvicorn",
     "taleweaver.api",
+    "taleweaver.engine.interop",
+    "taleweaver.interop.bundles",
     "taleweaver.llm.build",
     "taleweaver.llm.anthropic",
     "taleweaver.llm.ollama",
