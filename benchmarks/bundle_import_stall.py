@@ -1,10 +1,10 @@
-"""How long a workspace bundle import holds the event loop.
+"""How long a workspace bundle export and import hold the event loop.
 
 A workspace of a few long SillyTavern chats (every reply with two swipes) is
-exported with the project's own export, then imported into a fresh instance
-while a ticker sleeps 10 ms at a time on the same loop and records the longest
-gap between its wake-ups: what another request (a /healthz, a turn's stream)
-would wait. Target: no stall over 200 ms.
+exported with the project's own export, then imported into a fresh instance;
+meanwhile a ticker sleeps 10 ms at a time on the same loop and records the
+longest gap between its wake-ups: what another request (a /healthz, a turn's
+stream) would wait. Target: no stall over 200 ms either way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from benchmarks.chat_interop import make_chat
 from benchmarks.stats import verdict
@@ -26,6 +28,7 @@ from taleweaver.llm import ScriptedModel
 CHATS = 4
 MESSAGES = 10_000
 TARGET_S = 0.2
+T = TypeVar("T")
 
 
 async def _ticker(gaps: list[float], stop: asyncio.Event) -> None:
@@ -37,53 +40,62 @@ async def _ticker(gaps: list[float], stop: asyncio.Event) -> None:
         last = now
 
 
+async def _watched(action: Awaitable[T]) -> tuple[T, float, float]:
+    """(what `action` returned, its wall seconds, the longest stall meanwhile)."""
+    gaps: list[float] = []
+    stop = asyncio.Event()
+    ticking = asyncio.create_task(_ticker(gaps, stop))
+    started = time.perf_counter()
+    try:
+        result = await action
+    finally:
+        stop.set()
+        await ticking
+    return result, time.perf_counter() - started, max(gaps, default=0.0)
+
+
 async def _bench(tmp: Path, chats: int, messages: int) -> dict[str, float]:
     meta = EventMetadata("bench")
-    source = await Engine.open(
-        Settings(data_dir=tmp / "a", model="scripted"), model=ScriptedModel()
-    )
+    settings = Settings(data_dir=tmp / "a", model="scripted")
+    source = await Engine.open(settings, model=ScriptedModel())
     try:
         chat = make_chat(messages)
         for _ in range(chats):
             await source.interop.import_chat("local", chat, metadata=meta)
-        bundle = await source.interop.export_workspace("local")
+        bundle, export_s, export_stall = await _watched(source.interop.export_workspace("local"))
     finally:
         await source.close()
-    target = await Engine.open(
-        Settings(data_dir=tmp / "b", model="scripted"), model=ScriptedModel()
-    )
+    settings = Settings(data_dir=tmp / "b", model="scripted")
+    target = await Engine.open(settings, model=ScriptedModel())
     try:
-        gaps: list[float] = []
-        stop = asyncio.Event()
-        ticking = asyncio.create_task(_ticker(gaps, stop))
-        started = time.perf_counter()
-        report = await target.interop.import_workspace("local", bundle)
-        took = time.perf_counter() - started
-        stop.set()
-        await ticking
+        report, import_s, import_stall = await _watched(
+            target.interop.import_workspace("local", bundle)
+        )
     finally:
         await target.close()
     return {
         "bytes": len(bundle),
         "events": report.events,
-        "import_s": took,
-        "max_stall_s": max(gaps),
-        "stalls_over_100ms": sum(g > 0.1 for g in gaps),
+        "export_s": export_s,
+        "export_stall_s": export_stall,
+        "import_s": import_s,
+        "import_stall_s": import_stall,
     }
 
 
 def run(chats: int = CHATS, messages: int = MESSAGES) -> bool:
-    print(f"== Workspace bundle import ({chats} chats of {messages:,} messages): event-loop stalls")
+    print(f"== Workspace bundle export and import ({chats} chats of {messages:,} messages)")
     with tempfile.TemporaryDirectory() as tmp:
         f = asyncio.run(_bench(Path(tmp), chats, messages))
     print(f"  bundle          : {f['bytes'] / 1024 / 1024:.1f} MiB zipped, {f['events']:,} events")
-    print(f"  import          : {f['import_s']:.2f} s (load average {os.getloadavg()[0]:.1f})")
-    print(
-        f"  longest stall   : {f['max_stall_s'] * 1000:.0f} ms "
-        f"({f['stalls_over_100ms']:.0f} over 100 ms)"
-    )
-    ok = f["max_stall_s"] <= TARGET_S
-    print(f"  target          : <= {TARGET_S * 1000:.0f} ms -> {verdict(ok)}")
+    for way in ("export", "import"):
+        print(
+            f"  {way:<6}          : {f[f'{way}_s']:5.2f} s, longest event-loop stall "
+            f"{f[f'{way}_stall_s'] * 1000:4.0f} ms"
+        )
+    print(f"  load average    : {os.getloadavg()[0]:.1f} (a busy machine stretches stalls)")
+    ok = max(f["export_stall_s"], f["import_stall_s"]) <= TARGET_S
+    print(f"  target          : no stall over {TARGET_S * 1000:.0f} ms -> {verdict(ok)}")
     return ok
 
 

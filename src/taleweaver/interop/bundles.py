@@ -96,6 +96,11 @@ class Bundle:
 
 
 async def export_workspace(store: EventStore, workspace_id: str) -> bytes:
+    with gc_paused():  # collections over every event read so far: see gc_paused
+        return await _export(store, workspace_id)
+
+
+async def _export(store: EventStore, workspace_id: str) -> bytes:
     db = store.db
     async with db.read() as conn:
         found = (
@@ -123,8 +128,34 @@ async def export_workspace(store: EventStore, workspace_id: str) -> bytes:
                 tablerows.encode(table, r._mapping) for r in await conn.execute(query)
             ]
     recorded: list[RecordedEvent] = []
-    for stream_id in streams:
-        recorded += await store.read_stream(stream_id)
+    try:
+        for stream_id in streams:
+            # A page at a time: a long chat read in one go holds the event loop.
+            page = await store.read_stream(stream_id, limit=_EXPORT_PAGE)
+            recorded += page
+            while len(page) == _EXPORT_PAGE:
+                page = await store.read_stream(
+                    stream_id, after=page[-1].version, limit=_EXPORT_PAGE
+                )
+                recorded += page
+        # Serialising and zipping every event takes seconds: not on the event loop.
+        return await asyncio.to_thread(
+            _zip, workspace_id, found.name, len(streams), recorded, tables
+        )
+    finally:
+        await asyncio.to_thread(release, recorded)
+
+
+_EXPORT_PAGE = 500
+
+
+def _zip(
+    workspace_id: str,
+    name: str,
+    streams: int,
+    recorded: list[RecordedEvent],
+    tables: dict[str, list[JSON]],
+) -> bytes:
     recorded.sort(key=lambda e: e.position)
     lines = [_event_line(e) for e in recorded]
     manifest: JSON = {
@@ -133,17 +164,18 @@ async def export_workspace(store: EventStore, workspace_id: str) -> bytes:
         "app_version": __version__,
         "alembic_revision": migrate.head_revision(),
         "exported_at": datetime.now(UTC).isoformat(),
-        "workspace": {"id": workspace_id, "name": found.name},
-        "streams": len(streams),
+        "workspace": {"id": workspace_id, "name": name},
+        "streams": streams,
         "events": len(lines),
-        "tables": {name: len(rows) for name, rows in tables.items()},
+        "tables": {table: len(rows) for table, rows in tables.items()},
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
         archive.writestr(EVENTS, "".join(json.dumps(line) + "\n" for line in lines))
-        for name, rows in tables.items():
-            archive.writestr(f"tables/{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        for table, rows in tables.items():
+            archive.writestr(f"tables/{table}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    release(lines)
     return buffer.getvalue()
 
 
