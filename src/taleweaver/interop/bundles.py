@@ -157,7 +157,6 @@ def _zip(
     tables: dict[str, list[JSON]],
 ) -> bytes:
     recorded.sort(key=lambda e: e.position)
-    lines = [_event_line(e) for e in recorded]
     manifest: JSON = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -166,16 +165,20 @@ def _zip(
         "exported_at": datetime.now(UTC).isoformat(),
         "workspace": {"id": workspace_id, "name": name},
         "streams": streams,
-        "events": len(lines),
+        "events": len(recorded),
         "tables": {table: len(rows) for table, rows in tables.items()},
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
-        archive.writestr(EVENTS, "".join(json.dumps(line) + "\n" for line in lines))
+        # A block at a time: encoding the whole text at once holds the GIL, and so
+        # the event loop, for as long as that takes (150 ms for 160,000 events).
+        with archive.open(EVENTS, "w") as sink:
+            for start in range(0, len(recorded), 1000):
+                block = recorded[start : start + 1000]
+                sink.write("".join(json.dumps(_event_line(e)) + "\n" for e in block).encode())
         for table, rows in tables.items():
             archive.writestr(f"tables/{table}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    release(lines)
     return buffer.getvalue()
 
 
