@@ -32,13 +32,12 @@ from benchmarks.stats import verdict
 from taleweaver.config import Settings
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.repetition import find_loop
-from taleweaver.domain.sessions import SessionKind, SessionState
+from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
-from taleweaver.engine.kinds import KINDS
+from taleweaver.engine.kinds import story_example
 
 META = EventMetadata("bench")
-_STATE = SessionState(id="bench", kind=SessionKind.STORY, title="Opening")
 
 OPENINGS: list[tuple[str, str]] = [
     ("A keeper finds a stranger's boat on the rocks at dawn.", "I walk down to the rocks."),
@@ -88,8 +87,7 @@ _HABITS = [
 
 def _borrowed(premise: str, action: str, reply: Reply) -> bool:
     """Whether the reply took words from the kind's example scene that the story never said."""
-    brief = KINDS[SessionKind.STORY].brief
-    example = brief(_STATE).example if brief is not None else ()
+    example = story_example(premise)
     words = {w for m in example for w in _words(m.content) if len(w) > 4}
     own = set(_words(f"{premise} {action}"))
     told = set(_words(" ".join([reply.text, *reply.choices])))

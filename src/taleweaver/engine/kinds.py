@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from taleweaver.domain.prompt import ChatMessage
@@ -28,29 +29,66 @@ def _story_prompt(state: SessionState) -> str:
     )
 
 
-# A scene of one exchange, for small models: they copy the shape of what they see.
-_STORY_EXAMPLE = (
-    ChatMessage("user", "I step inside the old station."),
-    ChatMessage(
-        "assistant",
-        "Rain drums on the tin roof. A lamp flickers over an empty bench, and far "
-        "away a train whistle sounds. On the ticket desk lies a brass key.\n\n"
-        "Choices:\n1. Take the key\n2. Wait on the bench\n3. Walk along the tracks",
+# Scenes of one exchange, for small models: they copy the shape of what they see, and
+# its nouns too, so each story gets one of several scenes (always the same one for a
+# premise, which keeps the prompt's prefix and so the model's cache stable).
+def _scene(action: str, prose: str, *choices: str) -> tuple[ChatMessage, ChatMessage]:
+    options = "\n".join(f"{n}. {choice}" for n, choice in enumerate(choices, 1))
+    return ChatMessage("user", action), ChatMessage("assistant", f"{prose}\n\nChoices:\n{options}")
+
+
+_STORY_EXAMPLES = (
+    _scene(
+        "I step inside the old station.",
+        "Rain drums on the tin roof. A lamp flickers over an empty bench, and far away "
+        "a train whistle sounds. On the ticket desk lies a brass key.",
+        "Take the key",
+        "Wait on the bench",
+        "Walk along the tracks",
+    ),
+    _scene(
+        "I climb the hill behind the farm.",
+        "Wind bends the long grass around you. At the top stands a crooked oak, and "
+        "something glints between its roots. Below, smoke rises from a chimney.",
+        "Dig between the roots",
+        "Go back down to the farm",
+    ),
+    _scene(
+        "I open the cellar door.",
+        "Cold air smelling of earth rushes up the steps. A candle stub burns on a "
+        "barrel, still warm, and somewhere in the dark a chain rattles once.",
+        "Pick up the candle",
+        "Call out into the dark",
+        "Shut the door again",
+    ),
+    _scene(
+        "I wade out to the sandbank.",
+        "The tide pulls at your knees. Gulls circle a wooden crate half buried in the "
+        "sand, its lid marked with a faded red star.",
+        "Pry open the crate",
+        "Wave at the gulls",
+        "Wade back before the tide turns",
     ),
 )
 
 
+def story_example(premise: str) -> tuple[ChatMessage, ...]:
+    """The example scene a story with this premise is shown (stable across turns)."""
+    return _STORY_EXAMPLES[zlib.crc32(premise.encode()) % len(_STORY_EXAMPLES)]
+
+
 def _story_brief(state: SessionState) -> Brief:
     """The story prompt for a small model: short, concrete, one example to copy."""
+    premise = _premise(state)
     return Brief(
         replaces=_story_prompt(state),
         system=(
             "You narrate an interactive story. Reply with two to four short sentences "
             "in second person, present tense: what the player sees and what happens "
             "next. Do not repeat yourself.\n"
-            f"Story: {_premise(state)}"
+            f"Story: {premise}"
         ),
-        example=_STORY_EXAMPLE,
+        example=story_example(premise),
     )
 
 
