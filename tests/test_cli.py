@@ -468,8 +468,8 @@ def test_export_markdown_renders_the_story(played: PlayedStory) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "# The Lantern Road"
-    assert "> **You:** I look around" in lines
-    assert "> **You:** Call out into the dark" in lines
+    assert "> **Player:** I look around" in lines  # the local account's display name
+    assert "> **Player:** Call out into the dark" in lines
     assert any(line.startswith("Scene 2. You call out into the dark.") for line in lines)
     assert f"1. {CHOICES[0]}" in lines
 

@@ -200,7 +200,7 @@ async def test_exports_for_people_show_the_conversation(engine: Engine) -> None:
     session_id = await import_chat(engine)
     markdown = await engine.interop.export_session(WS, session_id, "markdown")
     assert markdown.startswith("# Seraphina (imported)")
-    assert "> **You:** Where am I? What is this lantern?" in markdown
+    assert "> **Ada:** Where am I? What is this lantern?" in markdown  # the chat's user_name
     assert "**Seraphina:** In my glade. The lantern keeps the shadows out." in markdown
     assert "\n\n\n\n" not in markdown  # the unanswered line leaves no empty reply
     text = await engine.interop.export_session(WS, session_id, "text")

@@ -116,7 +116,7 @@ def test_import_continue_search_backup_lose_restore(app_settings: Settings, tmp_
         assert exported[: len(lines(SERAPHINA))] == lines(SERAPHINA)
         assert exported[-1]["swipes"] == REPLIES[:2] and exported[-1]["swipe_id"] == 1
         markdown = client.get(f"{API}/sessions/{sid}/export", params={"format": "markdown"})
-        assert "> **You:** Tell me a story." in markdown.text
+        assert "> **Ada:** Tell me a story." in markdown.text
         # The workspace as a bundle, copied into a second workspace over HTTP.
         bundle = client.get(f"{API}/workspaces/local/export")
         assert bundle.status_code == 200 and bundle.headers["content-type"] == "application/zip"

@@ -43,7 +43,9 @@ def canonical_format(fmt: str) -> str:
         ) from None
 
 
-def render_export(session: JSON, messages: list[JSON], events: list[JSON], fmt: str) -> str:
+def render_export(
+    session: JSON, messages: list[JSON], events: list[JSON], fmt: str, *, player: str = "You"
+) -> str:
     fmt = canonical_format(fmt)
     if fmt == "jsonl":
         raise InvalidInput("chat JSONL is rendered from events: use export_session")
@@ -59,7 +61,7 @@ def render_export(session: JSON, messages: list[JSON], events: list[JSON], fmt: 
     for message in messages:
         content = message["content"]
         if message["role"] == "player":
-            lines.append(f"> **You:** {content}" if markdown else f"> {content}")
+            lines.append(f"> **{player}:** {content}" if markdown else f"> {content}")
         elif not content and not message["choices"]:
             continue  # an imported player line that had no reply
         else:
@@ -86,21 +88,22 @@ async def export_session(
     player: Callable[[JSON], Awaitable[str]] | None = None,
 ) -> str:
     """The session in `fmt` (see FORMATS), read from its messages and events.
-    `player`: the name a chat export gives the player of a session that sets none."""
+    `player`: the name a chat or Markdown export gives the player of a session that
+    sets none."""
     fmt = canonical_format(fmt)
     session = await sessions.get(workspace_id, session_id)
+    name = await player(session) if player is not None else "You"
     if fmt == "jsonl":
         with gc_paused():
             events = await sessions.events(workspace_id, session_id, after=0, limit=ALL)
             imported = await _fork_origin_import(sessions, events[0].payload if events else {})
-            name = await player(session) if player is not None else "You"
             return "".join(line + "\n" for line in render_chat(events, imported, player=name))
     messages = await sessions.messages(workspace_id, session_id, after_turn=0, limit=ALL)
     recorded: list[JSON] = []
     if fmt == "json":
         events = await sessions.events(workspace_id, session_id, after=0, limit=ALL)
         recorded = [e.to_dict() for e in events]
-    return render_export(session, messages, recorded, fmt)
+    return render_export(session, messages, recorded, fmt, player=name)
 
 
 async def _fork_origin_import(sessions: Sessions, created: JSON) -> JSON | None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from taleweaver.characters import Characters
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON, EventMetadata
+from taleweaver.domain.session_settings import persona
 from taleweaver.engine.chat_import import ChatImporter
 from taleweaver.engine.export import export_session
 from taleweaver.engine.sessions import Sessions
@@ -53,7 +54,11 @@ class Interop:
         )
 
     async def _player_name(self, session: JSON) -> str:
-        """Who played a session, by its owner's display name ("You" if it has none)."""
+        """Who played a session: the name it sets (`--as`), else its owner's display
+        name ("You" if it has neither)."""
+        given = persona(session.get("settings") or {})
+        if given:
+            return given
         owner = session.get("owner_id")
         return await self.characters.user_name(owner) if owner else "You"
 
