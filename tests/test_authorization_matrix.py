@@ -1064,6 +1064,7 @@ def test_a_signed_in_principal_renames_only_themselves(world: World) -> None:
         assert renamed.status_code == 200, renamed.text
         assert renamed.json()["id"] == world.users["viewer"]
         assert renamed.json()["display_name"] == "Mira"
+        assert viewer.get("/api/v1/auth/me").json()["display_name"] == "Mira"
         assert viewer.patch("/api/v1/auth/me", json={"display_name": "  "}).status_code == 422
         assert names() == before | {world.users["viewer"]: "Mira"}  # nobody else renamed
         viewer.patch("/api/v1/auth/me", json={"display_name": before[world.users["viewer"]]})

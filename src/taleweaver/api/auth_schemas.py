@@ -47,6 +47,7 @@ class LoginResult(BaseModel):
 class Me(BaseModel):
     user_id: str
     email: str
+    display_name: str | None
     via: str
     is_instance_admin: bool
     scopes: list[str] | None

@@ -42,6 +42,7 @@ export interface Message {
 export interface Me {
   user_id: string;
   email: string;
+  display_name: string | null;
   via: string;
   is_instance_admin: boolean;
   login_required: boolean;

@@ -90,9 +90,11 @@ async def logout(request: Request, engine: EngineDep, principal: SelfDep) -> Res
 
 @router.get("/me")
 async def me(request: Request, engine: EngineDep, principal: SelfDep) -> Me:
+    user = await engine.accounts.user(principal.user_id)
     return Me(
         user_id=principal.user_id,
         email=principal.email,
+        display_name=user.get("display_name"),
         via=principal.via,
         is_instance_admin=principal.is_instance_admin,
         scopes=sorted(principal.scopes) if principal.scopes is not None else None,
