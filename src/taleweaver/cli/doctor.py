@@ -16,11 +16,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import click
 
-from taleweaver.config import Settings
+if TYPE_CHECKING:  # its import is pydantic's and the store's: not for `doctor --help`
+    from taleweaver.config import Settings
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -280,7 +281,7 @@ def _reason(exc: BaseException, limit_s: float = TIMEOUT_S) -> str:
     return str(detail).splitlines()[0]
 
 
-CheckFn = Callable[[Settings], Awaitable[list[Check]]]
+CheckFn = Callable[["Settings"], Awaitable[list[Check]]]
 
 
 async def diagnose(settings: Settings, *, models: bool = True) -> list[Check]:
