@@ -319,3 +319,24 @@ async def test_a_bundle_that_fails_after_events_are_appended_writes_nothing(
         await engine.interop.import_workspace(copy["id"], _rezip(data, break_last_turn))
     async with engine.db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == before
+
+
+async def test_bundles_imported_at_once_are_read_one_after_the_other(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each bundle may hold gigabytes while parsed: a process keeps one in memory."""
+    running: list[str] = []
+    overlapped: list[bool] = []
+
+    async def import_workspace(
+        store: Any, workspace_id: str, data: bytes, *, ids: str
+    ) -> bundles.ImportReport:
+        running.append(workspace_id)
+        overlapped.append(len(running) > 1)
+        await asyncio.sleep(0.05)
+        running.remove(workspace_id)
+        return bundles.ImportReport(workspace_id, ids, streams=0, events=0, rows={}, sessions=[])
+
+    monkeypatch.setattr(bundles, "import_workspace", import_workspace)
+    await asyncio.gather(*(engine.interop.import_workspace(f"w{i}", b"") for i in range(3)))
+    assert overlapped == [False, False, False]

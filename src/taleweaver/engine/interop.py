@@ -4,6 +4,7 @@ a user brings (cards and lorebooks go to their own features)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from taleweaver.characters import Characters
@@ -34,6 +35,10 @@ class Interop:
         self.characters = characters
         self.lorebooks = lorebooks
         self.chats = ChatImporter(sessions, self._character_links)
+        # One workspace bundle in memory at a time in this process: each may take
+        # about 2 GiB while it is parsed (interop/archive.py), and two at once must
+        # not double that on a small server. A second import waits its turn.
+        self._bundle_import = asyncio.Semaphore(1)
 
     async def import_chat(
         self,
@@ -98,7 +103,8 @@ class Interop:
     async def import_workspace(
         self, workspace_id: str, data: bytes, *, ids: bundles.IdMode = "auto"
     ) -> bundles.ImportReport:
-        return await bundles.import_workspace(self.store, workspace_id, data, ids=ids)
+        async with self._bundle_import:
+            return await bundles.import_workspace(self.store, workspace_id, data, ids=ids)
 
     async def import_file(
         self,
