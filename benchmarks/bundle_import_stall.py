@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from benchmarks.chat_interop import make_chat
 from benchmarks.stats import verdict
@@ -31,27 +32,35 @@ TARGET_S = 0.2
 T = TypeVar("T")
 
 
-async def _ticker(gaps: list[float], stop: asyncio.Event) -> None:
-    last = time.perf_counter()
-    while not stop.is_set():
-        await asyncio.sleep(0.01)
-        now = time.perf_counter()
-        gaps.append(now - last - 0.01)
-        last = now
+@dataclass(frozen=True, slots=True)
+class Watched(Generic[T]):
+    result: T
+    seconds: float  # wall time of the action
+    longest_stall: float  # the longest the loop went without running a 10 ms ticker
+    ticks: int  # how many times the ticker ran meanwhile
 
 
-async def _watched(action: Awaitable[T]) -> tuple[T, float, float]:
-    """(what `action` returned, its wall seconds, the longest stall meanwhile)."""
+async def watched(action: Awaitable[T]) -> Watched[T]:
+    """Run `action` while a 10 ms ticker measures how long the event loop stalls."""
     gaps: list[float] = []
-    stop = asyncio.Event()
-    ticking = asyncio.create_task(_ticker(gaps, stop))
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last - 0.01)
+            last = now
+
+    ticker = asyncio.create_task(tick())
     started = time.perf_counter()
     try:
         result = await action
     finally:
-        stop.set()
-        await ticking
-    return result, time.perf_counter() - started, max(gaps, default=0.0)
+        done.set()
+        await ticker
+    return Watched(result, time.perf_counter() - started, max(gaps, default=0.0), len(gaps))
 
 
 async def _bench(tmp: Path, chats: int, messages: int) -> dict[str, float]:
@@ -62,24 +71,22 @@ async def _bench(tmp: Path, chats: int, messages: int) -> dict[str, float]:
         chat = make_chat(messages)
         for _ in range(chats):
             await source.interop.import_chat("local", chat, metadata=meta)
-        bundle, export_s, export_stall = await _watched(source.interop.export_workspace("local"))
+        export = await watched(source.interop.export_workspace("local"))
     finally:
         await source.close()
     settings = Settings(data_dir=tmp / "b", model="scripted")
     target = await Engine.open(settings, model=ScriptedModel())
     try:
-        report, import_s, import_stall = await _watched(
-            target.interop.import_workspace("local", bundle)
-        )
+        imported = await watched(target.interop.import_workspace("local", export.result))
     finally:
         await target.close()
     return {
-        "bytes": len(bundle),
-        "events": report.events,
-        "export_s": export_s,
-        "export_stall_s": export_stall,
-        "import_s": import_s,
-        "import_stall_s": import_stall,
+        "bytes": len(export.result),
+        "events": imported.result.events,
+        "export_s": export.seconds,
+        "export_stall_s": export.longest_stall,
+        "import_s": imported.seconds,
+        "import_stall_s": imported.longest_stall,
     }
 
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 import zipfile
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from benchmarks.bundle_import_stall import watched
 from benchmarks.chat_interop import make_chat
 
 from taleweaver.auth import LOCAL_USER_ID
@@ -32,7 +32,6 @@ from taleweaver.store.schema import Id, Json, Stamp, events
 from tests.conftest import META
 
 WS = "local"
-T = TypeVar("T")
 SERAPHINA = (Path(__file__).parent / "data" / "chats" / "seraphina.jsonl").read_bytes()
 
 # A feature table this module does not know: bundles must find and carry it.
@@ -256,29 +255,6 @@ async def test_a_bad_bundle_is_refused_and_writes_nothing(
         assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == before
 
 
-async def _watched(action: Awaitable[T]) -> tuple[T, float, int]:
-    """(what `action` returned, the longest the event loop went without running a
-    10 ms ticker meanwhile, how many times the ticker ran)."""
-    gaps: list[float] = []
-    done = asyncio.Event()
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last - 0.01)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    try:
-        result = await action
-    finally:
-        done.set()
-        await ticker
-    return result, max(gaps, default=0.0), len(gaps)
-
-
 async def test_a_large_bundle_export_and_import_leave_the_event_loop_free(
     engine: Engine,
 ) -> None:
@@ -286,15 +262,15 @@ async def test_a_large_bundle_export_and_import_leave_the_event_loop_free(
     chat = make_chat(4000)  # every reply with two swipes: 4,000 events a chat
     for _ in range(2):
         await engine.interop.import_chat(WS, chat, metadata=META)
-    data, export_stall, _ = await _watched(engine.interop.export_workspace(WS))
+    export = await watched(engine.interop.export_workspace(WS))
     copy = await engine.accounts.create_workspace(LOCAL_USER_ID, "Copy", sensitive=False)
-    _, import_stall, ticks = await _watched(engine.interop.import_workspace(copy["id"], data))
+    imported = await watched(engine.interop.import_workspace(copy["id"], export.result))
     # Other requests run between the steps; no step walks the whole bundle on the
     # loop (those held it 0.3-1.8 s on large bundles). Generous: a loaded CI
     # machine stretches every step.
-    assert ticks > 10
-    assert export_stall < 0.5
-    assert import_stall < 0.5
+    assert imported.ticks > 10
+    assert export.longest_stall < 0.5
+    assert imported.longest_stall < 0.5
 
 
 async def test_a_bundle_that_fails_after_events_are_appended_writes_nothing(
