@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from taleweaver.api.status import ResponseStatus
 from taleweaver.observability import observe_request
 
 
@@ -21,16 +22,9 @@ class HTTPMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        status = ResponseStatus(send, default=500)
         try:
-            await self.app(scope, receive, record_status)
+            await self.app(scope, receive, status.send)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            observe_request(route, scope["method"], status, time.perf_counter() - started)
+            observe_request(route, scope["method"], status.code, time.perf_counter() - started)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from taleweaver.api.status import ResponseStatus
 from taleweaver.observability.tracing import TRACER
 
 
@@ -24,13 +25,7 @@ class ServerSpans:
             return
         method = scope["method"]
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        status = 0
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
+        status = ResponseStatus(send, default=0)
 
         with TRACER.start_as_current_span(
             method,
@@ -39,13 +34,13 @@ class ServerSpans:
             attributes={"http.request.method": method, "url.scheme": scope["scheme"]},
         ) as span:
             try:
-                await self.app(scope, receive, record_status)
+                await self.app(scope, receive, status.send)
             finally:
                 route = getattr(scope.get("route"), "path", None)
                 if route is not None:
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
-                if status:
-                    span.set_attribute("http.response.status_code", status)
-                if status >= 500:
+                if status.code:
+                    span.set_attribute("http.response.status_code", status.code)
+                if status.code >= 500:
                     span.set_status(Status(StatusCode.ERROR))
