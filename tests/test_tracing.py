@@ -38,17 +38,22 @@ PLAYER_WORDS = "whisper the password moonlit-heron"
 REPLY = "The heron lifts from the reeds. A gate creaks open."
 
 _EXPORTER = InMemorySpanExporter()
+_EXPORTING: list[bool] = []  # whether its processor is installed
 
 
 @pytest.fixture(scope="module", autouse=True)
 def provider() -> None:
     # The global provider can be set once per process; the tracer in taleweaver is a
     # proxy that follows it.
+    # Once per process: a module fixture is set up again when the parallel workers
+    # interleave this module with others, and a second processor exports each span twice.
     installed = trace.get_tracer_provider()
     if not isinstance(installed, TracerProvider):
         installed = TracerProvider()
         trace.set_tracer_provider(installed)
-    installed.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    if not _EXPORTING:
+        installed.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        _EXPORTING.append(True)
 
 
 @pytest.fixture
