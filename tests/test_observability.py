@@ -509,7 +509,9 @@ def test_a_real_prometheus_scrapes_the_server_and_runs_every_rule_and_panel(
     try:
 
         def query(expr: str) -> dict[str, Any]:
-            answer: dict[str, Any] = api.get("/query", params={"query": expr}).json()
+            response = api.get("/query", params={"query": expr})
+            response.raise_for_status()  # 503 in plain text while its storage opens
+            answer: dict[str, Any] = response.json()
             return answer
 
         deadline = time.monotonic() + 30
@@ -518,7 +520,7 @@ def test_a_real_prometheus_scrapes_the_server_and_runs_every_rule_and_panel(
                 found = query("sum(taleweaver_turns_total)")["data"]["result"]
                 if found and float(found[0]["value"][1]) >= 1:
                     break
-            except httpx.TransportError:
+            except httpx.HTTPError:  # not listening yet, or not ready to answer
                 pass
             assert time.monotonic() < deadline, "Prometheus never scraped the turn"
             time.sleep(0.3)
