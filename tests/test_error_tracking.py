@@ -68,6 +68,9 @@ class Sink:
 def sink() -> Iterator[Sink]:
     found = Sink()
     yield found
+    # Close the client (its sender thread too) while the sink still answers: left
+    # running, it retried into the closed port and logged warnings in later tests.
+    sentry_sdk.get_client().close(timeout=2)
     sentry_sdk.init()  # no DSN: the client is off again for the rest of the process
     found.server.shutdown()
     found.server.server_close()
