@@ -8,6 +8,7 @@ import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +19,8 @@ from taleweaver.cli.main import cli
 from taleweaver.config import Settings
 from taleweaver.engine.models import catalog_from_settings
 from taleweaver.llm import build_router
+from taleweaver.llm.build import PROVIDER_KINDS
+from taleweaver.llm.config import ProviderKind
 from tests.loopback_models import SECRET, ModelServer, Reply, serving
 
 TOML = """
@@ -238,3 +241,7 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
     assert catalog.routes.narrate == ["narrator", "backup", "cheap"]
     assert catalog.models["base"].template == "alpaca"
     assert catalog.budgets.workspace_usd == 25
+
+
+def test_every_provider_kind_the_settings_accept_has_a_builder() -> None:
+    assert set(PROVIDER_KINDS) == set(get_args(ProviderKind))

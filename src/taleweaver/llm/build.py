@@ -31,7 +31,15 @@ from taleweaver.llm.routing import Provider, RoutedModel
 from taleweaver.llm.scripted import ScriptedModel
 from taleweaver.llm.text_completion import TextCompletionModel
 
-__all__ = ["OPENAI_URL", "build_router", "resolve_routes"]
+__all__ = [
+    "OPENAI_URL",
+    "PROVIDER_KINDS",
+    "BuiltProvider",
+    "ProviderFactory",
+    "ProviderParts",
+    "build_router",
+    "resolve_routes",
+]
 
 OPENAI_URL = "https://api.openai.com/v1"
 _BUNDLED = "SmolLM2-135M-Instruct"
@@ -41,7 +49,10 @@ EmbedFactory = Callable[[str, ModelSettings], Embedder]
 
 
 @dataclass(slots=True)
-class _Built:
+class BuiltProvider:
+    """One configured provider: its record for the router, and how it makes the
+    chat model (and the embedder, for kinds that have one) of each model on it."""
+
     provider: Provider
     chat: ChatFactory
     embed: EmbedFactory | None = None
@@ -117,153 +128,208 @@ def _policies(
     )
 
 
-def _provider(name: str, cfg: ProviderSettings, defaults: RouterSettings) -> _Built:
-    deadlines, retry, breaker = _policies(cfg, defaults)
-    connect = (cfg.timeouts or defaults.timeouts).connect
-    key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
-    extra = {header: value.get_secret_value() for header, value in cfg.headers.items()}
-    secrets = tuple(v for v in (key, *extra.values()) if v)
+@dataclass(frozen=True, slots=True)
+class ProviderParts:
+    """What every kind of provider is built from: its name and settings, the policies
+    it runs under, its credentials, and a pooled HTTP client on request."""
+
+    name: str
+    cfg: ProviderSettings
+    deadlines: Deadlines
+    retry: RetryPolicy
+    breaker: CircuitBreaker
+    connect_timeout: float
+    key: str | None  # the API key, if any
+    extra: dict[str, str]  # extra headers, as configured
+    secrets: tuple[str, ...]  # every value errors and logs must never show
 
     def provider(
-        check: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[None]]
+        self, check: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[None]]
     ) -> Provider:
         return Provider(
-            name=name,
-            kind=cfg.kind,
+            name=self.name,
+            kind=self.cfg.kind,
             check=check,
             close=close,
-            breaker=breaker,
-            retry=retry,
-            deadlines=deadlines,
+            breaker=self.breaker,
+            retry=self.retry,
+            deadlines=self.deadlines,
         )
 
-    def client(base_url: str, headers: dict[str, str]) -> httpx.AsyncClient:
+    def client(self, base_url: str, headers: dict[str, str]) -> httpx.AsyncClient:
         # The read timeout is only a backstop under the router's own deadlines.
         return make_client(
             base_url,
-            headers=headers | extra,
-            connect_timeout=connect,
-            read_timeout=deadlines.total,
+            headers=headers | self.extra,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.deadlines.total,
         )
 
-    if cfg.kind == "openai":
-        http = client(cfg.base_url or OPENAI_URL, bearer(key))
 
-        def openai_chat(shown: str, model: ModelSettings) -> ChatBackend:
-            if model.template is not None:
-                return TextCompletionModel(
-                    model=model.model,
-                    template=model.template,
-                    client=http,
-                    secrets=secrets,
-                    name=shown,
-                    include_usage=cfg.include_usage,
-                    temperature=model.temperature,
-                    options=model.options,
-                )
-            return OpenAICompatibleModel(
+ProviderFactory = Callable[[ProviderParts], BuiltProvider]
+
+
+def _provider(name: str, cfg: ProviderSettings, defaults: RouterSettings) -> BuiltProvider:
+    deadlines, retry, breaker = _policies(cfg, defaults)
+    key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
+    extra = {header: value.get_secret_value() for header, value in cfg.headers.items()}
+    parts = ProviderParts(
+        name=name,
+        cfg=cfg,
+        deadlines=deadlines,
+        retry=retry,
+        breaker=breaker,
+        connect_timeout=(cfg.timeouts or defaults.timeouts).connect,
+        key=key,
+        extra=extra,
+        secrets=tuple(v for v in (key, *extra.values()) if v),
+    )
+    factory = PROVIDER_KINDS.get(cfg.kind)
+    if factory is None:  # the settings' own check refuses unknown kinds before this
+        known = ", ".join(sorted(PROVIDER_KINDS))
+        raise ValueError(f"provider {name!r}: no provider kind {cfg.kind!r} (known: {known})")
+    return factory(parts)
+
+
+def _openai(parts: ProviderParts) -> BuiltProvider:
+    cfg, name, secrets = parts.cfg, parts.name, parts.secrets
+    http = parts.client(cfg.base_url or OPENAI_URL, bearer(parts.key))
+
+    def chat(shown: str, model: ModelSettings) -> ChatBackend:
+        if model.template is not None:
+            return TextCompletionModel(
                 model=model.model,
+                template=model.template,
                 client=http,
                 secrets=secrets,
                 name=shown,
                 include_usage=cfg.include_usage,
                 temperature=model.temperature,
                 options=model.options,
-                structured_output=cfg.structured_output,
             )
-
-        def openai_embed(shown: str, model: ModelSettings) -> Embedder:
-            return OpenAIEmbeddings(client=http, model=model.model, name=shown, secrets=secrets)
-
-        return _Built(
-            provider(lambda: list_openai_models(http, name, secrets), http.aclose),
-            openai_chat,
-            openai_embed,
+        return OpenAICompatibleModel(
+            model=model.model,
+            client=http,
+            secrets=secrets,
+            name=shown,
+            include_usage=cfg.include_usage,
+            temperature=model.temperature,
+            options=model.options,
+            structured_output=cfg.structured_output,
         )
 
-    if cfg.kind == "anthropic":
-        http = client(cfg.base_url or ANTHROPIC_URL, anthropic_headers(key, cfg.anthropic_version))
+    def embed(shown: str, model: ModelSettings) -> Embedder:
+        return OpenAIEmbeddings(client=http, model=model.model, name=shown, secrets=secrets)
 
-        async def anthropic_check() -> None:
-            await AnthropicModel(model="", client=http, secrets=secrets, name=name).check()
+    return BuiltProvider(
+        parts.provider(lambda: list_openai_models(http, name, secrets), http.aclose), chat, embed
+    )
 
-        def anthropic_chat(shown: str, model: ModelSettings) -> ChatBackend:
-            return AnthropicModel(
-                model=model.model,
-                client=http,
-                secrets=secrets,
-                name=shown,
-                temperature=model.temperature,
-                options=model.options,
-            )
 
-        return _Built(provider(anthropic_check, http.aclose), anthropic_chat)
+def _anthropic(parts: ProviderParts) -> BuiltProvider:
+    cfg, name, secrets = parts.cfg, parts.name, parts.secrets
+    http = parts.client(
+        cfg.base_url or ANTHROPIC_URL, anthropic_headers(parts.key, cfg.anthropic_version)
+    )
 
-    if cfg.kind == "ollama":
-        http = client(cfg.base_url or OLLAMA_URL, bearer(key))
+    async def check() -> None:
+        await AnthropicModel(model="", client=http, secrets=secrets, name=name).check()
 
-        def ollama_chat(shown: str, model: ModelSettings) -> ChatBackend:
-            return OllamaModel(
-                model=model.model,
-                client=http,
-                secrets=secrets,
-                name=shown,
-                keep_alive=cfg.keep_alive,
-                temperature=model.temperature,
-                options=model.options,
-                structured_output=cfg.structured_output,
-            )
-
-        def ollama_embed(shown: str, model: ModelSettings) -> Embedder:
-            return OllamaEmbeddings(
-                client=http,
-                model=model.model,
-                name=shown,
-                secrets=secrets,
-                keep_alive=cfg.keep_alive,
-            )
-
-        return _Built(
-            provider(lambda: list_ollama_models(http, name, secrets), http.aclose),
-            ollama_chat,
-            ollama_embed,
+    def chat(shown: str, model: ModelSettings) -> ChatBackend:
+        return AnthropicModel(
+            model=model.model,
+            client=http,
+            secrets=secrets,
+            name=shown,
+            temperature=model.temperature,
+            options=model.options,
         )
 
-    local: list[ChatBackend] = []
+    return BuiltProvider(parts.provider(check, http.aclose), chat)
 
-    async def close_local() -> None:
+
+def _ollama(parts: ProviderParts) -> BuiltProvider:
+    cfg, name, secrets = parts.cfg, parts.name, parts.secrets
+    http = parts.client(cfg.base_url or OLLAMA_URL, bearer(parts.key))
+
+    def chat(shown: str, model: ModelSettings) -> ChatBackend:
+        return OllamaModel(
+            model=model.model,
+            client=http,
+            secrets=secrets,
+            name=shown,
+            keep_alive=cfg.keep_alive,
+            temperature=model.temperature,
+            options=model.options,
+            structured_output=cfg.structured_output,
+        )
+
+    def embed(shown: str, model: ModelSettings) -> Embedder:
+        return OllamaEmbeddings(
+            client=http, model=model.model, name=shown, secrets=secrets, keep_alive=cfg.keep_alive
+        )
+
+    return BuiltProvider(
+        parts.provider(lambda: list_ollama_models(http, name, secrets), http.aclose), chat, embed
+    )
+
+
+def _closing(local: list[ChatBackend]) -> Callable[[], Awaitable[None]]:
+    """Closes the in-process models a provider made (they hold no shared client)."""
+
+    async def close() -> None:
         for model in local:
             await model.aclose()
 
-    if cfg.kind == "embedded":
+    return close
 
-        async def embedded_check() -> None:
-            # The models made on this provider say whether they are loading or failed.
-            for made in local or [EmbeddedModel(cfg.model_path)]:
-                await made.check()
 
-        def embedded_chat(shown: str, model: ModelSettings) -> ChatBackend:
-            stem = model.model or (Path(cfg.model_path).stem if cfg.model_path else _BUNDLED)
-            made = EmbeddedModel(
-                cfg.model_path,
-                context_tokens=cfg.context_tokens,
-                threads=cfg.threads,
-                temperature=0.7 if model.temperature is None else model.temperature,
-                name=f"{name}:{stem}",
-            )
-            local.append(made)
-            return made
+def _embedded(parts: ProviderParts) -> BuiltProvider:
+    cfg, name = parts.cfg, parts.name
+    local: list[ChatBackend] = []
 
-        return _Built(provider(embedded_check, close_local), embedded_chat)
+    async def check() -> None:
+        # The models made on this provider say whether they are loading or failed.
+        for made in local or [EmbeddedModel(cfg.model_path)]:
+            await made.check()
 
-    async def scripted_check() -> None:
+    def chat(shown: str, model: ModelSettings) -> ChatBackend:
+        stem = model.model or (Path(cfg.model_path).stem if cfg.model_path else _BUNDLED)
+        made = EmbeddedModel(
+            cfg.model_path,
+            context_tokens=cfg.context_tokens,
+            threads=cfg.threads,
+            temperature=0.7 if model.temperature is None else model.temperature,
+            name=f"{name}:{stem}",
+        )
+        local.append(made)
+        return made
+
+    return BuiltProvider(parts.provider(check, _closing(local)), chat)
+
+
+def _scripted(parts: ProviderParts) -> BuiltProvider:
+    cfg, name = parts.cfg, parts.name
+    local: list[ChatBackend] = []
+
+    async def check() -> None:
         return None
 
-    def scripted_chat(shown: str, model: ModelSettings) -> ChatBackend:
+    def chat(shown: str, model: ModelSettings) -> ChatBackend:
         # Unnamed, a scripted model is called after its provider ("scripted").
         label = shown if model.model else name
         made = as_backend(ScriptedModel(token_delay=cfg.token_delay_ms / 1000, name=label))
         local.append(made)
         return made
 
-    return _Built(provider(scripted_check, close_local), scripted_chat)
+    return BuiltProvider(parts.provider(check, _closing(local)), chat)
+
+
+# Provider kind -> how to build one; a plugin may add its own kind here.
+PROVIDER_KINDS: dict[str, ProviderFactory] = {
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "ollama": _ollama,
+    "embedded": _embedded,
+    "scripted": _scripted,
+}
