@@ -209,6 +209,14 @@ def _last_turn(world: World, workspace: str, session_id: str) -> str:
     return turn_id
 
 
+def _last_reply(world: World, workspace: str, session_id: str) -> str:
+    owner = "owner" if workspace == world.own else "stranger"
+    with world.client(owner) as client:
+        rows = client.get(f"/api/v1/sessions/{session_id}/messages").json()
+    message_id: str = rows[-1]["id"]
+    return message_id
+
+
 def _new_workspace(world: World, workspace: str, role: str) -> str:
     """A throwaway workspace where `role`'s user has that role (or, foreign, none)."""
     owner = "owner" if workspace == world.own else "stranger"
@@ -260,6 +268,8 @@ def _session_case(
         path = f"/api/v1/sessions/{sid}{suffix}"
         if "{turn_id}" in path:
             path = path.replace("{turn_id}", _last_turn(world, workspace, sid))
+        if "{message_id}" in path:
+            path = path.replace("{message_id}", _last_reply(world, workspace, sid))
         return method, path, kwargs
 
     return Case(action, build)
@@ -600,6 +610,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/api/v1/sessions/{session_id}/messages"): _session_case(
         "session.read", "GET", "/messages"
+    ),
+    ("PATCH", "/api/v1/sessions/{session_id}/messages/{message_id}"): _session_case(
+        "session.play", "PATCH", "/messages/{message_id}", json={"active": 0}
     ),
     ("GET", "/api/v1/sessions/{session_id}/events"): _session_case(
         "session.read", "GET", "/events"

@@ -64,6 +64,15 @@ class SessionUpdate(Strict):
     )
 
 
+class MessageUpdate(Strict):
+    active: int = Field(
+        ge=0,
+        le=10_000,
+        description="Which telling of the last reply the story goes on from (an index "
+        "into its alternatives).",
+    )
+
+
 class SessionFork(Strict):
     at_turn: int = Field(ge=0, description="The last turn the fork shares with this session.")
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_LENGTH)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from taleweaver.domain.errors import Conflict, InvalidInput
-from taleweaver.domain.events import JSON, RecordedEvent
+from taleweaver.domain.events import JSON, NewEvent, RecordedEvent
 
 
 class SessionKind(StrEnum):
@@ -70,13 +70,20 @@ class EventType(StrEnum):
     TURN_COMMITTED = "turn.committed"
     TURN_REGENERATED = "turn.regenerated"
     TURN_EDITED = "turn.edited"
+    # The player chose which telling of the last reply the story goes on from.
+    TURN_SELECTED = "turn.selected"
     TURN_CANCELLED = "turn.cancelled"
     TURN_FAILED = "turn.failed"
 
 
 # Events that change what the story says; a fork copies exactly these.
 HISTORY_EVENTS = frozenset(
-    {EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED}
+    {
+        EventType.TURN_COMMITTED,
+        EventType.TURN_REGENERATED,
+        EventType.TURN_EDITED,
+        EventType.TURN_SELECTED,
+    }
 )
 
 MAX_TITLE_LENGTH = 200
@@ -167,6 +174,10 @@ class SessionState:
                     last.input_text = p["input_text"]
                 last.replies.append(_reply(p["reply"]))
                 last.active = len(last.replies) - 1
+        elif kind == EventType.TURN_SELECTED:
+            last = self.last_turn
+            if last is not None and last.number == p["number"]:
+                last.active = p["active"]
         self.version = event.version
 
     def copy(self) -> SessionState:
@@ -197,6 +208,21 @@ class SessionState:
                 input_tag=last.get("input_tag"),
             )
         return cls(**values)
+
+
+def select_telling(state: SessionState, active: int) -> NewEvent | None:
+    """The event that makes telling `active` (0-based) of the last reply the one the
+    story goes on from; None when it already is. Only the last reply has tellings to
+    choose between: earlier ones are fixed by what was played after them."""
+    last = state.last_turn
+    if last is None:
+        raise InvalidInput("this session has no reply yet")
+    count = len(last.replies)
+    if not 0 <= active < count:
+        raise InvalidInput(f"the last reply has {count} telling(s): choose 0 to {count - 1}")
+    if active == last.active:
+        return None
+    return NewEvent(EventType.TURN_SELECTED, {"number": last.number, "active": active})
 
 
 def _reply(data: JSON) -> Reply:

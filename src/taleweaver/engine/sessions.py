@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taleweaver.domain.errors import InvalidInput, NotFound
+from taleweaver.domain.errors import Conflict, InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
 from taleweaver.domain.session_settings import check_settings
 from taleweaver.domain.sessions import (
@@ -15,6 +15,7 @@ from taleweaver.domain.sessions import (
     EventType,
     SessionKind,
     SessionState,
+    select_telling,
     validate_title,
 )
 from taleweaver.engine.outcome import new_id
@@ -110,6 +111,37 @@ class Sessions:
         if events:
             await self.repository.commit(state, events, metadata)
         return await self.get(workspace_id, session_id)
+
+    async def select_telling(
+        self,
+        workspace_id: str,
+        session_id: str,
+        message_id: str,
+        active: int,
+        *,
+        metadata: EventMetadata,
+    ) -> JSON:
+        """Make telling `active` of the last reply (message `message_id`) the one the
+        story goes on from: what the narrator reads next, what exports and every
+        device show. Returns the message as it now reads."""
+        state = await self.repository.open(workspace_id, session_id)
+        last = state.last_turn
+        reply = None if last is None else await self._reply(session_id, last.number)
+        if reply is None or reply["id"] != message_id:
+            raise Conflict(
+                f"message {message_id} is not the last reply of session {session_id} "
+                "(the story may have moved on): only the last reply's tellings can be chosen"
+            )
+        event = select_telling(state, active)
+        if event is None:
+            return reply
+        await self.repository.commit(state, [event], metadata)
+        return await self._reply(session_id, reply["turn_number"]) or reply
+
+    async def _reply(self, session_id: str, turn_number: int) -> JSON | None:
+        """Turn `turn_number`'s narrator message as the read model has it."""
+        found = await self.queries.messages(session_id, after_turn=turn_number - 1, limit=2)
+        return next((m for m in found if m["role"] == "narrator"), None)
 
     async def delete(self, workspace_id: str, session_id: str, *, metadata: EventMetadata) -> None:
         state = await self.repository.open(workspace_id, session_id)

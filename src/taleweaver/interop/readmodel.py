@@ -91,6 +91,10 @@ def _fold(
             _commit_rows(rows, event)
         elif event.type in (EventType.TURN_REGENERATED, EventType.TURN_EDITED):
             _alternative(rows, event)
+        elif event.type == EventType.TURN_SELECTED:
+            row = rows.get(2 * p["number"] + 1)
+            if row is not None:
+                _show(row, p["active"])
         elif event.type == EventType.SESSION_DELETED:
             return None
         else:
@@ -141,6 +145,12 @@ def _alternative(rows: dict[int, JSON], event: RecordedEvent) -> None:
     if row is None:
         return
     row["alternatives"] = [*row["alternatives"], p["reply"]]
-    row["content"] = p["reply"]["text"]
-    row["choices"] = p["reply"]["choices"]
-    row["active"] = len(row["alternatives"]) - 1
+    _show(row, len(row["alternatives"]) - 1)
+
+
+def _show(row: JSON, active: int) -> None:
+    """Make telling `active` the narrator row's shown one."""
+    shown = row["alternatives"][active]
+    row["content"] = shown["text"]
+    row["choices"] = shown["choices"]
+    row["active"] = active

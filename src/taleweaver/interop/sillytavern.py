@@ -247,6 +247,7 @@ class _Turn:
     st: JSON
     at: datetime
     replies: list[_Alternative] = field(default_factory=list)
+    chosen: int | None = None  # index into replies the player chose; None: the newest
 
 
 def send_date(at: datetime) -> str:
@@ -282,6 +283,11 @@ def _fold(events: Iterable[RecordedEvent]) -> tuple[JSON, list[_Turn]]:
             if event.type == EventType.TURN_EDITED:
                 found.input_text = p["input_text"]
             found.replies.append(_alternative(p, event.recorded_at))
+            found.chosen = None
+        elif event.type == EventType.TURN_SELECTED:
+            found = turns.get(p["number"])
+            if found is not None:
+                found.chosen = p["active"]
     return created, list(turns.values())
 
 
@@ -343,8 +349,10 @@ def import_record(created: JSON) -> JSON | None:
 
 
 def _reply_line(turn: _Turn, character_name: str) -> JSON:
-    replies = turn.replies[1:] if turn.st.get("no_reply") else turn.replies
-    active = replies[-1]
+    skipped = 1 if turn.st.get("no_reply") else 0  # the empty reply of a lone message
+    replies = turn.replies[skipped:]
+    shown = -1 if turn.chosen is None or turn.chosen < skipped else turn.chosen - skipped
+    active = replies[shown]
     original = turn.st.get("reply")
     line: JSON = dict(original) if isinstance(original, dict) else {}
     fresh = not line
@@ -367,7 +375,11 @@ def _reply_line(turn: _Turn, character_name: str) -> JSON:
         swipes[chosen] = str(turn.st["chosen_swipe_text"])
     swipes += [r.text for r in new]
     line["swipes"] = swipes
-    line["swipe_id"] = active.swipe if active.swipe is not None else len(swipes) - 1
+    line["swipe_id"] = (
+        active.swipe
+        if active.swipe is not None
+        else len(kept) + next(i for i, r in enumerate(new) if r is active)
+    )
     info = line.get("swipe_info")
     if fresh or isinstance(info, list):
         grown = [] if fresh else list(info or [])

@@ -127,6 +127,8 @@ async def _project_one(conn: AsyncConnection, event: RecordedEvent, sealing: _Se
             await _insert_turn(conn, event, sealing)
         case EventType.TURN_REGENERATED | EventType.TURN_EDITED:
             await _replace_reply(conn, event, sealing)
+        case EventType.TURN_SELECTED:
+            await _select_reply(conn, event, sealing)
         case _:
             pass  # cancelled and failed turns leave the story as it was
 
@@ -216,24 +218,54 @@ async def _replace_reply(conn: AsyncConnection, event: RecordedEvent, sealing: _
                 .where(messages.c.id == player_id)
                 .values(sealing.message(ws, player_id, p["input_text"], [], []))
             )
+    found = await _narrator_tellings(conn, event, sealing)
+    if found is not None:
+        message_id, kept = found
+        await _show_telling(conn, event, sealing, message_id, [*kept, p["reply"]], len(kept))
+
+
+async def _select_reply(conn: AsyncConnection, event: RecordedEvent, sealing: _Sealing) -> None:
+    found = await _narrator_tellings(conn, event, sealing)
+    if found is not None:
+        message_id, tellings = found
+        await _show_telling(conn, event, sealing, message_id, tellings, event.payload["active"])
+
+
+async def _narrator_tellings(
+    conn: AsyncConnection, event: RecordedEvent, sealing: _Sealing
+) -> tuple[str, list[JSON]] | None:
+    """The id and every telling so far of turn `number`'s narrator message."""
     row = (
         await conn.execute(
             sa.select(
                 messages.c.id, messages.c.content, messages.c.alternatives, messages.c.sealed
-            ).where(messages.c.session_id == sid, messages.c.seq == 2 * number + 1)
+            ).where(
+                messages.c.session_id == event.stream_id,
+                messages.c.seq == 2 * event.payload["number"] + 1,
+            )
         )
     ).first()
     if row is None:
-        return
-    kept = row.alternatives
+        return None
     if row.sealed:
-        _, _, kept = sealing.opener.open_message(ws, row.id, row.content)
-    alternatives = [*kept, p["reply"]]
+        _, _, kept = sealing.opener.open_message(event.workspace_id, row.id, row.content)
+        return row.id, list(kept)
+    return row.id, list(row.alternatives)
+
+
+async def _show_telling(
+    conn: AsyncConnection,
+    event: RecordedEvent,
+    sealing: _Sealing,
+    message_id: str,
+    tellings: list[JSON],
+    active: int,
+) -> None:
+    """Store the narrator message showing telling `active`, keeping them all."""
+    shown = tellings[active]
+    sealed = sealing.message(
+        event.workspace_id, message_id, shown["text"], shown["choices"], tellings
+    )
     await conn.execute(
-        messages.update()
-        .where(messages.c.id == row.id)
-        .values(
-            sealing.message(ws, row.id, p["reply"]["text"], p["reply"]["choices"], alternatives)
-            | {"active": len(alternatives) - 1}
-        )
+        messages.update().where(messages.c.id == message_id).values(sealed | {"active": active})
     )

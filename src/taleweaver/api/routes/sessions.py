@@ -12,6 +12,7 @@ from taleweaver.api.interop_schemas import SearchContext, SearchResult
 from taleweaver.api.schemas import (
     EventPublic,
     MessagePublic,
+    MessageUpdate,
     SessionCreate,
     SessionFork,
     SessionPage,
@@ -20,6 +21,7 @@ from taleweaver.api.schemas import (
 )
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
+from taleweaver.domain.errors import Conflict
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.store.queries import SessionFilter
 
@@ -149,6 +151,28 @@ async def list_messages(
         access.workspace_id, session_id, after_turn=after_turn, limit=limit
     )
     return [MessagePublic.model_validate(r) for r in rows]
+
+
+@router.patch("/sessions/{session_id}/messages/{message_id}")
+async def choose_telling(
+    session_id: str,
+    message_id: str,
+    body: MessageUpdate,
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.SESSION_PLAY)],
+) -> MessagePublic:
+    """Choose which telling of the last reply the story goes on from: the narrator
+    reads it next, exports carry it, and every device shows it."""
+    if engine.turns.running(session_id) is not None:
+        raise Conflict("a reply is being written: choose a telling once it is done")
+    chosen = await engine.sessions.select_telling(
+        access.workspace_id,
+        session_id,
+        message_id,
+        body.active,
+        metadata=metadata_for(access.principal.user_id),
+    )
+    return MessagePublic.model_validate(chosen)
 
 
 @router.get("/sessions/{session_id}/events")

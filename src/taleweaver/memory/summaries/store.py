@@ -182,7 +182,8 @@ class SummaryStore:
     async def replaced_turns(
         self, workspace_id: str, session_id: str, after_version: int
     ) -> list[tuple[int, int]]:
-        """(version, turn number) of every regenerate or edit after a stream version.
+        """(version, turn number) of every regenerate, edit or telling chosen after a
+        stream version.
 
         The turn number is one of the payload fields never sealed, so this reads
         sealed streams without opening them.
@@ -193,7 +194,9 @@ class SummaryStore:
                 events.c.stream_id == session_id,
                 events.c.workspace_id == workspace_id,
                 events.c.version > after_version,
-                events.c.type.in_([EventType.TURN_REGENERATED, EventType.TURN_EDITED]),
+                events.c.type.in_(
+                    [EventType.TURN_REGENERATED, EventType.TURN_EDITED, EventType.TURN_SELECTED]
+                ),
             )
             .order_by(events.c.version)
         )
