@@ -15,93 +15,84 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# The tables as this revision made them; later revisions alter them, so this file
-# never reads the live schema module.
+# The tables as this revision made them, spelled out: later revisions alter them
+# (0003, 0004), so this file never reads the live schema module.
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Stamp = sa.DateTime(timezone=True)
 Id = sa.String(64)
-metadata = sa.MetaData()
-workspaces = sa.Table(
-    "workspaces",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-)
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column(
-        "position",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    sa.Column("stream_id", Id, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
-    sa.Column("type", sa.String(100), nullable=False),
-    sa.Column("schema_version", sa.Integer, nullable=False),
-    sa.Column("payload", Json, nullable=False),
-    sa.Column("metadata", Json, nullable=False),
-    sa.Column("recorded_at", Stamp, nullable=False),
-    sa.UniqueConstraint("stream_id", "version", name="uq_events_stream_version"),
-)
-snapshots = sa.Table(
-    "snapshots",
-    metadata,
-    sa.Column("stream_id", Id, primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("state", Json, nullable=False),
-    sa.Column("taken_at", Stamp, nullable=False),
-)
-sessions = sa.Table(
-    "sessions",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("title", sa.String(200), nullable=False),
-    sa.Column("pinned", sa.Boolean, nullable=False),
-    sa.Column("archived", sa.Boolean, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("turn_count", sa.Integer, nullable=False),
-    sa.Column("forked_from", Id, nullable=True),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-    sa.Index("ix_sessions_workspace_updated", "workspace_id", "updated_at"),
-)
-messages = sa.Table(
-    "messages",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
-    sa.Column("session_id", Id, nullable=False),
-    sa.Column("turn_id", Id, nullable=False),
-    sa.Column("turn_number", sa.Integer, nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("content", sa.Text, nullable=False),
-    sa.Column("choices", Json, nullable=False),
-    sa.Column("alternatives", Json, nullable=False),
-    sa.Column("active", sa.Integer, nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.UniqueConstraint("session_id", "seq", name="uq_messages_session_seq"),
-)
-checkpoints = sa.Table(
-    "checkpoints",
-    metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-)
 DEFAULT_WORKSPACE_ID = "local"
-TABLES = [workspaces, events, snapshots, sessions, messages, checkpoints]
 
 
 def upgrade() -> None:
     bind = op.get_bind()
-    metadata.create_all(bind, tables=TABLES)
+    workspaces = op.create_table(
+        "workspaces",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+    )
+    op.create_table(
+        "events",
+        sa.Column(
+            "position",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        sa.Column("stream_id", Id, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("schema_version", sa.Integer, nullable=False),
+        sa.Column("payload", Json, nullable=False),
+        sa.Column("metadata", Json, nullable=False),
+        sa.Column("recorded_at", Stamp, nullable=False),
+        sa.UniqueConstraint("stream_id", "version", name="uq_events_stream_version"),
+    )
+    op.create_table(
+        "snapshots",
+        sa.Column("stream_id", Id, primary_key=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("state", Json, nullable=False),
+        sa.Column("taken_at", Stamp, nullable=False),
+    )
+    op.create_table(
+        "sessions",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),  # Text on PostgreSQL from 0004
+        sa.Column("pinned", sa.Boolean, nullable=False),
+        sa.Column("archived", sa.Boolean, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("turn_count", sa.Integer, nullable=False),
+        sa.Column("forked_from", Id, nullable=True),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("updated_at", Stamp, nullable=False),
+    )
+    op.create_index("ix_sessions_workspace_updated", "sessions", ["workspace_id", "updated_at"])
+    op.create_table(
+        "messages",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, sa.ForeignKey("workspaces.id"), nullable=False),
+        sa.Column("session_id", Id, nullable=False),
+        sa.Column("turn_id", Id, nullable=False),
+        sa.Column("turn_number", sa.Integer, nullable=False),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("content", sa.Text, nullable=False),
+        sa.Column("choices", Json, nullable=False),
+        sa.Column("alternatives", Json, nullable=False),
+        sa.Column("active", sa.Integer, nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.UniqueConstraint("session_id", "seq", name="uq_messages_session_seq"),
+    )
+    op.create_table(
+        "checkpoints",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", Stamp, nullable=False),
+    )
     op.create_index("ix_messages_session_turn", "messages", ["session_id", "turn_number"])
     if bind.dialect.name == "postgresql":
         op.execute(
@@ -139,7 +130,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
+    # Each table takes its indexes, and messages its triggers and search column, along.
+    if op.get_bind().dialect.name != "postgresql":
         op.execute("DROP TABLE messages_fts")
-    metadata.drop_all(bind, tables=list(reversed(TABLES)))
+    for table in ("checkpoints", "messages", "sessions", "snapshots", "events", "workspaces"):
+        op.drop_table(table)

@@ -19,162 +19,11 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-# The tables as this revision makes them; later revisions alter them, so this file
-# never reads the live schema module.
+# The tables as this revision made them, spelled out: this file never reads the
+# live schema module, so a later change there cannot change what it did.
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Stamp = sa.DateTime(timezone=True)
 Id = sa.String(64)
-metadata = sa.MetaData()
-
-worlds = sa.Table(
-    "worlds",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("description", sa.Text, nullable=False),
-    sa.Column("settings", Json, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("vectors_version", sa.Integer, nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-    sa.Index("ix_worlds_workspace", "workspace_id", "name"),
-)
-
-world_entities = sa.Table(
-    "world_entities",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("world_id", Id, primary_key=True),
-    sa.Column("type", sa.String(40), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("aliases", Json, nullable=False),
-    sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("tags", Json, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("source_refs", Json, nullable=False),
-    sa.Column("search_text", sa.Text, nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-    sa.Column("updated_by", sa.String(100), nullable=False),
-    sa.Index("ix_world_entities_world_status", "world_id", "status"),
-    sa.Index("ix_world_entities_world_name", "world_id", "name"),
-)
-
-world_facts = sa.Table(
-    "world_facts",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("world_id", Id, primary_key=True),
-    sa.Column("entity_id", Id, nullable=False),
-    sa.Column("attribute", sa.String(100), nullable=False),
-    sa.Column("value", Json, nullable=False),
-    sa.Column("valid_from", Json, nullable=True),
-    sa.Column("valid_to", Json, nullable=True),
-    sa.Column("source_refs", Json, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("created_by", sa.String(100), nullable=False),
-    sa.Index("ix_world_facts_entity", "world_id", "entity_id"),
-)
-
-world_relations = sa.Table(
-    "world_relations",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("world_id", Id, primary_key=True),
-    sa.Column("source_id", Id, nullable=False),
-    sa.Column("type", sa.String(100), nullable=False),
-    sa.Column("target_id", Id, nullable=False),
-    sa.Column("source_refs", Json, nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Index("ix_world_relations_source", "world_id", "source_id"),
-    sa.Index("ix_world_relations_target", "world_id", "target_id"),
-)
-
-world_entries = sa.Table(
-    "world_entries",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("world_id", Id, primary_key=True),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("title", sa.String(200), nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("tags", Json, nullable=False),
-    sa.Column("links", Json, nullable=False),
-    sa.Column("entity_ids", Json, nullable=False),
-    sa.Column("source_refs", Json, nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-    sa.Column("updated_by", sa.String(100), nullable=False),
-    sa.Index("ix_world_entries_world", "world_id", "updated_at"),
-)
-
-world_vectors = sa.Table(
-    "world_vectors",
-    metadata,
-    sa.Column("entity_id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("world_id", Id, primary_key=True),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-    sa.Index("ix_world_vectors_world", "world_id"),
-)
-
-world_artifacts = sa.Table(
-    "world_artifacts",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("world_id", Id, nullable=False),
-    sa.Column("session_id", Id, nullable=False),
-    sa.Column("turn_id", Id, nullable=False),
-    sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("payload", Json, nullable=False),
-    sa.Column("confidence", Json, nullable=False),
-    sa.Column("extraction_version", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("decision", Json, nullable=True),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("reviewed_at", Stamp, nullable=True),
-    sa.Column("reviewed_by", sa.String(100), nullable=True),
-    sa.Index("ix_world_artifacts_queue", "world_id", "status", "position"),
-)
-
-world_findings = sa.Table(
-    "world_findings",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("world_id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("entity_ids", Json, nullable=False),
-    sa.Column("citations", Json, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("resolution", Json, nullable=True),
-    sa.Column("found_at", Stamp, nullable=False),
-    sa.Column("resolved_at", Stamp, nullable=True),
-)
-
-TABLES = [
-    worlds,
-    world_entities,
-    world_facts,
-    world_relations,
-    world_entries,
-    world_vectors,
-    world_artifacts,
-    world_findings,
-]
 
 _FTS_COLUMNS = "rowid, search_text, entity_id, world_id, workspace_id"
 _FTS_NEW = "new.rowid, new.search_text, new.id, new.world_id, new.workspace_id"
@@ -182,7 +31,131 @@ _FTS_NEW = "new.rowid, new.search_text, new.id, new.world_id, new.workspace_id"
 
 def upgrade() -> None:
     bind = op.get_bind()
-    metadata.create_all(bind, tables=TABLES)
+    op.create_table(
+        "worlds",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("settings", Json, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("vectors_version", sa.Integer, nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("updated_at", Stamp, nullable=False),
+    )
+    op.create_index("ix_worlds_workspace", "worlds", ["workspace_id", "name"])
+    op.create_table(
+        "world_entities",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("world_id", Id, primary_key=True),
+        sa.Column("type", sa.String(40), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("aliases", Json, nullable=False),
+        sa.Column("summary", sa.Text, nullable=False),
+        sa.Column("tags", Json, nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("source_refs", Json, nullable=False),
+        sa.Column("search_text", sa.Text, nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("updated_at", Stamp, nullable=False),
+        sa.Column("updated_by", sa.String(100), nullable=False),
+    )
+    op.create_index("ix_world_entities_world_status", "world_entities", ["world_id", "status"])
+    op.create_index("ix_world_entities_world_name", "world_entities", ["world_id", "name"])
+    op.create_table(
+        "world_facts",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("world_id", Id, primary_key=True),
+        sa.Column("entity_id", Id, nullable=False),
+        sa.Column("attribute", sa.String(100), nullable=False),
+        sa.Column("value", Json, nullable=False),
+        sa.Column("valid_from", Json, nullable=True),
+        sa.Column("valid_to", Json, nullable=True),
+        sa.Column("source_refs", Json, nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("created_by", sa.String(100), nullable=False),
+    )
+    op.create_index("ix_world_facts_entity", "world_facts", ["world_id", "entity_id"])
+    op.create_table(
+        "world_relations",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("world_id", Id, primary_key=True),
+        sa.Column("source_id", Id, nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("target_id", Id, nullable=False),
+        sa.Column("source_refs", Json, nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+    )
+    op.create_index("ix_world_relations_source", "world_relations", ["world_id", "source_id"])
+    op.create_index("ix_world_relations_target", "world_relations", ["world_id", "target_id"])
+    op.create_table(
+        "world_entries",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("world_id", Id, primary_key=True),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("tags", Json, nullable=False),
+        sa.Column("links", Json, nullable=False),
+        sa.Column("entity_ids", Json, nullable=False),
+        sa.Column("source_refs", Json, nullable=False),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("updated_at", Stamp, nullable=False),
+        sa.Column("updated_by", sa.String(100), nullable=False),
+    )
+    op.create_index("ix_world_entries_world", "world_entries", ["world_id", "updated_at"])
+    op.create_table(
+        "world_vectors",
+        sa.Column("entity_id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("world_id", Id, primary_key=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("dim", sa.Integer, nullable=False),
+        sa.Column("content_hash", sa.String(64), nullable=False),
+        sa.Column("vector", sa.LargeBinary, nullable=False),
+        sa.Column("updated_at", Stamp, nullable=False),
+    )
+    op.create_index("ix_world_vectors_world", "world_vectors", ["world_id"])
+    op.create_table(
+        "world_artifacts",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("world_id", Id, nullable=False),
+        sa.Column("session_id", Id, nullable=False),
+        sa.Column("turn_id", Id, nullable=False),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("payload", Json, nullable=False),
+        sa.Column("confidence", Json, nullable=False),
+        sa.Column("extraction_version", sa.String(40), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("decision", Json, nullable=True),
+        sa.Column("created_at", Stamp, nullable=False),
+        sa.Column("reviewed_at", Stamp, nullable=True),
+        sa.Column("reviewed_by", sa.String(100), nullable=True),
+    )
+    op.create_index(
+        "ix_world_artifacts_queue", "world_artifacts", ["world_id", "status", "position"]
+    )
+    op.create_table(
+        "world_findings",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("world_id", Id, primary_key=True),
+        sa.Column("workspace_id", Id, nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("summary", sa.Text, nullable=False),
+        sa.Column("entity_ids", Json, nullable=False),
+        sa.Column("citations", Json, nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("resolution", Json, nullable=True),
+        sa.Column("found_at", Stamp, nullable=False),
+        sa.Column("resolved_at", Stamp, nullable=True),
+    )
     if bind.dialect.name == "postgresql":
         op.execute(
             "ALTER TABLE world_entities ADD COLUMN search tsvector "
@@ -216,9 +189,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
+    if op.get_bind().dialect.name != "postgresql":
         for trigger in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS world_fts_{trigger}")
         op.execute("DROP TABLE IF EXISTS world_fts")
-    metadata.drop_all(bind, tables=list(reversed(TABLES)))
+    # Each table takes its indexes (and world_entities its search column) along.
+    for table in (
+        "world_findings",
+        "world_artifacts",
+        "world_vectors",
+        "world_entries",
+        "world_relations",
+        "world_facts",
+        "world_entities",
+        "worlds",
+    ):
+        op.drop_table(table)
