@@ -182,7 +182,9 @@ def test_regenerate_retells_the_last_reply(tmp_path: Path) -> None:
     assert len(narrator[0]["alternatives"]) == 2
 
 
-def test_prev_and_next_show_the_last_replys_other_tellings(tmp_path: Path) -> None:
+def test_prev_next_and_the_arrow_keys_choose_the_telling_the_story_goes_on_from(
+    tmp_path: Path,
+) -> None:
     child = play(tmp_path)
     child.sendline("I look around")
     child.expect(PROMPT)
@@ -195,20 +197,32 @@ def test_prev_and_next_show_the_last_replys_other_tellings(tmp_path: Path) -> No
     child.sendline("/prev")
     child.expect_exact("Scene 1. You look around.")
     child.expect_exact(f"  3. {CHOICES[2]}")
-    child.expect_exact("[telling 1/2; the story goes on from 2/2]")
+    child.expect_exact("[telling 1/2]")
     child.expect(PROMPT)
     child.sendline("/prev")  # no telling before the first: it stays
-    child.expect_exact("[telling 1/2; the story goes on from 2/2]")
+    child.expect_exact("[telling 1/2]")
     child.expect(PROMPT)
-    child.sendline("\x1b[C")  # → on an empty line, then Enter
+    child.send("\x1b[C")  # → on an empty line acts at once, no Enter
     child.expect_exact("[telling 2/2]")
     child.expect(PROMPT)
-    child.sendline("\x1b[D")
-    child.expect_exact("[telling 1/2; the story goes on from 2/2]")
+    child.send("\x1b[D")
+    child.expect_exact("[telling 1/2]")
+    child.expect(PROMPT)
+    child.send("ab\x7f\x1b[D")  # an arrow inside a line is no swipe; Backspace edits
+    child.sendline("c")
+    child.expect_exact("Scene 2. You ac.")
     child.expect(PROMPT)
     document = quit_and_export(child, tmp_path)
-    # Looking is not playing: nothing was written.
-    assert event_types(document)[-2:] == ["turn.committed", "turn.regenerated"]
+    # The choice is in the log: the story went on from the first telling.
+    assert event_types(document)[-5:] == [
+        "turn.regenerated",
+        "turn.selected",
+        "turn.selected",
+        "turn.selected",
+        "turn.committed",
+    ]
+    narrator = [m for m in document["messages"] if m["role"] == "narrator"]
+    assert narrator[0]["active"] == 0
 
 
 def test_slash_lines_are_commands_never_story_and_edit_asks_first(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import click
 
 from taleweaver.auth import LOCAL_USER_ID
+from taleweaver.cli.line_input import Arrow, read_line
 from taleweaver.config import Settings
 from taleweaver.domain.errors import InvalidInput, NotFound, TaleweaverError
 from taleweaver.domain.events import EventMetadata
@@ -35,14 +36,16 @@ COMMANDS = (
     ("/continue", "the narrator goes on without you"),
     ("/regenerate", "tell the last reply again (every telling is kept)"),
     ("/edit TEXT", "replace your last line with TEXT and retell (asks first)"),
-    ("/prev, /next", "show the last reply's other tellings (also \u2190 or \u2192, then Enter)"),
+    ("/prev, /next", "go on from the last reply's other tellings (also \u2190 or \u2192)"),
     ("/quit", "save and leave (also /exit or Ctrl-D)"),
     ("//TEXT", "say TEXT starting with one slash"),
 )
 COMMAND_LIST = "\n".join(f"  {name:<13} {what}" for name, what in COMMANDS)
-# What the arrow keys send: input() has no line editor, so a line of arrows arrives
-# as their escape sequences (normal and application cursor modes).
+# What the arrow keys send: on a terminal an arrow on an empty line acts at once
+# (line_input); elsewhere a line of arrows arrives as their escape sequences
+# (normal and application cursor modes).
 _ARROWS = {"\x1b[D": -1, "\x1bOD": -1, "\x1b[C": 1, "\x1bOC": 1}
+_ARROW_KEYS = {-1: "/prev", 1: "/next"}
 META = EventMetadata(actor="cli")
 # Why a reply already on the screen is written again, by the rewrite's reason.
 _BROKE_A_RULE = "\n[that reply broke a content rule and is written again]"
@@ -169,13 +172,9 @@ async def _telling(engine: Engine, session_id: str) -> str:
     return f"[telling {int(last['active']) + 1}/{max(len(last['alternatives']), 1)}]"
 
 
-async def _swipe(engine: Engine, session_id: str, shown: int | None, step: int) -> int | None:
-    """Print the telling of the last reply `step` on from the one `shown` (None: the
-    active one); returns the one now shown.
-
-    Only the screen changes: the engine has no way yet to choose a reply's active
-    telling, so the story goes on from the newest, and the line under it says so.
-    """
+async def _swipe(engine: Engine, session_id: str, step: int) -> None:
+    """Make the telling of the last reply `step` on from the shown one the one the
+    story goes on from, and print it."""
     session = await engine.sessions.get(WORKSPACE, session_id)
     recent = await engine.sessions.messages(
         WORKSPACE, session_id, after_turn=max(session["turn_count"] - 1, 0), limit=4
@@ -184,16 +183,18 @@ async def _swipe(engine: Engine, session_id: str, shown: int | None, step: int) 
     tellings = narrator[-1]["alternatives"] if narrator else []
     if len(tellings) < 2:
         click.echo("[the last reply has one telling; /regenerate tells it again]")
-        return shown
+        return
     active = int(narrator[-1]["active"])
-    now = min(max((active if shown is None else shown) + step, 0), len(tellings) - 1)
+    now = min(max(active + step, 0), len(tellings) - 1)
+    if now != active:
+        await engine.sessions.select_telling(
+            WORKSPACE, session_id, narrator[-1]["id"], now, metadata=META
+        )
     telling = tellings[now]
     click.echo(telling["text"])
     for number, choice in enumerate(telling.get("choices") or [], 1):
         click.echo(f"  {number}. {choice}")
-    note = "" if now == active else f"; the story goes on from {active + 1}/{len(tellings)}"
-    click.echo(f"[telling {now + 1}/{len(tellings)}{note}]")
-    return now
+    click.echo(f"[telling {now + 1}/{len(tellings)}]")
 
 
 @dataclass(frozen=True)
@@ -334,17 +335,18 @@ def run_play(settings: Settings, start: Start) -> int:
             return 1
         engine, sid = table.engine, table.session_id
         click.echo(HELP)
-        shown: int | None = None  # the last reply's telling on screen; None: the active
         try:
             while True:
                 try:
-                    line = input("\n> ")
+                    line = read_line("\n> ")
                 except KeyboardInterrupt:
                     click.echo("\n(Ctrl-D or /quit to leave)")
                     continue
                 except EOFError:
                     click.echo()
                     break
+                if isinstance(line, Arrow):
+                    line = _ARROW_KEYS[line.step]
                 if not line.strip():
                     continue
                 try:
@@ -355,14 +357,13 @@ def run_play(settings: Settings, start: Start) -> int:
                         click.echo(request.text)
                         continue
                     if isinstance(request, Swipe):
-                        shown = loop.run_until_complete(_swipe(engine, sid, shown, request.step))
+                        loop.run_until_complete(_swipe(engine, sid, request.step))
                         continue
                     if isinstance(request, Confirm):
                         if not _ask(request.question):
                             click.echo("[nothing changed]")
                             continue
                         request = request.request
-                    shown = None
                     loop.run_until_complete(_turn(engine, sid, request))
                 except TaleweaverError as exc:
                     click.echo(f"[{exc.detail}]")

@@ -76,7 +76,8 @@ async function request(
   return response;
 }
 
-async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** A request whose answer is JSON (or nothing, for a 204). */
+export async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
   const response = await request(method, path, body);
   return (response.status === 204 ? undefined : await response.json()) as T;
 }
@@ -102,6 +103,9 @@ export const api = {
     json<Session>('POST', `/sessions/${q(id)}/fork`, { at_turn: atTurn, title }),
   messages: (id: string, afterTurn: number, limit: number) =>
     json<Message[]>('GET', `/sessions/${q(id)}/messages?after_turn=${afterTurn}&limit=${limit}`),
+  /** Make telling `active` of the last reply the one the story goes on from. */
+  chooseTelling: (id: string, messageId: string, active: number) =>
+    json<Message>('PATCH', `/sessions/${q(id)}/messages/${q(messageId)}`, { active }),
   search: (text: string) => json<SearchHit[]>('GET', `/search?q=${q(text)}&limit=20`),
 
   characters: () => json<{ items: CharacterSummary[] }>('GET', '/characters?limit=200'),

@@ -173,10 +173,18 @@ for (const viewport of ['desktop', 'phone']) {
       await settled(page);
       const count = page.getByRole('group', { name: 'Alternative replies' }).locator('.count');
       await count.getByText('2 / 2').waitFor();
+      const chosen = () => page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().includes('/messages/'));
+      let saved = chosen();
       await page.locator('body').press('ArrowLeft');
       await count.getByText('1 / 2').waitFor();
+      assert.equal((await saved).status(), 200);
+      // The choice is the story's, not the screen's: it survives a reload.
+      await page.reload();
+      await count.getByText('1 / 2').waitFor();
+      saved = chosen();
       await page.locator('body').press('ArrowRight');
       await count.getByText('2 / 2').waitFor();
+      assert.equal((await saved).status(), 200);
 
       await page.locator('article.narrator').last().hover();
       await page.getByRole('button', { name: /Why the narrator wrote turn 3/ }).click();

@@ -163,7 +163,7 @@ async def choose_telling(
 ) -> MessagePublic:
     """Choose which telling of the last reply the story goes on from: the narrator
     reads it next, exports carry it, and every device shows it."""
-    if engine.turns.running(session_id) is not None:
+    if await engine.live.current_turn(session_id) is not None:  # on any replica
         raise Conflict("a reply is being written: choose a telling once it is done")
     chosen = await engine.sessions.select_telling(
         access.workspace_id,
