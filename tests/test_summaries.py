@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command as alembic_command
+from pydantic_settings import SettingsError
 
-from taleweaver.config import Settings
-from taleweaver.domain.errors import EncryptionError, InvalidInput, NotFound
+from taleweaver.config import Settings, SummarySettings
+from taleweaver.domain.errors import EncryptionError, NotFound
 from taleweaver.domain.events import EventMetadata, NewEvent
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import EventType, SessionKind
@@ -648,18 +649,33 @@ async def test_a_session_choosing_an_unknown_model_gets_extractive_summaries(
 # --- settings ----------------------------------------------------------------------------------
 
 
-def test_settings_come_from_the_environment_and_mistakes_say_what_to_fix() -> None:
-    assert SummaryConfig.from_env({}) == SummaryConfig(True, concurrency=2, recall_chars=3000)
-    off = {
-        "TALEWEAVER_SUMMARIES": "off",
-        "TALEWEAVER_SUMMARY_CONCURRENCY": "4",
-        "TALEWEAVER_SUMMARY_RECALL_CHARS": "1500",
-    }
-    assert SummaryConfig.from_env(off) == SummaryConfig(False, concurrency=4, recall_chars=1500)
-    with pytest.raises(InvalidInput, match="TALEWEAVER_SUMMARY_CONCURRENCY"):
-        SummaryConfig.from_env({"TALEWEAVER_SUMMARY_CONCURRENCY": "0"})
-    with pytest.raises(InvalidInput, match="'on' or 'off'"):
-        SummaryConfig.from_env({"TALEWEAVER_SUMMARIES": "maybe"})
+def test_settings_come_from_the_environment_and_mistakes_say_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def configured() -> SummaryConfig:
+        return SummaryConfig.from_settings(SummarySettings.read())
+
+    for name in SUMMARY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert configured() == SummaryConfig(True, concurrency=2, recall_chars=3000)
+    monkeypatch.setenv("TALEWEAVER_SUMMARIES", "off")
+    monkeypatch.setenv("TALEWEAVER_SUMMARY_CONCURRENCY", "4")
+    monkeypatch.setenv("TALEWEAVER_SUMMARY_RECALL_CHARS", "1500")
+    assert configured() == SummaryConfig(False, concurrency=4, recall_chars=1500)
+    monkeypatch.setenv("TALEWEAVER_SUMMARY_CONCURRENCY", "0")
+    with pytest.raises(SettingsError, match="TALEWEAVER_SUMMARY_CONCURRENCY='0'"):
+        configured()
+    monkeypatch.setenv("TALEWEAVER_SUMMARY_CONCURRENCY", "2")
+    monkeypatch.setenv("TALEWEAVER_SUMMARIES", "maybe")
+    with pytest.raises(SettingsError, match=r"TALEWEAVER_SUMMARIES='maybe'.*boolean"):
+        configured()
+
+
+SUMMARY_VARIABLES = (
+    "TALEWEAVER_SUMMARIES",
+    "TALEWEAVER_SUMMARY_CONCURRENCY",
+    "TALEWEAVER_SUMMARY_RECALL_CHARS",
+)
 
 
 async def test_switched_off_no_summaries_are_written(make_engine: MakeEngine) -> None:

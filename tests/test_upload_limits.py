@@ -14,7 +14,7 @@ import httpx
 from taleweaver.config import Settings
 from taleweaver.interop import archive
 from taleweaver.interop.cards import limits as card_limits
-from taleweaver.interop.limits import DEFAULT_MAX_BYTES
+from taleweaver.interop.limits import max_import_bytes
 
 API = "/api/v1"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -79,7 +79,7 @@ def test_the_readme_states_the_limits_the_server_applies() -> None:
 
     assert int(_readme_default("TALEWEAVER_MAX_BODY_BYTES")) == defaults.max_body_bytes
     assert int(_readme_default("TALEWEAVER_MAX_UPLOAD_BYTES")) == defaults.max_upload_bytes
-    assert int(_readme_default("TALEWEAVER_IMPORT_MAX_BYTES")) == DEFAULT_MAX_BYTES
+    assert int(_readme_default("TALEWEAVER_IMPORT_MAX_BYTES")) == max_import_bytes()
     assert int(_readme_default("TALEWEAVER_CARD_MAX_BYTES")) == card_limits.max_file_bytes()
     assert int(_readme_default("TALEWEAVER_CARD_MAX_JSON_BYTES")) == (
         card_limits.max_json_bytes()

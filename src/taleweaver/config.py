@@ -1,14 +1,28 @@
 """Settings, read once from the environment (TALEWEAVER_*) and the TOML file that
-TALEWEAVER_CONFIG names; code never reads os.environ."""
+TALEWEAVER_CONFIG names; code never reads os.environ.
+
+Below `Settings`, each feature's environment-only settings (limits, safety, world
+memory...), read afresh when the feature asks (`read()`), so that a value changed
+between two uses is the one the second use gets; `Settings` reads them all once
+too, so that a bad value stops the process at its start, naming the variable.
+"""
 
 from __future__ import annotations
 
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -131,6 +145,12 @@ class Settings(BaseSettings):
             raise ValueError("the models do not fit together:\n- " + "\n- ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _environment_is_readable(self) -> Settings:
+        for group in ENVIRONMENT_GROUPS:
+            group.read()  # SettingsError (a ValueError) naming each bad variable
+        return self
+
     def resolved_model(self) -> ModelChoice:
         if self.model is not None:
             return self.model
@@ -165,3 +185,93 @@ class _TomlFile(PydanticBaseSettingsSource):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise SettingsError(f"{path}: {key!r} is not a setting{hint}")
         return data
+
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+MAX_RETENTION_DAYS = 3650  # a therapy profile's, whether its own or the default
+
+
+class EnvironmentSettings(BaseSettings):
+    """Settings from the environment alone (no TOML file), each field the variable
+    named by the prefix and the field's name in capitals; empty counts as unset."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TALEWEAVER_", extra="ignore", env_ignore_empty=True, frozen=True
+    )
+
+    @classmethod
+    def read(cls) -> Self:
+        """The settings as the environment has them now; `SettingsError` naming every
+        variable whose value does not fit, and why."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            prefix = cls.model_config.get("env_prefix", "")
+            problems = []
+            for error in exc.errors():
+                name = f"{prefix}{'.'.join(str(part) for part in error['loc'])}".upper()
+                problems.append(f"{name}={error['input']!r}: {error['msg']}")
+            raise SettingsError("; ".join(problems)) from None
+
+
+class ImportLimits(EnvironmentSettings):
+    """How large an imported file, card or archive may be, in bytes."""
+
+    import_max_bytes: PositiveInt = 64 * MiB  # one imported file, over HTTP or the CLI
+    card_max_bytes: PositiveInt = 20 * MiB  # one card file, or one file inside a CHARX
+    card_max_json_bytes: PositiveInt = 8 * MiB  # a card's JSON text
+    bundle_max_inflated_bytes: PositiveInt = 256 * MiB  # a workspace bundle, unzipped
+    backup_max_inflated_bytes: PositiveInt = 64 * GiB  # a backup, unzipped
+
+
+class SafetySettings(EnvironmentSettings):
+    # How rules, learned detector and judge combine (safety/policy.py parses it);
+    # unset: decided by whether a model is routed to the safety task.
+    safety_policy: str | None = None
+    safety_rules: Path | None = None  # a rules file instead of the shipped one
+    safety_webhook_attempts: PositiveInt = 5
+    safety_webhook_backoff_s: NonNegativeFloat = 1.0  # doubled after each failed attempt
+
+
+class TherapySettings(EnvironmentSettings):
+    # How long a player's records are kept, for profiles that do not set their own.
+    therapy_retention_days: Annotated[int, Field(ge=1, le=MAX_RETENTION_DAYS)] = 365
+
+
+class WorldSettings(EnvironmentSettings):
+    # auto: the model unless the extract route is the bundled local model.
+    world_extraction: Literal["auto", "model", "heuristic", "off"] = "auto"
+    world_recall_k: NonNegativeInt = 10  # entities recalled per turn
+    world_recall_hops: NonNegativeInt = 1
+    world_keyword_common: PositiveInt = 1000  # a word matching this many entities is common
+    world_vector_cache_mb: NonNegativeInt = 512
+
+
+class SummarySettings(EnvironmentSettings):
+    summaries: bool = True  # off: no new summaries (recall still uses those there are)
+    summary_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    summary_recall_chars: Annotated[int, Field(ge=200, le=100_000)] = 3000
+
+
+class TelemetrySettings(EnvironmentSettings):
+    """The standard variables of OpenTelemetry and prometheus-client that Taleweaver
+    itself looks at too (the libraries read these and the rest themselves)."""
+
+    model_config = SettingsConfigDict(env_prefix="")
+
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_service_name: str | None = None
+    # Set: several worker processes share one metrics exposition through this folder.
+    prometheus_multiproc_dir: str | None = None
+
+
+ENVIRONMENT_GROUPS: tuple[type[EnvironmentSettings], ...] = (
+    ImportLimits,
+    SafetySettings,
+    TherapySettings,
+    WorldSettings,
+    SummarySettings,
+    TelemetrySettings,
+)

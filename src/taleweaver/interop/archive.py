@@ -12,12 +12,12 @@ TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES  a bundle, inflated, in all (256 MiB); its 
     may cost at most eight times that in memory once parsed (see bundle_limits)
 TALEWEAVER_BACKUP_MAX_INFLATED_BYTES  a backup, inflated, in all (64 GiB: streamed to
     disk and into the database a batch at a time, never held whole)
+(both read by `taleweaver.config.ImportLimits`)
 """
 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from taleweaver.config import ImportLimits
 from taleweaver.domain.errors import InvalidInput, PayloadTooLarge
 from taleweaver.interop import bounded_json
 
@@ -63,11 +64,6 @@ class ArchiveLimits:
     max_parsed_bytes: int | None = None
 
 
-def _env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
-
-
 def bundle_limits() -> ArchiveLimits:
     # A bundle is parsed whole and imported in one transaction. A 10,000-message
     # chat exports to ~11 MiB of events, so 256 MiB holds a workspace of over
@@ -76,12 +72,12 @@ def bundle_limits() -> ArchiveLimits:
     # about 2 GiB at the limit, which a 2-core, 24 GB server survives with room
     # for its other work. JSON built to cost more per byte (`[{},{},...]`: 24
     # times) is held to the same ceiling by the parse budget.
-    total = _env("TALEWEAVER_BUNDLE_MAX_INFLATED_BYTES", 256 * MB)
+    total = ImportLimits.read().bundle_max_inflated_bytes
     return ArchiveLimits("bundle", total, total, max_parsed_bytes=8 * total)
 
 
 def backup_limits() -> ArchiveLimits:
-    total = _env("TALEWEAVER_BACKUP_MAX_INFLATED_BYTES", 64 * GB)
+    total = ImportLimits.read().backup_max_inflated_bytes
     return ArchiveLimits("backup", total, total)
 
 

@@ -5,19 +5,16 @@ holding up the event loop."""
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from taleweaver.config import ImportLimits
 from taleweaver.domain.errors import PayloadTooLarge
-
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def max_import_bytes() -> int:
-    raw = os.environ.get("TALEWEAVER_IMPORT_MAX_BYTES", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_BYTES
+    return ImportLimits.read().import_max_bytes
 
 
 def check_size(data: bytes, what: str) -> None:

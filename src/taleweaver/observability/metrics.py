@@ -26,6 +26,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from taleweaver.config import TelemetrySettings
+
 # Seconds: from a fast in-process stage to a slow model reply.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -372,7 +374,7 @@ def turns_in_flight() -> Iterator[None]:
 
 def several_workers() -> bool:
     """Whether worker processes share one exposition (`PROMETHEUS_MULTIPROC_DIR`)."""
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return bool(TelemetrySettings.read().prometheus_multiproc_dir)
 
 
 def retire_process() -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
+
+from taleweaver.config import TelemetrySettings
 
 __all__ = [
     "Span",
@@ -58,17 +59,15 @@ def configure_tracing(service_name: str = "taleweaver") -> bool:
     global _configured
     if _configured:
         return True
-    if not (
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    ):
+    telemetry = TelemetrySettings.read()
+    if not (telemetry.otel_exporter_otlp_endpoint or telemetry.otel_exporter_otlp_traces_endpoint):
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+    name = telemetry.otel_service_name or service_name
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)

@@ -9,7 +9,6 @@ at once and reports a bad file instead of keeping the old rules silently.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import tomllib
 from importlib import resources
@@ -20,7 +19,7 @@ from taleweaver.domain.safety import RuleSet, compile_rules
 
 log = logging.getLogger(__name__)
 
-RULES_ENV = "TALEWEAVER_SAFETY_RULES"
+RULES_ENV = "TALEWEAVER_SAFETY_RULES"  # read by taleweaver.config.SafetySettings
 CHECK_EVERY_S = 1.0
 
 
@@ -40,8 +39,10 @@ def load_rules(path: Path) -> RuleSet:
 
 class RulesProvider:
     def __init__(self, path: Path | None = None) -> None:
-        configured = os.environ.get(RULES_ENV)
-        self.path = path or (Path(configured) if configured else shipped_rules_path())
+        # The settings bring pydantic, which `taleweaver safety --help` must not wait for.
+        from taleweaver.config import SafetySettings
+
+        self.path = path or SafetySettings.read().safety_rules or shipped_rules_path()
         self._mtime = self._stat()
         self._rules = load_rules(self.path)
         self._checked = time.monotonic()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth import AuditLog
+from taleweaver.config import SafetySettings
 from taleweaver.domain.events import JSON
 from taleweaver.llm import ChatModel
 from taleweaver.safety.classifier import ModelClassifier
@@ -37,11 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLICY_ENV = "TALEWEAVER_SAFETY_POLICY"
-
 
 def configured_policy(model_routed: bool) -> Policy:
-    value = os.environ.get(POLICY_ENV)
+    value = SafetySettings.read().safety_policy
     if value:
         return Policy.parse(value)
     return Policy.RULES_OR_MODEL if model_routed else Policy.RULES

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from taleweaver.config import SafetySettings
 from taleweaver.domain.errors import InvalidInput, KeyMissing, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.store.crypto import KeyRing, is_sealed
@@ -97,12 +97,9 @@ class Webhooks:
     ) -> None:
         self.db = db
         self._keys = keys
-        self.attempts = attempts or int(os.environ.get("TALEWEAVER_SAFETY_WEBHOOK_ATTEMPTS", "5"))
-        self.backoff_s = (
-            backoff_s
-            if backoff_s is not None
-            else float(os.environ.get("TALEWEAVER_SAFETY_WEBHOOK_BACKOFF_S", "1.0"))
-        )
+        configured = SafetySettings.read()
+        self.attempts = attempts or configured.safety_webhook_attempts
+        self.backoff_s = backoff_s if backoff_s is not None else configured.safety_webhook_backoff_s
         self.timeout_s = timeout_s
         self._client = client or self._default_client
         self._tasks: set[asyncio.Task[None]] = set()

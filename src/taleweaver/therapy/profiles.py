@@ -7,7 +7,6 @@ player in the same transaction.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth import AuditLog
+from taleweaver.config import MAX_RETENTION_DAYS as MAX_RETENTION_DAYS
+from taleweaver.config import TherapySettings
 from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.domain.therapy import MAX_INTENSITY, MIN_INTENSITY, Approach
@@ -29,8 +30,6 @@ from taleweaver.store.therapy_schema import (
     therapy_profiles,
 )
 
-DEFAULT_RETENTION_DAYS = 365
-MAX_RETENTION_DAYS = 3650
 # Tables holding a player's records (everything but the profile itself).
 RECORD_TABLES = [
     therapy_goal_progress,
@@ -43,12 +42,7 @@ RECORD_TABLES = [
 
 def default_retention_days() -> int:
     """`TALEWEAVER_THERAPY_RETENTION_DAYS`, for profiles that do not set their own."""
-    raw = os.environ.get("TALEWEAVER_THERAPY_RETENTION_DAYS", "")
-    return (
-        int(raw)
-        if raw.isdigit() and 0 < int(raw) <= MAX_RETENTION_DAYS
-        else (DEFAULT_RETENTION_DAYS)
-    )
+    return TherapySettings.read().therapy_retention_days
 
 
 def now() -> datetime:

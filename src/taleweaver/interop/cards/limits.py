@@ -1,4 +1,5 @@
-"""How much a card file may hold; each limit can be raised with an environment variable.
+"""How much a card file may hold; each limit can be raised with an environment variable
+(read by `taleweaver.config.ImportLimits`).
 
 TALEWEAVER_CARD_MAX_BYTES     one card file, and any one file inside a CHARX (20 MB)
 TALEWEAVER_CARD_MAX_JSON_BYTES  the card's JSON text (8 MB)
@@ -6,24 +7,29 @@ TALEWEAVER_CARD_MAX_JSON_BYTES  the card's JSON text (8 MB)
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 from taleweaver.domain.errors import PayloadTooLarge
+
+if TYPE_CHECKING:
+    from taleweaver.config import ImportLimits
 
 MB = 1024 * 1024
 
 
-def _env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
-
-
 def max_file_bytes() -> int:
-    return _env("TALEWEAVER_CARD_MAX_BYTES", 20 * MB)
+    return _limits().card_max_bytes
 
 
 def max_json_bytes() -> int:
-    return _env("TALEWEAVER_CARD_MAX_JSON_BYTES", 8 * MB)
+    return _limits().card_max_json_bytes
+
+
+def _limits() -> ImportLimits:
+    # The settings bring pydantic, which a command's --help must not wait for.
+    from taleweaver.config import ImportLimits
+
+    return ImportLimits.read()
 
 
 # A CHARX: how many entries, how much in all once inflated, and how far one entry

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from taleweaver.domain.errors import InvalidInput, NotFound, TaleweaverError
+from taleweaver.config import SummarySettings
+from taleweaver.domain.errors import NotFound, TaleweaverError
 from taleweaver.domain.events import JSON
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.summaries import (
@@ -70,7 +70,7 @@ _SEEN_LIMIT = 10_000
 
 @dataclass(frozen=True, slots=True)
 class SummaryConfig:
-    """Settings of the feature, from the environment (`from_env`).
+    """Settings of the feature, from the environment (`from_settings`).
 
     TALEWEAVER_SUMMARIES: "off" stops writing new summaries (recall still uses the
     ones there are). TALEWEAVER_SUMMARY_CONCURRENCY: how many summaries the whole
@@ -85,22 +85,12 @@ class SummaryConfig:
     recall_chars: int = 3000
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> SummaryConfig:
-        enabled = environ.get("TALEWEAVER_SUMMARIES", "on").strip().lower()
-        if enabled not in ("on", "off", "true", "false", "1", "0"):
-            raise InvalidInput("TALEWEAVER_SUMMARIES must be 'on' or 'off'")
+    def from_settings(cls, settings: SummarySettings) -> SummaryConfig:
         return cls(
-            enabled=enabled in ("on", "true", "1"),
-            concurrency=_whole(environ, "TALEWEAVER_SUMMARY_CONCURRENCY", 2, 1, 64),
-            recall_chars=_whole(environ, "TALEWEAVER_SUMMARY_RECALL_CHARS", 3000, 200, 100_000),
+            enabled=settings.summaries,
+            concurrency=settings.summary_concurrency,
+            recall_chars=settings.summary_recall_chars,
         )
-
-
-def _whole(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(name, str(default)).strip()
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidInput(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
 
 
 class Summarizer:
@@ -183,7 +173,7 @@ class Summaries:
         config: SummaryConfig | None = None,
         model_choices: ModelChoices | None = None,
     ) -> None:
-        self.config = config or SummaryConfig.from_env(os.environ)
+        self.config = config or SummaryConfig.from_settings(SummarySettings.read())
         self.store = store
         self.queries = queries
         # Looked up at each call: the engine's model may be swapped after wiring.

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from taleweaver.config import WorldSettings
 from taleweaver.domain.errors import ModelError
 from taleweaver.domain.events import JSON
 from taleweaver.domain.prompt import ChatMessage
@@ -128,7 +128,7 @@ class WorldExtractor:
     ) -> None:
         self.db = db
         self.model = model
-        mode = os.environ.get("TALEWEAVER_WORLD_EXTRACTION", "auto")
+        mode = WorldSettings.read().world_extraction
         self.use_model = use_model and model is not None and mode in ("auto", "model")
         self.enabled = mode != "off"
 

@@ -11,7 +11,6 @@ PostgreSQL). Words skipped as common are reported with the hits.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taleweaver.config import WorldSettings
 from taleweaver.store.schema import Json
 from taleweaver.store.sqlite_fast import Row, fetch_all
 
@@ -26,14 +26,7 @@ _SAFE = re.compile(r"[^\w]+", re.UNICODE)
 MAX_TERMS = 12
 
 
-def _common() -> int:
-    try:
-        return max(1, int(os.environ.get("TALEWEAVER_WORLD_KEYWORD_COMMON", "1000")))
-    except ValueError:
-        return 1000
-
-
-COMMON = _common()
+COMMON = WorldSettings.read().world_keyword_common
 
 
 @dataclass(slots=True)

@@ -3,8 +3,7 @@ story, handed to recall as pieces that say which retrieval found them."""
 
 from __future__ import annotations
 
-import os
-
+from taleweaver.config import WorldSettings
 from taleweaver.domain.errors import NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.memory.context import ContextPiece, RecallQuery
@@ -18,21 +17,15 @@ FACTS_PER_ENTITY = 8
 RELATIONS_PER_ENTITY = 6
 
 
-def _int_env(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 class WorldRecall:
     name = "world"
 
     def __init__(self, db: Database, search: HybridSearch) -> None:
         self.db = db
         self.search = search
-        self.limit = _int_env("TALEWEAVER_WORLD_RECALL_K", 10)
-        self.hops = _int_env("TALEWEAVER_WORLD_RECALL_HOPS", 1)
+        configured = WorldSettings.read()
+        self.limit = configured.world_recall_k
+        self.hops = configured.world_recall_hops
 
     async def gather(self, query: RecallQuery) -> list[ContextPiece]:
         world_id = query.world_id

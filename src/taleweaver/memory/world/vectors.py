@@ -16,7 +16,6 @@ model changed and the rebuild has not finished), `nearest` says so and finds not
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taleweaver.config import WorldSettings
 from taleweaver.domain.events import JSON
 from taleweaver.store.database import Database
 from taleweaver.store.world_schema import world_vectors, worlds
@@ -73,10 +73,7 @@ class _Matrix:
 
 
 def _cache_bytes() -> int:
-    try:
-        return max(0, int(os.environ.get("TALEWEAVER_WORLD_VECTOR_CACHE_MB", "512"))) << 20
-    except ValueError:
-        return 512 << 20
+    return WorldSettings.read().world_vector_cache_mb << 20
 
 
 @dataclass(slots=True)
