@@ -66,16 +66,6 @@ EXPECTED: dict[str, set[tuple[str, ...]]] = {
         ("remove_index", "world_entities", "ix_world_entities_search"),
     },
 }
-# Indexes that migrations 0001 and 0003 make and the models do not declare (on both
-# dialects). They serve queries, so they stay; when schema.py declares them, drop
-# them from here.
-_UNDECLARED_INDEXES = {
-    ("remove_index", "messages", "ix_messages_session_turn"),
-    ("remove_index", "memberships", "ix_memberships_user"),
-    ("remove_index", "api_keys", "ix_api_keys_user"),
-}
-for _expected in EXPECTED.values():
-    _expected |= _UNDECLARED_INDEXES
 
 
 def _key(diff: Any) -> tuple[str, ...]:

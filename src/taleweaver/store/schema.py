@@ -96,6 +96,7 @@ messages = sa.Table(
     # leaves the row out (store.sealing; migration 0004).
     sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("session_id", "seq", name="uq_messages_session_seq"),
+    sa.Index("ix_messages_session_turn", "session_id", "turn_number"),
 )
 
 checkpoints = sa.Table(
@@ -163,6 +164,7 @@ memberships = sa.Table(
     sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("created_at", Stamp, nullable=False),
+    sa.Index("ix_memberships_user", "user_id"),
 )
 
 # A therapist reads the progress and safety flags of the players assigned to them.
@@ -198,6 +200,7 @@ api_keys = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("last_used_at", Stamp, nullable=True),
     sa.Column("revoked_at", Stamp, nullable=True),
+    sa.Index("ix_api_keys_user", "user_id"),
 )
 
 audit_log = sa.Table(
