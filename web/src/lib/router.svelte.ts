@@ -1,12 +1,13 @@
 // Client routes: `/`, `/s/<session id>` (with `?turn=N` to open at a turn) and
-// `/characters`, `/worlds[/<id>[/entities/<id>]]`. The server answers every such path with the app, so a reload keeps
+// `/characters`, `/worlds[/<id>[/entities/<id>]]`, `/lorebooks[/<id>]`. The server answers every such path with the app, so a reload keeps
 // the place.
 
 export interface Route {
-  view: 'home' | 'session' | 'characters' | 'worlds';
+  view: 'home' | 'session' | 'characters' | 'worlds' | 'lorebooks';
   sessionId: string | null;
   worldId: string | null;
   entityId: string | null;
+  lorebookId: string | null;
   turn: number | null;
 }
 
@@ -15,11 +16,21 @@ function parse(): Route {
   const turn = Number(new URLSearchParams(location.search).get('turn'));
   const sessionId = match ? decodeURIComponent(match[1] ?? '') : null;
   const world = /^\/worlds(?:\/([^/]+)(?:\/entities\/([^/]+))?)?$/.exec(location.pathname);
+  const book = /^\/lorebooks(?:\/([^/]+))?$/.exec(location.pathname);
   return {
-    view: sessionId ? 'session' : location.pathname === '/characters' ? 'characters' : world ? 'worlds' : 'home',
+    view: sessionId
+      ? 'session'
+      : location.pathname === '/characters'
+        ? 'characters'
+        : world
+          ? 'worlds'
+          : book
+            ? 'lorebooks'
+            : 'home',
     sessionId,
     worldId: world?.[1] ? decodeURIComponent(world[1]) : null,
     entityId: world?.[2] ? decodeURIComponent(world[2]) : null,
+    lorebookId: book?.[1] ? decodeURIComponent(book[1]) : null,
     turn: Number.isInteger(turn) && turn > 0 ? turn : null,
   };
 }
@@ -49,4 +60,8 @@ export function goCharacters(): void {
 export function goWorld(worldId: string | null = null, entityId: string | null = null): void {
   const e = encodeURIComponent;
   navigate(worldId ? `/worlds/${e(worldId)}${entityId ? `/entities/${e(entityId)}` : ''}` : '/worlds', false);
+}
+
+export function goLorebook(lorebookId: string | null = null, replace = false): void {
+  navigate(lorebookId ? `/lorebooks/${encodeURIComponent(lorebookId)}` : '/lorebooks', replace);
 }
