@@ -3,6 +3,8 @@
 
 import { json } from './api';
 
+export { entryMatches, entryTitle, reasonText } from './lorebook-text';
+
 export type Logic = 'and_any' | 'not_all' | 'not_any' | 'and_all';
 export type Position =
   | 'before_char'
@@ -149,22 +151,6 @@ export const lorebooks = {
   preview: (id: string, text: string) => json<Activation>('POST', `${BOOKS}/${q(id)}/activate`, { text }),
 };
 
-/** An entry's name as a list shows it: its comment, else its first keys. */
-export function entryTitle(entry: Pick<Entry, 'uid' | 'comment' | 'keys'>): string {
-  if (entry.comment.trim()) return entry.comment.trim();
-  if (entry.keys.length) return entry.keys.slice(0, 3).join(', ');
-  return `Entry ${entry.uid}`;
-}
-
-/** Whether an entry matches a search: in its title, keys or content, ignoring case. */
-export function entryMatches(entry: Entry, needle: string): boolean {
-  const text = needle.trim().toLowerCase();
-  if (!text) return true;
-  return [entry.comment, entry.content, ...entry.keys, ...entry.secondary_keys].some((s) =>
-    s.toLowerCase().includes(text),
-  );
-}
-
 export const POSITIONS: { value: Position; label: string }[] = [
   { value: 'before_char', label: 'Before the character' },
   { value: 'after_char', label: 'After the character' },
@@ -177,10 +163,10 @@ export const POSITIONS: { value: Position; label: string }[] = [
 ];
 
 export const LOGICS: { value: Logic; label: string }[] = [
-  { value: 'and_any', label: 'and any of' },
-  { value: 'and_all', label: 'and all of' },
-  { value: 'not_any', label: 'and none of' },
-  { value: 'not_all', label: 'and not all of' },
+  { value: 'and_any', label: 'Only if any of them also appears' },
+  { value: 'and_all', label: 'Only if all of them also appear' },
+  { value: 'not_any', label: 'Only if none of them appears' },
+  { value: 'not_all', label: 'Unless all of them appear' },
 ];
 
 export const FORMATS: { value: ExportFormat; label: string; hint: string }[] = [
@@ -189,3 +175,4 @@ export const FORMATS: { value: ExportFormat; label: string; hint: string }[] = [
   { value: 'character_book', label: 'Character book', hint: 'To embed in a character card' },
   { value: 'novelai', label: 'NovelAI', hint: 'For NovelAI’s Lorebook' },
 ];
+

@@ -156,7 +156,7 @@ for (const viewport of ['desktop', 'phone']) {
       await text.fill('We row toward the lighthouse as the fog comes in.');
       await results(page).getByText('1 entry activates').waitFor();
       await results(page).getByRole('button', { name: 'The lighthouse' }).waitFor();
-      await results(page).getByText("key 'lighthouse' in player message").waitFor();
+      await results(page).getByText("Key 'lighthouse' in player message").waitFor();
       await shot(page, `${viewport}-lorebook-preview`);
       await text.fill('We row out across the calm grey sea.');
       await results(page).getByText('No entry activates').waitFor();

@@ -1,4 +1,5 @@
-// `npm run test:browser`: the journeys, with a clear word when Chromium is missing.
+// `npm run test:browser`: the journeys and the lorebook screens, with a clear word when
+// Chromium is missing.
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
@@ -7,7 +8,7 @@ if (!existsSync(chromium)) {
   console.error(`browser tests need Chromium at ${chromium}: apt-get install -y chromium`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'tests/browser/journeys.test.mjs'], {
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'tests/browser/journeys.test.mjs', 'tests/browser/lorebooks.test.mjs'], {
   stdio: 'inherit',
 });
 process.exit(result.status ?? 1);
