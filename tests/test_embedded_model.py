@@ -28,7 +28,7 @@ from taleweaver.engine.models import model_from_settings
 from taleweaver.llm import EmbeddedModel
 from taleweaver.llm.embedded import bundled_model_path
 from taleweaver.llm.shape import ReplyShape, shaped
-from taleweaver.llm.small_model import CHOICES_TOKENS
+from taleweaver.llm.small_model import CHOICES_TOKENS, fit_system, small_prompt
 from taleweaver.llm.templates import TEMPLATES
 from taleweaver.llm.types import StreamItem
 from tests.conftest import META
@@ -353,6 +353,64 @@ async def test_a_new_companion_session_is_prefilled_so_its_first_turn_reads_only
     assert read_ahead > 250
     # The player's words and the template around them, and the reply's own tokens.
     assert spy.take() < 40
+
+
+# A card of about 2,000 tokens, as long cards are: mostly one description.
+HUGE_CARD = {
+    "name": "Mira",
+    "description": " ".join(
+        f"At the {place} Mira once traded a brass compass for a story number {i}, and she "
+        "hums whenever she remembers it."
+        for i, place in enumerate(["harbour", "market", "chapel", "mill", "forge"] * 16)
+    ),
+    "personality": "Warm, curious, stubborn about maps.",
+    "scenario": "A stormy night in the lighthouse; {{user}} knocks at the door.",
+}
+
+
+async def test_a_huge_card_is_cut_to_what_the_small_model_can_use_and_still_prefilled(
+    make_engine: Callable[..., Any], embedded: EmbeddedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine: Engine = await make_engine(model=Prefilling(embedded))
+    engine.caps.max_reply_tokens = 8
+    spy = EvalSpy(embedded, monkeypatch)
+    assert len(embedded._llama.tokenize(HUGE_CARD["description"].encode())) > 1500
+    created = await engine.sessions.create(
+        WS,
+        kind=SessionKind.COMPANION,
+        title="Mira",
+        settings={"character": HUGE_CARD},
+        metadata=META,
+    )
+    await engine.prefills.settle()
+    read_ahead = spy.take()
+
+    turn = await (await engine.turns.start(WS, created["id"], say("Hello Mira"), META)).wait()
+
+    assert turn["status"] == "completed"
+    # The card's opening, its personality and scenario whole: a few hundred tokens.
+    assert 250 < read_ahead < 800
+    assert spy.take() < 40  # the cut prompt is the one prefilled, byte for byte
+
+
+def test_a_long_system_message_keeps_every_paragraphs_opening() -> None:
+    rules = "You are the narrator. Stay in character."
+    description = " ".join(f"Sentence {i} of a long description." for i in range(300))
+    scenario = "Scenario: a storm at the lighthouse."
+    system = "\n\n".join([rules, description, scenario])
+
+    cut = fit_system(system, 2400)
+
+    assert len(cut) <= 2400
+    kept_rules, kept_description, kept_scenario = cut.split("\n\n")
+    assert (kept_rules, kept_scenario) == (rules, scenario)
+    assert description.startswith(kept_description)
+    assert kept_description.endswith("description.")  # at a sentence's end
+    assert fit_system(rules, 2400) == rules
+    # The bundled model's prompt is cut; a model of the user's reads the card whole.
+    messages = [ChatMessage("system", system), ChatMessage("user", "Hi")]
+    assert small_prompt(messages, ReplyShape(), 2400)[0].content == cut
+    assert small_prompt(messages, ReplyShape())[0].content == system
 
 
 async def test_a_turn_that_arrives_during_a_prefill_stops_it_and_reuses_its_work(

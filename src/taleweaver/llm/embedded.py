@@ -38,6 +38,7 @@ from taleweaver.llm.small_model import (
     REPLY_TOKENS,
     SENTENCE_END_GRAMMAR,
     SENTENCE_END_TOKENS,
+    SMALL_SYSTEM_CHARS,
     Sampling,
     sampling_for,
     small_prompt,
@@ -84,6 +85,9 @@ class EmbeddedModel:
         name: str | None = None,
     ) -> None:
         self.model_path = model_path
+        # The bundled model's system message is cut to what a 135M model can use; a
+        # model of the user's reads the card whole.
+        self._system_chars = SMALL_SYSTEM_CHARS if model_path is None else None
         default = "SmolLM2-135M-Instruct" if model_path is None else Path(model_path).stem
         self.name = name or f"embedded:{default}"
         self._context_tokens = context_tokens
@@ -164,7 +168,7 @@ class EmbeddedModel:
     ) -> AsyncIterator[StreamItem]:
         shape = current_shape()
         llama = await self._model()
-        prompt = self._render(small_prompt(messages, shape))
+        prompt = self._render(small_prompt(messages, shape, self._system_chars))
         sampling = sampling_for(shape, self._temperature)
         choices_grammar, sentence_grammar = self._grammars
         # The short cap and the list stops are for the narrator's reply; a summary
@@ -269,7 +273,7 @@ class EmbeddedModel:
         if self._llama is None and not self.loading:
             return
         llama = await self._model()
-        opening = self._opening(small_prompt(messages, current_shape()))
+        opening = self._opening(small_prompt(messages, current_shape(), self._system_chars))
         async with self._generate_lock:
             if self._turns_waiting:
                 return

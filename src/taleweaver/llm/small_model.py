@@ -24,10 +24,19 @@ __all__ = [
     "REPLY_TOKENS",
     "SENTENCE_END_GRAMMAR",
     "SENTENCE_END_TOKENS",
+    "SMALL_SYSTEM_CHARS",
     "Sampling",
+    "fit_system",
     "sampling_for",
     "small_prompt",
 ]
+
+# A 135M model reads a 2,000-token card no better than a 600-token one, and every
+# 1,000 tokens of prompt cost it 4 to 8 s on two cores: its system message (the
+# kind's prompt and the card, lore and world pieces after it) is cut to this.
+SMALL_SYSTEM_CHARS = 2400
+# Paragraphs are shortened no further than this, so each keeps its gist.
+_MIN_PARAGRAPH_CHARS = 160
 
 # Prose first: a small model's few good sentences come early.
 REPLY_TOKENS = 160
@@ -92,13 +101,54 @@ def sampling_for(shape: ReplyShape, temperature: float) -> Sampling:
     )
 
 
-def small_prompt(messages: Sequence[ChatMessage], shape: ReplyShape) -> list[ChatMessage]:
+def small_prompt(
+    messages: Sequence[ChatMessage], shape: ReplyShape, system_chars: int | None = None
+) -> list[ChatMessage]:
     """The prompt with the kind's brief in place of its long system prompt, and its
-    example scene before the history; unchanged when the kind gave no brief."""
-    brief = shape.brief
-    if brief is None or not messages or messages[0].role != "system":
+    example scene before the history; the system message within `system_chars`
+    (None: as long as it is)."""
+    if not messages or messages[0].role != "system":
         return list(messages)
     system = messages[0].content
-    if system.startswith(brief.replaces):
-        system = brief.system + system[len(brief.replaces) :]
-    return [ChatMessage("system", system), *brief.example, *messages[1:]]
+    brief = shape.brief
+    example: tuple[ChatMessage, ...] = ()
+    if brief is not None:
+        example = brief.example
+        if system.startswith(brief.replaces):
+            system = brief.system + system[len(brief.replaces) :]
+    if system_chars is not None:
+        system = fit_system(system, system_chars)
+    return [ChatMessage("system", system), *example, *messages[1:]]
+
+
+def fit_system(text: str, limit: int) -> str:
+    """`text` within about `limit` characters: its longest paragraphs are shortened
+    first, each to whole sentences where it can, so that every paragraph (the
+    instructions, a description, a scenario) keeps its opening."""
+    paragraphs = text.split("\n\n")
+    if len(text) <= limit:
+        return text
+    cap = _water_level([len(p) for p in paragraphs], limit - 2 * (len(paragraphs) - 1))
+    return "\n\n".join(p if len(p) <= cap else _shorten(p, cap) for p in paragraphs)
+
+
+def _water_level(lengths: list[int], total: int) -> int:
+    """The largest cap such that the lengths, each cut to it, sum to at most `total`
+    (never below the floor that keeps a paragraph's gist)."""
+    left, count = total, len(lengths)
+    for length in sorted(lengths):
+        if length * count > left:
+            return max(left // count, _MIN_PARAGRAPH_CHARS)
+        left -= length
+        count -= 1
+    return max(lengths)
+
+
+def _shorten(paragraph: str, cap: int) -> str:
+    """The paragraph's opening within `cap` characters: up to its last sentence end
+    when that keeps half of it, else to its last whole word, marked cut."""
+    head = paragraph[:cap]
+    end = max(head.rfind(mark) for mark in (". ", "! ", "? ", ".\n"))
+    if end >= cap // 2:
+        return head[: end + 1]
+    return head.rsplit(" ", 1)[0].rstrip(",;:") + "…"
