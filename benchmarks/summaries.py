@@ -22,11 +22,11 @@ from pathlib import Path
 from benchmarks.stats import percentile, summary, verdict
 from taleweaver.config import Settings
 from taleweaver.domain.events import EventMetadata, NewEvent
+from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import EventType, SessionKind
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from taleweaver.memory.context import RecallQuery
 from taleweaver.memory.summaries import Summarizer, SummarySource
 
 TURNS = 9_999

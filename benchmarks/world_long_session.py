@@ -24,9 +24,9 @@ from benchmarks.stats import summary, verdict
 from benchmarks.world_meaning import distractors
 from taleweaver.config import Settings
 from taleweaver.domain.events import EventMetadata
+from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from taleweaver.memory.context import RecallQuery
 from taleweaver.memory.world import WorldMemory
 from taleweaver.memory.world.embedding import local_embedder
 from taleweaver.memory.world.vectors import TextEmbedder

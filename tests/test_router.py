@@ -12,6 +12,7 @@ import pytest
 
 from taleweaver.domain.errors import InvalidInput, ModelError, ModelUnavailable
 from taleweaver.domain.events import JSON
+from taleweaver.domain.pipeline import ReplyUnderReview
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnRequest
@@ -19,7 +20,6 @@ from taleweaver.engine import Engine
 from taleweaver.llm import CallScope, ModelRouter
 from taleweaver.llm.breaker import BreakerState, CircuitBreaker
 from taleweaver.llm.retry import RetryPolicy
-from taleweaver.memory import ReplyUnderReview
 from tests.conftest import META
 from tests.loopback_models import (
     FAST,

@@ -16,12 +16,12 @@ import pytest
 from taleweaver.auth import Role
 from taleweaver.domain.errors import Conflict, InvalidInput
 from taleweaver.domain.events import EventMetadata
+from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import TurnAction, TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from taleweaver.memory.context import RecallQuery
 from taleweaver.safety.classifier import ModelClassifier, parse_verdict
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.protocol import CrisisSignal

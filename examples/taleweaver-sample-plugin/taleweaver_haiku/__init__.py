@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import click
 
 from taleweaver.domain.events import RecordedEvent
+from taleweaver.domain.pipeline import ContextPiece, RecallQuery
 from taleweaver.domain.sessions import SessionState
 from taleweaver.engine.kinds import KindSpec
-from taleweaver.memory import ContextPiece, RecallQuery
 from taleweaver.plugins import hookimpl
 
 KIND = "haiku"

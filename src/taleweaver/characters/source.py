@@ -14,8 +14,8 @@ from taleweaver.characters.service import Characters
 from taleweaver.characters.tone import Relationship
 from taleweaver.domain.characters import Card, CardMember, pick_speaker
 from taleweaver.domain.macros import MacroContext, expand
+from taleweaver.domain.pipeline import ContextPiece, Placement, RecallQuery
 from taleweaver.domain.session_settings import persona
-from taleweaver.memory import ContextPiece, Placement, RecallQuery
 
 SOURCE = "character"
 # (card field, how it is introduced, placement, priority, order, core). Core pieces

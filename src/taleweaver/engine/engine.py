@@ -17,6 +17,7 @@ from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
 from taleweaver.domain.errors import InvalidInput, ModelLoading
 from taleweaver.domain.events import RecordedEvent
+from taleweaver.domain.pipeline import NoContinuityCheck, NoExtraction
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.flags import WorkspaceFlags
 from taleweaver.engine.kinds import register_kind
@@ -29,7 +30,6 @@ from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
 from taleweaver.llm.base import Warmable
-from taleweaver.memory import NoContinuityCheck, NoExtraction
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
 from taleweaver.memory.world import WorldMemory

@@ -6,6 +6,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from taleweaver.domain.pipeline import (
+    ContextSource,
+    ContinuityChecker,
+    Extractor,
+    NoContinuityCheck,
+    NoExtraction,
+)
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.kinds import KINDS
@@ -20,13 +27,6 @@ from taleweaver.engine.stages import (
     Understand,
 )
 from taleweaver.llm import ChatModel
-from taleweaver.memory import (
-    ContextSource,
-    ContinuityChecker,
-    Extractor,
-    NoContinuityCheck,
-    NoExtraction,
-)
 from taleweaver.observability import observe_stage
 from taleweaver.observability.tracing import span
 from taleweaver.safety import AllowAll, SafetyChecker

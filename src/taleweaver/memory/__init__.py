@@ -1,22 +1,7 @@
-"""World memory seams: what is extracted from replies and checked against canon."""
+"""Memory: world memory (the world bible, hybrid recall, extraction and continuity),
+lorebooks and rolling summaries. Each is a subpackage; what they share with the
+pipeline (context sources, extractors, continuity checkers) is declared in
+`taleweaver.domain.pipeline`."""
 
-from taleweaver.memory.context import ContextPiece, ContextSource, Placement, RecallQuery
-from taleweaver.memory.seams import (
-    ContinuityChecker,
-    Extractor,
-    NoContinuityCheck,
-    NoExtraction,
-    ReplyUnderReview,
-)
-
-__all__ = [
-    "ContextPiece",
-    "ContextSource",
-    "ContinuityChecker",
-    "Extractor",
-    "NoContinuityCheck",
-    "NoExtraction",
-    "Placement",
-    "RecallQuery",
-    "ReplyUnderReview",
-]
+# Subpackages are imported by name; nothing is re-exported here.
+__all__: list[str] = []

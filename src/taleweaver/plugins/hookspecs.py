@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     import click
     from fastapi import APIRouter
 
+    from taleweaver.domain.pipeline import ContextSource
     from taleweaver.engine import Engine
     from taleweaver.engine.kinds import KindSpec
     from taleweaver.llm import ChatModel
-    from taleweaver.memory import ContextSource
     from taleweaver.store.repository import CommitListener
 
 PROJECT = "taleweaver"

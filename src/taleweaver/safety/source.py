@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taleweaver.memory import ContextPiece, RecallQuery
+from taleweaver.domain.pipeline import ContextPiece, RecallQuery
 from taleweaver.safety.content import ContentPreferences
 
 

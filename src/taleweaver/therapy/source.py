@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.events import JSON
+from taleweaver.domain.pipeline import ContextPiece, RecallQuery
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.therapy import (
     ChoiceType,
@@ -15,7 +16,6 @@ from taleweaver.domain.therapy import (
     scene_for,
     world_params,
 )
-from taleweaver.memory import ContextPiece, RecallQuery
 from taleweaver.store.schema import sessions
 from taleweaver.store.therapy_schema import therapy_profiles
 from taleweaver.therapy.profiles import profile_dict

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from taleweaver.domain.flags import WORLD_EXTRACTION
+from taleweaver.domain.pipeline import ContinuityChecker
 from taleweaver.engine.context import TurnContext
 from taleweaver.engine.outcome import continuity_view
 from taleweaver.engine.stages.extract import under_review
-from taleweaver.memory import ContinuityChecker
 
 
 class Continuity:

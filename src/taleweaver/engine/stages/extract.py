@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from taleweaver.domain.flags import WORLD_EXTRACTION
+from taleweaver.domain.pipeline import Extractor, ReplyUnderReview
 from taleweaver.engine.context import TurnContext
-from taleweaver.memory import Extractor, ReplyUnderReview
 
 
 def under_review(ctx: TurnContext) -> ReplyUnderReview:

@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from taleweaver.domain.events import JSON
+from taleweaver.domain.pipeline import ContextPiece, ContextSource, RecallQuery
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionState
 from taleweaver.engine.context import TurnContext
-from taleweaver.memory.context import ContextPiece, ContextSource, RecallQuery
 from taleweaver.store.queries import Queries
 
 CONTINUE_PROMPT = "(Continue the story from where it left off.)"

@@ -35,8 +35,8 @@ from taleweaver.domain.lorebook import (
     update_entry,
 )
 from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH
+from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.session_settings import book_ids
-from taleweaver.memory.context import RecallQuery
 from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
 from taleweaver.memory.lorebook.matcher import PreparedBooks
 from taleweaver.memory.lorebook.reimport import (

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from taleweaver.domain.events import JSON
 from taleweaver.domain.lorebook import Activated, Entry, Outcome, Position
-from taleweaver.memory.context import ContextPiece, Placement, RecallQuery
+from taleweaver.domain.pipeline import ContextPiece, Placement, RecallQuery
 from taleweaver.memory.lorebook.service import Lorebooks
 
 # Pieces in one place are ordered by `order`, lower first; "after" positions are

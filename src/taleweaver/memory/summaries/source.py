@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 
 from taleweaver.domain.errors import EncryptionError
+from taleweaver.domain.pipeline import ContextPiece, RecallQuery
 from taleweaver.domain.summaries import fit_texts
-from taleweaver.memory.context import ContextPiece, RecallQuery
 from taleweaver.memory.summaries.service import Summaries
 
 __all__ = ["SummarySource"]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent
+from taleweaver.domain.pipeline import ReplyUnderReview
 from taleweaver.domain.world import WorldEvent, clean_time, overlaps
 from taleweaver.domain.world.rules import (
     FUZZY_THRESHOLD,
@@ -25,7 +26,6 @@ from taleweaver.domain.world.rules import (
     norm_value,
     timeline_drift,
 )
-from taleweaver.memory.seams import ReplyUnderReview
 from taleweaver.memory.world import rows
 from taleweaver.memory.world.bible import WorldBible, new_id
 from taleweaver.store.database import Database

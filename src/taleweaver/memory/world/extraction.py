@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from taleweaver.config import WorldSettings
 from taleweaver.domain.errors import ModelError
 from taleweaver.domain.events import JSON
+from taleweaver.domain.pipeline import ReplyUnderReview
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.world.text import guess
 from taleweaver.llm import CallScope, ChatModel, ModelRouter, task_model
-from taleweaver.memory.seams import ReplyUnderReview
 from taleweaver.memory.world import rows
 from taleweaver.store.database import Database
 

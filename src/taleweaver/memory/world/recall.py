@@ -6,7 +6,7 @@ from __future__ import annotations
 from taleweaver.config import WorldSettings
 from taleweaver.domain.errors import NotFound
 from taleweaver.domain.events import JSON
-from taleweaver.memory.context import ContextPiece, RecallQuery
+from taleweaver.domain.pipeline import ContextPiece, RecallQuery
 from taleweaver.memory.world import rows
 from taleweaver.memory.world.search import Hit, HybridSearch
 from taleweaver.store.database import Database
