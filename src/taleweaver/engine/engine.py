@@ -18,9 +18,10 @@ from taleweaver.domain.crisis import CrisisProtocol
 from taleweaver.domain.errors import InvalidInput, ModelLoading
 from taleweaver.domain.events import RecordedEvent
 from taleweaver.domain.pipeline import NoContinuityCheck, NoExtraction
+from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.flags import WorkspaceFlags
-from taleweaver.engine.kinds import register_kind
+from taleweaver.engine.kinds import KindSpec, provide_kind, register_kind
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
@@ -44,7 +45,7 @@ from taleweaver.store.events import EventStore
 from taleweaver.store.queries import Queries
 from taleweaver.store.repository import CommitListener, SessionRepository
 from taleweaver.store.sealing import Sealer
-from taleweaver.therapy import TherapyService, TherapySource
+from taleweaver.therapy import TherapyService, TherapySource, therapy_prompt
 
 if TYPE_CHECKING:
     from taleweaver.engine.interop import Interop
@@ -137,6 +138,10 @@ class Engine:
         self.crisis: CrisisProtocol = self.safety.crisis
         self.therapy = TherapyService(
             self.db, self.repository.store, caps.queries, self.audit, self.crisis
+        )
+        # Therapy brings its session kind: its narrator's prompt, options tagged by type.
+        provide_kind(
+            SessionKind.THERAPY, KindSpec(therapy_prompt, with_choices=True, tagged_choices=True)
         )
         self.summaries = Summaries(
             SummaryStore(self.db, self.sealer),

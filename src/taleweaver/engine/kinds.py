@@ -1,16 +1,21 @@
-"""Session kinds: each is a system prompt and a configuration of the same stages."""
+"""Session kinds: each is a system prompt and a configuration of the same stages.
+
+The engine's own kinds are declared here. A capability that brings a kind (therapy)
+provides it when the engine is assembled (`Engine._wire_features`), and a plugin's
+kind is registered from its hook: the engine names no capability to know its kinds.
+"""
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
 
+from taleweaver.domain.errors import Conflict
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind, SessionState, admit_kind
 from taleweaver.engine.stages.narrate import BriefPrompt
 from taleweaver.engine.stages.recall import SystemPrompt
 from taleweaver.llm.shape import Brief
-from taleweaver.therapy.prompt import therapy_prompt
 
 
 def _premise(state: SessionState) -> str:
@@ -121,12 +126,30 @@ class KindSpec:
     brief: BriefPrompt | None = None
 
 
+# Every kind the process can run: the engine's own, then those capabilities provide
+# and plugins register as the engine is assembled.
 KINDS: dict[SessionKind, KindSpec] = {
     SessionKind.STORY: KindSpec(_story_prompt, with_choices=True, brief=_story_brief),
     SessionKind.COMPANION: KindSpec(_companion_prompt, with_choices=False),
     SessionKind.STUDIO: KindSpec(_studio_prompt, with_choices=False),
-    SessionKind.THERAPY: KindSpec(therapy_prompt, with_choices=True, tagged_choices=True),
 }
+
+
+def provide_kind(kind: SessionKind, spec: KindSpec) -> None:
+    """Configure a built-in kind that a capability brings (therapy's): the engine
+    calls this while wiring the capability; the same spec again changes nothing."""
+    KINDS[kind] = spec
+
+
+def kind_spec(kind: SessionKind) -> KindSpec:
+    """How the pipeline runs a session of `kind`."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise Conflict(
+            f"session kind {str(kind)!r} is not configured: the capability that brings it "
+            "was not wired into this engine"
+        )
+    return spec
 
 
 def register_kind(name: str, spec: KindSpec) -> SessionKind:

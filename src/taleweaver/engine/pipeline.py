@@ -15,7 +15,7 @@ from taleweaver.domain.pipeline import (
 )
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.context import TurnContext
-from taleweaver.engine.kinds import KINDS
+from taleweaver.engine.kinds import kind_spec
 from taleweaver.engine.stages import (
     Continuity,
     Extract,
@@ -71,7 +71,7 @@ class Pipeline:
 
 
 def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
-    spec = KINDS[kind]
+    spec = kind_spec(kind)
     narrate = Narrate(
         caps.model,
         max_tokens=caps.max_reply_tokens,
