@@ -126,6 +126,10 @@ for (const viewport of ['desktop', 'phone']) {
       await form.getByRole('button', { name: 'Remove key beacon' }).click();
       await form.getByLabel('Content', { exact: true }).fill('The lighthouse on Gull Point has been dark for nine years; its keeper vanished.');
       await form.getByText('Unsaved changes').waitFor();
+      // A look at another tab keeps the unsaved edit.
+      await page.getByRole('tab', { name: 'Preview' }).click();
+      await page.getByRole('tab', { name: /Entries/ }).click();
+      await form.getByText('Unsaved changes').waitFor();
       await form.getByRole('button', { name: 'Save entry' }).click();
       await form.getByRole('status').getByText('Saved.').waitFor();
       await shot(page, `${viewport}-lorebook-entry`);
@@ -151,7 +155,10 @@ for (const viewport of ['desktop', 'phone']) {
       assert.equal(stored.group, 'landmarks');
       assert.equal(stored.case_sensitive, false);
 
-      await page.getByRole('tab', { name: 'Preview' }).click();
+      // The tabs answer the arrow keys.
+      await page.getByRole('tab', { name: /Entries/ }).focus();
+      await page.keyboard.press('ArrowRight');
+      assert.equal(await page.getByRole('tab', { name: 'Preview' }).getAttribute('aria-selected'), 'true');
       const text = page.getByLabel('Story text');
       await text.fill('We row toward the lighthouse as the fog comes in.');
       await results(page).getByText('1 entry activates').waitFor();
@@ -168,9 +175,10 @@ for (const viewport of ['desktop', 'phone']) {
       assert.equal(await page.getByRole('form', { name: 'Entry' }).getByLabel('Title').inputValue(), 'The lighthouse');
 
       await page.getByRole('tab', { name: 'Settings' }).click();
-      await page.getByLabel('Scan depth (messages)').fill('4');
-      await page.getByRole('button', { name: 'Save settings' }).click();
-      await page.getByRole('status').getByText('Saved.').waitFor();
+      const settings = page.getByRole('tabpanel', { name: 'Settings' });
+      await settings.getByLabel('Scan depth (messages)').fill('4');
+      await settings.getByRole('button', { name: 'Save settings' }).click();
+      await settings.getByRole('status').getByText('Saved.').waitFor();
       await shot(page, `${viewport}-lorebook-settings`);
       assert.deepEqual(errors, []);
       await context.close();
@@ -201,12 +209,36 @@ for (const viewport of ['desktop', 'phone']) {
       await page.getByRole('heading', { name: 'Aster', level: 1 }).waitFor();
       const list = page.getByRole('list', { name: 'Entries' });
       assert.equal(await list.getByRole('listitem').count(), 26);
+      await shot(page, `${viewport}-lorebook-entries`);
       await page.getByLabel('Search entries').fill('wyrm');
       await list.getByRole('button', { name: /Dragons/ }).waitFor();
       assert.ok((await list.getByRole('listitem').count()) < 26);
       await list.getByRole('button', { name: /Dragons/ }).click();
-      await page.getByRole('form', { name: 'Entry' }).getByRole('button', { name: 'Remove key wyrm' }).waitFor();
+      const form = page.getByRole('form', { name: 'Entry' });
+      await form.getByRole('button', { name: 'Remove key wyrm' }).waitFor();
       await shot(page, `${viewport}-lorebook-imported-entry`);
+
+      // Leaving an entry with unsaved edits asks first.
+      const title = form.getByLabel('Title', { exact: true });
+      await title.fill('Dragons of Aster');
+      // On a phone the list is behind "All entries"; on a desktop, beside the entry.
+      const leaveIt = async () => {
+        if (viewport === 'phone') return page.getByRole('button', { name: 'All entries' }).click();
+        await page.getByLabel('Search entries').fill('');
+        await list.getByRole('button', { name: /The Ember Court/ }).click();
+      };
+      await leaveIt();
+      const leave = page.getByRole('dialog', { name: 'Leave without saving?' });
+      await leave.getByRole('button', { name: 'Keep editing' }).click();
+      assert.equal(await title.inputValue(), 'Dragons of Aster');
+      await leaveIt();
+      await leave.getByRole('button', { name: 'Discard changes' }).click();
+      if (viewport === 'phone') {
+        await page.getByLabel('Search entries').fill('');
+        await list.getByRole('button', { name: /The Ember Court/ }).click();
+      }
+      await page.getByText('Unsaved changes').waitFor({ state: 'detached' });
+      assert.equal(await title.inputValue(), 'The Ember Court');
 
       await page.getByRole('button', { name: 'Export' }).click();
       const exporting = page.getByRole('dialog', { name: 'Export lorebook' });
