@@ -9,7 +9,9 @@ from their first words, so that neither reuses the other's cache. Replies are
 capped short: only the time to the first token is measured.
 
 The machine may be shared: the load average is printed with the figures.
-Target: a companion's first token within 3 s once its prompt was prefilled.
+Target: a companion's first token within 3 s, whether the player speaks the moment
+the session opens or after the prefill (the bundled model's prompt is cut to what a
+135M model can use, so the card is a few hundred tokens of it).
 
 Run on its own: `python -m benchmarks.embedded_companion`.
 """
@@ -103,8 +105,8 @@ def run() -> bool:
     print(f"  prefill            : {f['prefill'] * 1000:8.0f} ms in the background")
     print(f"  first turn after   : {f['warm'] * 1000:8.0f} ms to the first token")
     print(f"  second turn        : {f['second'] * 1000:8.0f} ms to the first token")
-    ok = f["warm"] <= 3.0
-    print(f"  target             : prefilled first token <= 3000 ms -> {verdict(ok)}")
+    ok = f["warm"] <= 3.0 and f["cold"] <= 3.0
+    print(f"  target             : first token <= 3000 ms, prefilled or not -> {verdict(ok)}")
     return ok
 
 
