@@ -180,6 +180,18 @@ async def test_presence_shows_who_is_here_and_who_is_typing(serve: Serve) -> Non
     assert hello["connection"] not in {p["connection"] for p in left["here"]}
 
 
+async def test_presence_names_each_person_by_their_display_name(serve: Serve) -> None:
+    client = serve()
+    session_id = create_session(client)
+    me = client.get(f"{API}/auth/me").json()
+    async with live(str(client.base_url), session_id) as channel:
+        frame = await channel.until(lambda f: here(f) == 1)
+    assert [(p["user_id"], p["name"]) for p in frame["here"]] == [
+        (me["user_id"], me["display_name"])
+    ]
+    assert me["display_name"]
+
+
 async def test_a_client_that_stops_answering_pings_is_dropped(serve: Serve) -> None:
     # Margins a loaded CI machine keeps: the live client answers within 2 s, always.
     client = serve(live_ping_seconds=0.2, live_dead_after_seconds=2.0)

@@ -55,11 +55,14 @@ class LiveConnection:
         workspace_id: str,
         may_play: Callable[[], Awaitable[None]],
         is_member: Callable[[str], Awaitable[bool]],
+        names: Callable[[], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
         self.websocket = websocket
         self.workspace_id = workspace_id
         self.may_play = may_play
         self.is_member = is_member
+        self.names = names
+        self._names: dict[str, str] = {}
         self.live = live
         self.session_id = session_id
         self.user_id = user_id
@@ -172,11 +175,17 @@ class LiveConnection:
             if watch.presence.is_set():
                 watch.presence.clear()
                 here = await self.live.presence(self.session_id)
+                names = await self._names_of({p.user_id for p in here})
                 await self.send(
                     {
                         "type": "presence",
                         "here": [
-                            {"user_id": p.user_id, "connection": p.connection, "typing": p.typing}
+                            {
+                                "user_id": p.user_id,
+                                "connection": p.connection,
+                                "typing": p.typing,
+                                "name": names.get(p.user_id),
+                            }
                             for p in here
                         ],
                         "typing": sorted({p.user_id for p in here if p.typing}),
@@ -191,6 +200,13 @@ class LiveConnection:
             await self.send({"type": "ping", "at": time.time()})
             await self.live.here(self.session_id, self._presence(), changed=False)
             next_ping = now + self.ping_s
+
+    async def _names_of(self, user_ids: set[str]) -> dict[str, str]:
+        """Display names for presence, read again only when someone new is here."""
+        if self.names is not None and not user_ids <= self._names.keys():
+            self._names = await self.names()
+            self._names.update({u: "" for u in user_ids - self._names.keys()})  # asked once
+        return {u: name for u, name in self._names.items() if name}
 
     async def _table(self, changes: asyncio.Queue[RecordedEvent]) -> None:
         """The session's table as it is now, then again after every change to it."""

@@ -59,6 +59,11 @@ async def live(websocket: WebSocket) -> None:
         members = await engine.accounts.members(access.workspace_id)
         return any(m["user_id"] == user_id for m in members)
 
+    async def names() -> dict[str, str]:
+        """What to call the people of the session's workspace: their display names."""
+        members = await engine.accounts.members(access.workspace_id)
+        return {str(m["user_id"]): str(m["display_name"]) for m in members if m["display_name"]}
+
     connection = LiveConnection(
         websocket,
         engine.live,
@@ -68,6 +73,7 @@ async def live(websocket: WebSocket) -> None:
         workspace_id=access.workspace_id,
         may_play=may_play,
         is_member=is_member,
+        names=names,
     )
     await connection.run(after, resume)
 
