@@ -53,6 +53,38 @@ export interface Entry {
 
 export type EntryFields = Omit<Entry, 'uid'>;
 
+/** The fields the entry form edits and sends: a field the server adds later is left alone. */
+export const ENTRY_FIELDS = [
+  'keys',
+  'secondary_keys',
+  'content',
+  'comment',
+  'enabled',
+  'constant',
+  'selective',
+  'logic',
+  'order',
+  'position',
+  'depth',
+  'role',
+  'scan_depth',
+  'case_sensitive',
+  'match_whole_words',
+  'use_group_scoring',
+  'exclude_recursion',
+  'prevent_recursion',
+  'delay_until_recursion',
+  'probability',
+  'use_probability',
+  'group',
+  'group_override',
+  'group_weight',
+  'sticky',
+  'cooldown',
+  'delay',
+  'ignore_budget',
+] as const satisfies readonly (keyof EntryFields)[];
+
 export interface BookSettings {
   scan_depth: number;
   token_budget: number | null;

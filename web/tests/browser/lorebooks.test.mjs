@@ -134,6 +134,13 @@ for (const viewport of ['desktop', 'phone']) {
       await form.getByRole('status').getByText('Saved.').waitFor();
       await shot(page, `${viewport}-lorebook-entry`);
 
+      // A value the server refuses is not saved, and the form says why.
+      await form.getByLabel('Order', { exact: true }).fill('99999999999');
+      await form.getByRole('button', { name: 'Save entry' }).click();
+      await form.getByRole('alert').getByText(/^Not saved: Order: .*less than 2147483648/).waitFor();
+      await shot(page, `${viewport}-lorebook-entry-error`);
+      await form.getByLabel('Order', { exact: true }).fill('100');
+
       // Every other field waits, folded, below the main ones.
       await form.getByText('Matching, chance, groups and timing').click();
       await form.getByLabel('Sticky').fill('2');
