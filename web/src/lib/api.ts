@@ -26,6 +26,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly title: string,
     readonly detail: string,
+    /** The whole problem+json body: `errors` ({loc, msg}[]) and any other members. */
+    readonly body: Record<string, unknown> = {},
   ) {
     super(detail || title);
   }
@@ -39,8 +41,10 @@ function csrf(): string {
 async function failure(response: Response): Promise<ApiError> {
   let title = response.statusText || 'Request failed';
   let detail = '';
+  let problem: Record<string, unknown> = {};
   try {
     const body = (await response.json()) as { title?: string; detail?: string };
+    problem = body as Record<string, unknown>;
     title = body.title ?? title;
     detail = body.detail ?? '';
   } catch {
@@ -48,7 +52,7 @@ async function failure(response: Response): Promise<ApiError> {
   }
   if (response.status === 429) detail = 'Too many requests just now. Wait a moment and try again.';
   if (response.status >= 500 && !detail) detail = 'The server had a problem. Try again in a moment.';
-  return new ApiError(response.status, title, detail);
+  return new ApiError(response.status, title, detail, problem);
 }
 
 async function request(
@@ -106,6 +110,12 @@ export const api = {
   /** Make telling `active` of the last reply the one the story goes on from. */
   chooseTelling: (id: string, messageId: string, active: number) =>
     json<Message>('PATCH', `/sessions/${q(id)}/messages/${q(messageId)}`, { active }),
+  /** The session's events after stream version `afterVersion` (each with its global position). */
+  events: (id: string, afterVersion: number, limit: number) =>
+    json<{ version: number; position: number; type: string }[]>(
+      'GET',
+      `/sessions/${q(id)}/events?after=${afterVersion}&limit=${limit}`,
+    ),
   search: (text: string) => json<SearchHit[]>('GET', `/search?q=${q(text)}&limit=20`),
 
   characters: () => json<{ items: CharacterSummary[] }>('GET', '/characters?limit=200'),

@@ -1,5 +1,5 @@
 // Client routes: `/`, `/s/<session id>` (with `?turn=N` to open at a turn) and
-// `/characters`, `/worlds[/<id>[/entities/<id>]]`, `/lorebooks[/<id>]`. The server answers every such path with the app, so a reload keeps
+// `/characters[/<id>]`, `/worlds[/<id>[/entities/<id>]]`, `/lorebooks[/<id>]`. The server answers every such path with the app, so a reload keeps
 // the place.
 
 export interface Route {
@@ -8,6 +8,7 @@ export interface Route {
   worldId: string | null;
   entityId: string | null;
   lorebookId: string | null;
+  characterId: string | null;
   turn: number | null;
 }
 
@@ -17,10 +18,11 @@ function parse(): Route {
   const sessionId = match ? decodeURIComponent(match[1] ?? '') : null;
   const world = /^\/worlds(?:\/([^/]+)(?:\/entities\/([^/]+))?)?$/.exec(location.pathname);
   const book = /^\/lorebooks(?:\/([^/]+))?$/.exec(location.pathname);
+  const character = /^\/characters(?:\/([^/]+))?$/.exec(location.pathname);
   return {
     view: sessionId
       ? 'session'
-      : location.pathname === '/characters'
+      : character
         ? 'characters'
         : world
           ? 'worlds'
@@ -31,6 +33,7 @@ function parse(): Route {
     worldId: world?.[1] ? decodeURIComponent(world[1]) : null,
     entityId: world?.[2] ? decodeURIComponent(world[2]) : null,
     lorebookId: book?.[1] ? decodeURIComponent(book[1]) : null,
+    characterId: character?.[1] ? decodeURIComponent(character[1]) : null,
     turn: Number.isInteger(turn) && turn > 0 ? turn : null,
   };
 }
@@ -41,11 +44,33 @@ function sync(): void {
   Object.assign(route, parse());
 }
 
-addEventListener('popstate', sync);
+// A screen with unsaved work may hold a move away: its guard answers false to stay,
+// and later (having cleared itself) calls `proceed` if the user leaves after all.
+type LeaveGuard = (proceed: () => void) => boolean;
+let leaveGuard: LeaveGuard | null = null;
+let here = location.pathname + location.search;
+
+/** Set (or clear, with null) the guard asked before the app leaves the current place. */
+export function guardLeave(guard: LeaveGuard | null): void {
+  leaveGuard = guard;
+}
+
+addEventListener('popstate', () => {
+  const target = location.pathname + location.search;
+  if (leaveGuard && target !== here && !leaveGuard(() => navigate(target, false))) {
+    // The browser has moved already: put the place back while the user decides.
+    history.pushState(null, '', here);
+    return;
+  }
+  here = target;
+  sync();
+});
 
 function navigate(path: string, replace: boolean): void {
+  if (leaveGuard && path !== here && !leaveGuard(() => navigate(path, replace))) return;
   if (replace) history.replaceState(null, '', path);
   else history.pushState(null, '', path);
+  here = path;
   sync();
 }
 
@@ -53,8 +78,8 @@ export function go(sessionId: string | null, turn: number | null = null, replace
   navigate(sessionId ? `/s/${encodeURIComponent(sessionId)}${turn ? `?turn=${turn}` : ''}` : '/', replace);
 }
 
-export function goCharacters(): void {
-  navigate('/characters', false);
+export function goCharacters(characterId: string | null = null, replace = false): void {
+  navigate(characterId ? `/characters/${encodeURIComponent(characterId)}` : '/characters', replace);
 }
 
 export function goWorld(worldId: string | null = null, entityId: string | null = null): void {
