@@ -23,11 +23,11 @@ from benchmarks.stats import summary, verdict
 from taleweaver.config import Settings
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.therapy import ProfileInput
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
 from taleweaver.therapy import TherapySource
-from taleweaver.therapy.profiles import ProfileInput
 
 TURNS = 150
 BACKLOG = 500

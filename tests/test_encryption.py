@@ -27,7 +27,7 @@ from taleweaver.api import create_app
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
 from taleweaver.domain.errors import EncryptionError, InvalidInput, KeyMissing
-from taleweaver.domain.therapy import Approach, Instrument
+from taleweaver.domain.therapy import Approach, Instrument, ProfileInput
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.engine.encryption import key_ring_from_settings
@@ -36,7 +36,6 @@ from taleweaver.store import rotation
 from taleweaver.store.crypto import KeyRing, is_sealed, key_id_of, new_key, parse_keys
 from taleweaver.store.database import Database
 from taleweaver.store.keys import KeyFile, open_key_ring
-from taleweaver.therapy.profiles import ProfileInput
 from tests.conftest import META, DatabaseSpec
 
 API = "/api/v1"

@@ -18,7 +18,7 @@ from taleweaver.domain.errors import Conflict, InvalidInput
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.prompt import ChatMessage
-from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.sessions import SessionFilter, SessionKind
 from taleweaver.domain.turns import TurnAction, TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
@@ -26,7 +26,6 @@ from taleweaver.safety.classifier import ModelClassifier, parse_verdict
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.protocol import CrisisSignal
 from taleweaver.safety.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webhooks, verify
-from taleweaver.store.queries import SessionFilter
 
 STORY = "The hall is quiet.\n\nChoices:\n1. Go left\n2. Go right\n"
 CRISIS = "honestly I don't see the point of going on, everyone would be better off without me"

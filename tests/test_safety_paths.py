@@ -17,12 +17,11 @@ import pytest
 
 from taleweaver.config import Settings
 from taleweaver.domain.events import EventMetadata
-from taleweaver.domain.sessions import SessionKind
+from taleweaver.domain.sessions import SessionFilter, SessionKind
 from taleweaver.domain.turns import SafetyVerdict, TurnAction, TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
 from taleweaver.safety import SafetySubject
-from taleweaver.store.queries import SessionFilter
 from tests.conftest import LoopbackServer
 from tests.test_safety_crisis import Receiver, serve_receiver
 

@@ -21,12 +21,13 @@ from taleweaver.domain.errors import EncryptionError, NotFound
 from taleweaver.domain.events import EventMetadata, NewEvent
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import EventType, SessionKind
+from taleweaver.domain.summaries import SummaryRow
 from taleweaver.domain.turns import TurnAction, TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.llm import ModelRouter, ScriptedModel, as_backend
 from taleweaver.llm.routing import Provider, RoutedModel
 from taleweaver.llm.scripted import story_script
-from taleweaver.memory.summaries import Summarizer, SummaryConfig, SummaryRow
+from taleweaver.memory.summaries import Summarizer, SummaryConfig
 from taleweaver.store import migrate
 from taleweaver.store.database import Database
 from taleweaver.store.keys import KeyFile

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from taleweaver.domain.summaries import (
     Exchange,
+    IndexEntry,
     Known,
     Span,
     clean_output,
@@ -23,7 +24,6 @@ from taleweaver.domain.summaries import (
     span_of,
     turns_prompt,
 )
-from taleweaver.memory.summaries import IndexEntry
 from taleweaver.memory.summaries.service import IndexView
 
 

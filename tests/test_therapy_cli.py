@@ -12,10 +12,9 @@ import pytest
 
 from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
-from taleweaver.domain.therapy import Instrument
+from taleweaver.domain.therapy import Instrument, ProfileInput
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
-from taleweaver.therapy.profiles import ProfileInput
 from tests.test_cli import cli_env
 
 SCRIPT = Path(sys.executable).with_name("taleweaver")

@@ -18,13 +18,12 @@ from taleweaver.domain.errors import Conflict, InvalidInput, NotFound
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionKind
-from taleweaver.domain.therapy import Approach, Instrument, MarkerType
+from taleweaver.domain.therapy import Approach, Instrument, MarkerType, ProfileInput
 from taleweaver.domain.turns import TurnRequest
 from taleweaver.engine import Engine
 from taleweaver.llm import ScriptedModel
 from taleweaver.store.therapy_schema import therapy_emotions
 from taleweaver.therapy import TherapyService
-from taleweaver.therapy.profiles import ProfileInput
 
 WS = "local"
 ME = LOCAL_USER_ID

@@ -43,6 +43,10 @@ def most_severe(*levels: CrisisLevel) -> CrisisLevel:
     return max(levels, key=rank, default="none")
 
 
+# From this level on the crisis protocol runs; below it (low) the turn carries a warning.
+CRISIS_FROM: CrisisLevel = "moderate"
+
+
 def _shift(level: CrisisLevel, steps: int) -> CrisisLevel:
     return LEVELS[max(1, min(len(LEVELS) - 1, rank(level) + steps))]
 
@@ -378,6 +382,18 @@ def combine(first: Assessment, second: Assessment) -> Assessment:
 
 
 # --- content topics -----------------------------------------------------------------
+
+# A content rule set or a player's preferences: at most this many topics, each this long.
+MAX_TOPICS = 100
+MAX_TOPIC_CHARS = 80
+# The scope of a workspace's own content rules; a world's are `world_scope(world_id)`.
+WORKSPACE_SCOPE = "workspace"
+
+
+def world_scope(world_id: str) -> str:
+    if not world_id or len(world_id) > 100:
+        raise InvalidInput("a world id must be 1 to 100 characters")
+    return f"world:{world_id}"
 
 
 def topic_pattern(topic: str) -> re.Pattern[str]:

@@ -98,6 +98,16 @@ def validate_title(title: str) -> str:
     return cleaned
 
 
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Which sessions a listing shows (every field left None matches any)."""
+
+    kind: str | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    owners: frozenset[str] | None = None  # only sessions these users started
+
+
 @dataclass(slots=True)
 class Reply:
     text: str

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from taleweaver.domain.events import JSON
 from taleweaver.domain.prompt import ChatMessage
 
 __all__ = [
@@ -21,8 +23,10 @@ __all__ = [
     "MAX_ATTEMPTS",
     "PROMPT_VERSION",
     "Exchange",
+    "IndexEntry",
     "Known",
     "Span",
+    "SummaryRow",
     "clean_output",
     "complete_spans",
     "cover",
@@ -86,6 +90,38 @@ class Known:
     stale: bool = False
     # A fallback summary whose next try with the model is due.
     retry_due: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """What is known of a stored summary without reading its text."""
+
+    id: str
+    span: Span
+    stale: bool
+    method: str
+    model: str
+    retry_at: datetime | None
+    # How many times the model failed to write it (a fallback stands in meanwhile).
+    attempts: int = 0
+
+    def known(self, now: datetime) -> Known:
+        retry = self.retry_at is not None and self.retry_at <= now
+        return Known(self.span, stale=self.stale, retry_due=retry)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """A stored summary as the API shows it, text opened."""
+
+    entry: IndexEntry
+    text: str
+    prompt_version: int
+    sources: list[JSON]
+    source_version: int
+    fallback_reason: str | None
+    created_at: datetime
+    sealed: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from taleweaver.domain.crisis import CrisisLevel
 from taleweaver.domain.errors import InvalidInput
+from taleweaver.domain.events import JSON
 
 
 class Approach(StrEnum):
@@ -72,6 +73,26 @@ Pace = Literal["slow", "moderate", "fast"]
 Bucket = Literal["day", "week", "month"]
 
 MIN_INTENSITY, MAX_INTENSITY = 1, 5
+
+# --- profiles and records ---------------------------------------------------------
+
+# A goal's title, and a description or note (goals, markers, progress entries).
+MAX_TITLE_CHARS = 200
+MAX_NOTE_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileInput:
+    """A player's profile as set: preferences, crisis contacts, consent, retention."""
+
+    approaches: list[Approach] = field(default_factory=list)
+    intensity: int = 2
+    avoid_topics: list[str] = field(default_factory=list)
+    crisis_contacts: list[JSON] = field(default_factory=list)
+    therapy_data: bool = False
+    emotion_tracking: bool = False
+    retention_days: int | None = None
+
 
 # --- assessments ------------------------------------------------------------------
 

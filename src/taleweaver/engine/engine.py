@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taleweaver.auth import Accounts, AuditLog, Credentials
 from taleweaver.auth.secret_store import SecretStore
@@ -200,6 +200,11 @@ class Engine:
         """The model router, unless a bare model was put in its place (tests do)."""
         model = self.caps.model
         return model if isinstance(model, ModelRouter) else None
+
+    def describe_models(self) -> dict[str, Any]:
+        """The configured models, their prices and each task's chain of models (a bare
+        model put in the router's place, as tests do, is shown as a router of one)."""
+        return (self.router or ModelRouter.single(self.model)).describe()
 
     @classmethod
     async def open(

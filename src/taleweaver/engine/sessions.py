@@ -13,13 +13,14 @@ from taleweaver.domain.session_settings import check_settings
 from taleweaver.domain.sessions import (
     HISTORY_EVENTS,
     EventType,
+    SessionFilter,
     SessionKind,
     SessionState,
     select_telling,
     validate_title,
 )
 from taleweaver.engine.outcome import new_id
-from taleweaver.store.queries import Queries, SessionFilter
+from taleweaver.store.queries import Queries
 from taleweaver.store.repository import SessionRepository
 
 # (conn, workspace id, source session id, fork's session id), run inside the fork's
@@ -29,6 +30,9 @@ ForkHook = Callable[[AsyncConnection, str, str, str], Awaitable[None]]
 # (workspace id, settings): a capability's check of the settings keys it reads
 # (the lorebooks feature: every listed book exists); raises InvalidInput.
 SettingsCheck = Callable[[str, JSON], Awaitable[None]]
+
+# The events that record a turn's reply and context (the last one is the turn's now).
+_TURN_RECORDS = (EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED)
 
 
 class Sessions:
@@ -195,6 +199,18 @@ class Sessions:
     ) -> list[RecordedEvent]:
         await self.repository.open(workspace_id, session_id)
         return await self.repository.store.read_stream(session_id, after=after, limit=limit)
+
+    async def turn_event(self, workspace_id: str, session_id: str, turn_id: str) -> RecordedEvent:
+        """A turn's latest record (committed, regenerated or edited): its reply and the
+        trace of its context, found by the turn's id without reading the stream."""
+        await self.repository.open(workspace_id, session_id)
+        version = await self.queries.turn_event_version(session_id, turn_id, _TURN_RECORDS)
+        if version is not None:
+            store = self.repository.store
+            found = await store.read_stream(session_id, after=version - 1, limit=1)
+            if found:
+                return found[0]
+        raise NotFound(f"turn {turn_id} not found in session {session_id}")
 
     async def messages(
         self, workspace_id: str, session_id: str, *, after_turn: int, limit: int

@@ -14,20 +14,16 @@ import sqlalchemy as sa
 
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON
-from taleweaver.domain.safety import topic_pattern
+from taleweaver.domain.safety import (
+    MAX_TOPIC_CHARS,
+    MAX_TOPICS,
+    WORKSPACE_SCOPE,
+    topic_pattern,
+    world_scope,
+)
 from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.safety_schema import safety_content_rules, safety_preferences
-
-MAX_TOPICS = 100
-MAX_TOPIC_CHARS = 80
-WORKSPACE_SCOPE = "workspace"
-
-
-def world_scope(world_id: str) -> str:
-    if not world_id or len(world_id) > 100:
-        raise InvalidInput("a world id must be 1 to 100 characters")
-    return f"world:{world_id}"
 
 
 def clean_topics(values: list[str], what: str) -> list[str]:

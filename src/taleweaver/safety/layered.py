@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from taleweaver.auth import LOCAL_USER_ID
-from taleweaver.domain.safety import Assessment, assess, find_topics, rank
-from taleweaver.domain.turns import SAFE, CrisisLevel, SafetyVerdict
+from taleweaver.domain.safety import CRISIS_FROM, Assessment, assess, find_topics, rank
+from taleweaver.domain.turns import SAFE, SafetyVerdict
 from taleweaver.llm import CallScope, ChatModel
 from taleweaver.safety.checker import SafetySubject
 from taleweaver.safety.classifier import ModelClassifier
@@ -22,9 +22,6 @@ from taleweaver.safety.rules import RulesProvider
 
 if TYPE_CHECKING:
     from taleweaver.safety.learned import LearnedDetector  # numpy: see service.shared_detector
-
-# From this level on the crisis protocol runs; below it (low) the turn carries a warning.
-CRISIS_FROM: CrisisLevel = "moderate"
 
 
 async def detect(

@@ -7,7 +7,7 @@ so callers only see plaintext; full-text search never finds sealed messages.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,20 +15,13 @@ import sqlalchemy as sa
 
 from taleweaver.domain.errors import KeyMissing
 from taleweaver.domain.events import JSON
+from taleweaver.domain.sessions import SessionFilter
 from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
-from taleweaver.store.schema import messages, sessions
+from taleweaver.store.schema import events, messages, sessions
 from taleweaver.store.sealing import Sealer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFilter:
-    kind: str | None = None
-    archived: bool | None = None
-    pinned: bool | None = None
-    owners: frozenset[str] | None = None  # only sessions these users started
 
 
 def _utc(value: datetime) -> datetime:
@@ -154,6 +147,30 @@ class Queries:
             self.db, "SELECT version FROM sessions WHERE id = :sid", {"sid": session_id}
         )
         return int(found[0][0]) if found else None
+
+    async def turn_event_version(
+        self, session_id: str, turn_id: str, types: Collection[str]
+    ) -> int | None:
+        """The version of the last event of one of `types` in a session's stream whose
+        payload names `turn_id`, or None.
+
+        The stream's (stream_id, version) index walks it from its end, so a recent
+        turn is found after a few rows and no event leaves the database but the
+        answer; `turn_id` stays in clear text in sealed payloads (store.sealing).
+        """
+        query = (
+            sa.select(events.c.version)
+            .where(
+                events.c.stream_id == session_id,
+                events.c.type.in_(list(types)),
+                events.c.payload["turn_id"].as_string() == turn_id,
+            )
+            .order_by(events.c.version.desc())
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            version = await conn.scalar(query)
+        return None if version is None else int(version)
 
     async def search(
         self,

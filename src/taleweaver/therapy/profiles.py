@@ -7,7 +7,6 @@ player in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,11 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth import AuditLog
-from taleweaver.config import MAX_RETENTION_DAYS as MAX_RETENTION_DAYS
-from taleweaver.config import TherapySettings
+from taleweaver.config import MAX_RETENTION_DAYS, TherapySettings
 from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from taleweaver.domain.events import JSON
-from taleweaver.domain.therapy import MAX_INTENSITY, MIN_INTENSITY, Approach
+from taleweaver.domain.therapy import MAX_INTENSITY, MIN_INTENSITY, ProfileInput
 from taleweaver.store.database import Database
 from taleweaver.store.therapy_schema import (
     therapy_assessments,
@@ -51,17 +49,6 @@ def now() -> datetime:
 
 def utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileInput:
-    approaches: list[Approach] = field(default_factory=list)
-    intensity: int = 2
-    avoid_topics: list[str] = field(default_factory=list)
-    crisis_contacts: list[JSON] = field(default_factory=list)
-    therapy_data: bool = False
-    emotion_tracking: bool = False
-    retention_days: int | None = None
 
 
 def profile_dict(row: Any) -> JSON:

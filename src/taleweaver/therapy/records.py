@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.errors import InvalidInput, KeyMissing, NotFound
 from taleweaver.domain.events import JSON
-from taleweaver.domain.therapy import GoalStatus, Instrument, MarkerType, Scored
+from taleweaver.domain.therapy import (
+    MAX_NOTE_CHARS,
+    MAX_TITLE_CHARS,
+    GoalStatus,
+    Instrument,
+    MarkerType,
+    Scored,
+)
 from taleweaver.store.database import Database
 from taleweaver.store.sealing import SEALED, Sealer
 from taleweaver.store.therapy_schema import (
@@ -24,8 +31,6 @@ from taleweaver.store.therapy_schema import (
 )
 from taleweaver.therapy.profiles import now, utc
 
-MAX_TITLE_CHARS = 200
-MAX_NOTE_CHARS = 4000
 MAX_GOALS = 50
 
 

@@ -12,22 +12,24 @@ import sqlalchemy as sa
 from taleweaver.auth import AuditLog
 from taleweaver.domain.crisis import CrisisProtocol, CrisisResponse, CrisisSignal
 from taleweaver.domain.events import JSON
+from taleweaver.domain.sessions import SessionFilter
 from taleweaver.domain.therapy import (
     PHQ9_SELF_HARM_ITEM,
     Bucket,
     Incompatibility,
     Instrument,
     MarkerType,
+    ProfileInput,
     WorldParams,
     compatibility,
     score_answers,
 )
 from taleweaver.store.database import Database
 from taleweaver.store.events import EventStore
-from taleweaver.store.queries import Queries, SessionFilter
+from taleweaver.store.queries import Queries
 from taleweaver.store.therapy_schema import therapy_profiles
-from taleweaver.therapy.catalog import lexicon
-from taleweaver.therapy.profiles import ProfileInput, Profiles, delete_records, now, utc
+from taleweaver.therapy.catalog import InstrumentText, instruments, lexicon
+from taleweaver.therapy.profiles import Profiles, delete_records, now, utc
 from taleweaver.therapy.progress import player_rows, progress_report
 from taleweaver.therapy.projection import Projection
 from taleweaver.therapy.records import Records
@@ -116,6 +118,10 @@ class TherapyService:
         )
 
     # --- assessments ------------------------------------------------------------------
+
+    def instruments(self) -> list[InstrumentText]:
+        """The assessment instruments' exact item texts and answer labels."""
+        return list(instruments().values())
 
     async def assessments(self, workspace_id: str, user_id: str) -> list[JSON]:
         return await self.records.assessments(workspace_id, user_id)

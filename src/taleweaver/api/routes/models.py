@@ -15,7 +15,6 @@ from taleweaver.api.deps import EngineDep
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
 from taleweaver.engine import Engine
-from taleweaver.llm import ModelRouter
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -105,17 +104,12 @@ class WorkspaceUsage(BaseModel):
     budgets: list[Budget]
 
 
-def _router(engine: Engine) -> ModelRouter:
-    # A bare model put in the router's place (tests do) is shown as a router of one.
-    return engine.router or ModelRouter.single(engine.model)
-
-
 @router.get("/models")
 async def list_models(
     engine: EngineDep, access: Annotated[Access, requires(Action.WORKSPACE_READ)]
 ) -> ModelsPublic:
     """The configured models, their prices, and each task's chain of models."""
-    return ModelsPublic.model_validate(_router(engine).describe())
+    return ModelsPublic.model_validate(engine.describe_models())
 
 
 @router.get(

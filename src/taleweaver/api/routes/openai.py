@@ -28,10 +28,10 @@ from taleweaver.auth import Action, decide, may_see
 from taleweaver.domain.conversation import ClientMessage
 from taleweaver.domain.errors import Forbidden, InvalidInput, NotFound, TaleweaverError
 from taleweaver.domain.events import JSON
+from taleweaver.domain.sessions import SessionFilter
 from taleweaver.engine import Engine
 from taleweaver.engine.conversations import Conversations, Resolved, Target, render_reply
 from taleweaver.engine.turns import TurnHandle
-from taleweaver.store.queries import SessionFilter
 
 # What Taleweaver reads from a request; anything else is accepted and ignored.
 READ = frozenset({"model", "messages", "stream", "user", "stream_options"})

@@ -13,10 +13,17 @@ from taleweaver.api.schemas import Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action, may_see
 from taleweaver.domain.errors import Forbidden, NotFound
-from taleweaver.domain.safety import CATEGORIES, assess, rank
+from taleweaver.domain.safety import (
+    CATEGORIES,
+    CRISIS_FROM,
+    MAX_TOPIC_CHARS,
+    MAX_TOPICS,
+    WORKSPACE_SCOPE,
+    assess,
+    rank,
+    world_scope,
+)
 from taleweaver.engine import Engine
-from taleweaver.safety.content import MAX_TOPIC_CHARS, MAX_TOPICS, WORKSPACE_SCOPE, world_scope
-from taleweaver.safety.layered import CRISIS_FROM
 
 router = APIRouter(prefix="/api/v1", tags=["safety"])
 

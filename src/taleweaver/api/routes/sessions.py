@@ -22,8 +22,7 @@ from taleweaver.api.schemas import (
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
 from taleweaver.domain.errors import Conflict
-from taleweaver.domain.sessions import SessionKind
-from taleweaver.store.queries import SessionFilter
+from taleweaver.domain.sessions import SessionFilter, SessionKind
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 

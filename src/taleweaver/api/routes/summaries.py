@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
-from taleweaver.memory.summaries import SummaryRow
+from taleweaver.domain.summaries import SummaryRow
 
 router = APIRouter(prefix="/api/v1", tags=["summaries"])
 

@@ -19,10 +19,13 @@ from taleweaver.api.deps import EngineDep
 from taleweaver.api.schemas import Strict
 from taleweaver.api.security import SELF, Access, requires
 from taleweaver.auth import Action, may_see
+from taleweaver.config import MAX_RETENTION_DAYS
 from taleweaver.domain.errors import NotFound
 from taleweaver.domain.therapy import (
     ANSWER_MAX,
     MAX_INTENSITY,
+    MAX_NOTE_CHARS,
+    MAX_TITLE_CHARS,
     MAX_TOPIC_CHARS,
     MAX_TOPICS,
     MIN_INTENSITY,
@@ -30,12 +33,10 @@ from taleweaver.domain.therapy import (
     GoalStatus,
     Instrument,
     MarkerType,
+    ProfileInput,
     WorldParams,
 )
 from taleweaver.engine import Engine
-from taleweaver.therapy.catalog import instruments
-from taleweaver.therapy.profiles import MAX_RETENTION_DAYS, ProfileInput
-from taleweaver.therapy.records import MAX_NOTE_CHARS, MAX_TITLE_CHARS
 
 router = APIRouter(prefix="/api/v1", tags=["therapy"])
 
@@ -473,7 +474,7 @@ async def check_compatibility(
 
 
 @router.get("/therapy/instruments", dependencies=[requires(SELF)])
-async def list_instruments() -> list[InstrumentPublic]:
+async def list_instruments(engine: EngineDep) -> list[InstrumentPublic]:
     """The assessment instruments' exact item texts and answer labels."""
     return [
         InstrumentPublic(
@@ -483,5 +484,5 @@ async def list_instruments() -> list[InstrumentPublic]:
             items=list(text.items),
             answers=list(text.answers),
         )
-        for text in instruments().values()
+        for text in engine.therapy.instruments()
     ]

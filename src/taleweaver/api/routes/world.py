@@ -13,10 +13,7 @@ from taleweaver.api.deps import EngineDep, metadata_for
 from taleweaver.api.schemas import FreeJSON, Strict
 from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
-from taleweaver.domain.errors import NotFound
 from taleweaver.domain.events import JSON
-from taleweaver.domain.sessions import EventType
-from taleweaver.engine import Engine
 
 router = APIRouter(prefix="/api/v1", tags=["world"])
 
@@ -405,15 +402,6 @@ async def resolve_finding(
 # --- a turn's recall trace, and applying a studio reply ----------------------------------------
 
 
-async def _turn_event(engine: Engine, workspace_id: str, session_id: str, turn_id: str) -> JSON:
-    events = await engine.sessions.events(workspace_id, session_id, after=0, limit=10**9)
-    kinds = {EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED}
-    for event in reversed(events):
-        if event.type in kinds and event.payload.get("turn_id") == turn_id:
-            return event.payload
-    raise NotFound(f"turn {turn_id} not found in session {session_id}")
-
-
 @router.get("/sessions/{session_id}/turns/{turn_id}/context")
 async def turn_context(
     session_id: str,
@@ -422,7 +410,7 @@ async def turn_context(
     access: Annotated[Access, requires(Action.SESSION_READ)],
 ) -> ContextTrace:
     """Why the narrator saw what it saw: the pieces kept, and those cut for budget."""
-    payload = await _turn_event(engine, access.workspace_id, session_id, turn_id)
+    payload = (await engine.sessions.turn_event(access.workspace_id, session_id, turn_id)).payload
     trace = payload.get("context") or []
     return ContextTrace(
         turn_id=turn_id,
@@ -437,7 +425,7 @@ async def apply_reply(
 ) -> JSON:
     """Put a (studio) reply into a world as an entry, a project blueprint or a prompt
     recipe, in one call."""
-    payload = await _turn_event(engine, access.workspace_id, session_id, turn_id)
+    payload = (await engine.sessions.turn_event(access.workspace_id, session_id, turn_id)).payload
     text = str((payload.get("reply") or {}).get("text") or "")
     meta = metadata_for(access.principal.user_id)
     refs = [{"session_id": session_id, "turn_id": turn_id}]

@@ -3,21 +3,13 @@ handed to the narrator through recall so that old turns are never forgotten."""
 
 from taleweaver.memory.summaries.service import Summaries, Summarizer, SummaryConfig
 from taleweaver.memory.summaries.source import SummarySource
-from taleweaver.memory.summaries.store import (
-    Draft,
-    IndexEntry,
-    SummaryRow,
-    SummaryStore,
-    summary_aad,
-)
+from taleweaver.memory.summaries.store import Draft, SummaryStore, summary_aad
 
 __all__ = [
     "Draft",
-    "IndexEntry",
     "Summaries",
     "Summarizer",
     "SummaryConfig",
-    "SummaryRow",
     "SummarySource",
     "SummaryStore",
     "summary_aad",

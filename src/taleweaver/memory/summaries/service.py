@@ -26,8 +26,10 @@ from taleweaver.domain.summaries import (
     MAX_ATTEMPTS,
     PROMPT_VERSION,
     Exchange,
+    IndexEntry,
     Known,
     Span,
+    SummaryRow,
     clean_output,
     complete_spans,
     cover,
@@ -41,13 +43,7 @@ from taleweaver.domain.summaries import (
     turns_prompt,
 )
 from taleweaver.llm import CallScope, ChatModel, task_model
-from taleweaver.memory.summaries.store import (
-    Draft,
-    IndexEntry,
-    SessionInfo,
-    SummaryRow,
-    SummaryStore,
-)
+from taleweaver.memory.summaries.store import Draft, SessionInfo, SummaryStore
 from taleweaver.store.queries import Queries
 
 __all__ = ["IndexView", "ModelChoices", "Summaries", "Summarizer", "SummaryConfig"]

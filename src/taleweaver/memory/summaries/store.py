@@ -18,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taleweaver.domain.errors import KeyMissing
 from taleweaver.domain.events import JSON
 from taleweaver.domain.sessions import EventType
-from taleweaver.domain.summaries import Known, Span
+from taleweaver.domain.summaries import IndexEntry, Span, SummaryRow
 from taleweaver.store import sqlite_fast
 from taleweaver.store.database import Database
 from taleweaver.store.schema import events, sessions
 from taleweaver.store.sealing import Sealer
 from taleweaver.store.summaries_schema import summaries, summary_aad, summary_progress
 
-__all__ = ["Draft", "IndexEntry", "SessionInfo", "SummaryRow", "SummaryStore", "summary_aad"]
+__all__ = ["Draft", "SessionInfo", "SummaryStore", "summary_aad"]
 
 # What recall and the planner read of every summary on every pass: no texts, no sources.
 _INDEX_COLUMNS = [
@@ -55,38 +55,6 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """What is known of a summary without reading its text."""
-
-    id: str
-    span: Span
-    stale: bool
-    method: str
-    model: str
-    retry_at: datetime | None
-    # How many times the model failed to write it (a fallback stands in meanwhile).
-    attempts: int = 0
-
-    def known(self, now: datetime) -> Known:
-        retry = self.retry_at is not None and self.retry_at <= now
-        return Known(self.span, stale=self.stale, retry_due=retry)
-
-
-@dataclass(frozen=True, slots=True)
-class SummaryRow:
-    """A summary as the API shows it, text opened."""
-
-    entry: IndexEntry
-    text: str
-    prompt_version: int
-    sources: list[JSON]
-    source_version: int
-    fallback_reason: str | None
-    created_at: datetime
-    sealed: bool
 
 
 @dataclass(frozen=True, slots=True)
