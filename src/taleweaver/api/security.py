@@ -8,7 +8,6 @@ decides, and a rate limit per principal and route is applied on the way.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from taleweaver.auth import (
     Role,
     Scope,
     decide,
+    is_loopback,
     may_see,
 )
 from taleweaver.auth.tokens import same
@@ -44,15 +44,6 @@ UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 PUBLIC = "public"
 SELF = "self"  # any signed-in principal, about themselves
 INSTANCE_ADMIN = "instance-admin"
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from taleweaver.auth.accounts import Accounts
 from taleweaver.auth.audit import AuditLog, Verification
 from taleweaver.auth.credentials import Credentials
-from taleweaver.auth.policy import Action, Decision, Role, Scope, decide, may_see
+from taleweaver.auth.policy import Action, Decision, Role, Scope, decide, is_loopback, may_see
 from taleweaver.auth.principal import LOCAL_USER_ID, Principal
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "Scope",
     "Verification",
     "decide",
+    "is_loopback",
     "may_see",
 ]

@@ -8,6 +8,7 @@ Routes declare the action they perform and never look at roles themselves.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -192,3 +193,14 @@ def decide(
 def may_see(decision: Decision, owner_id: str | None) -> bool:
     """Whether an allowed decision covers a session started by `owner_id`."""
     return decision.allowed and (decision.owners is None or owner_id in decision.owners)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address reaches only this machine: a server bound there, with at
+    most one account, needs no login (single-user mode)."""
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

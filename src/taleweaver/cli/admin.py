@@ -13,11 +13,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from taleweaver.auth import Verification
 from taleweaver.config import Settings
 from taleweaver.domain.events import JSON, EventMetadata
+from taleweaver.domain.sessions import SessionFilter
 from taleweaver.engine import Engine
 from taleweaver.engine.engine import database_from_settings
 from taleweaver.llm import ScriptedModel
 from taleweaver.store import migrate
-from taleweaver.store.queries import SessionFilter
 from taleweaver.store.schema import DEFAULT_WORKSPACE_ID
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ async def _engine(settings: Settings) -> AsyncIterator[Engine]:
 
 async def access_notice(settings: Settings) -> list[str]:
     """What the server says at start-up about logging in (and the setup token)."""
-    from taleweaver.api.security import is_loopback
+    from taleweaver.auth import is_loopback
 
     async with _engine(settings) as engine:
         accounts = await engine.accounts.real_account_count()

@@ -160,23 +160,20 @@ def cli(debug: bool) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Run the HTTP API (and print where it listens)."""
-    import uvicorn
-
-    from taleweaver.api import create_app
-    from taleweaver.api.logs import configure_logging
+    from taleweaver import server
     from taleweaver.cli.admin import access_notice
 
     settings = _settings().model_copy(update={"bind_host": host})
-    configure_logging(settings.log_level)
+    server.configure_logging(settings)
     notice = _run(access_notice(settings))
-    app = create_app(settings)
+    app = server.create_app(settings)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Taleweaver {click.style('serving', bold=True)} on http://{shown}:{port}")
     click.echo(f"  API docs: http://{shown}:{port}/docs    model: {settings.resolved_model()}")
     click.echo(f"  data: {settings.data_dir}    database: {_database_shown(settings)}")
     for line in notice:
         click.echo(f"  {line}")
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    server.run(app, host=host, port=port)
 
 
 def _database_shown(settings: Settings) -> str:
