@@ -235,15 +235,39 @@ export function initials(person: Pick<Person, 'name' | 'me'>): string {
   return letters.join('').toUpperCase();
 }
 
+function names(people: Person[]): string {
+  const labels = people.map((p) => (p.me ? 'you, on another device' : (p.name ?? 'someone')));
+  const first = labels[0] ?? 'someone';
+  const sentence = labels.length === 1 ? first : labels.length === 2 ? `${first} and ${labels[1]}` : `${first} and ${labels.length - 1} others`;
+  return sentence.charAt(0).toUpperCase() + sentence.slice(1);
+}
+
+/** One quiet line about the others: who is typing, else who is here ('' when nobody). */
+export function presenceLine(people: Person[]): string {
+  const typing = people.filter((p) => p.typing);
+  if (typing.length === 1 && typing[0]?.me) return 'Typing on your other device…';
+  if (typing.length > 0) return `${names(typing)} ${typing.length === 1 ? 'is' : 'are'} typing…`;
+  if (people.length === 1 && people[0]?.me) return 'Also open on your other device';
+  if (people.length > 0) return `${names(people)} ${people.length === 1 ? 'is' : 'are'} here`;
+  return '';
+}
+
+/** Whose turn streams in, when it is not this tab's: the one other person here, if one. */
+export function writerLabel(people: Person[]): string {
+  const [only] = people;
+  if (people.length !== 1 || !only) return people.length === 0 ? 'Writing on another device…' : 'Someone else is playing · the narrator is writing…';
+  if (only.me) return 'From your other device · the narrator is writing…';
+  return `${only.name ?? 'Someone'} is playing · the narrator is writing…`;
+}
+
 // --- the connection ---------------------------------------------------------------------
 
 /** The part of the browser's WebSocket the client uses. */
 export interface SocketLike {
   readonly readyState: number;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onmessage: ((event: MessageEvent) => void) | null;
+  onclose: ((event: CloseEvent) => void) | null;
+  onerror: ((event: Event) => void) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
@@ -300,7 +324,7 @@ export class LiveClient {
     const socket = this.socket;
     this.socket = null;
     if (socket) {
-      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+      socket.onmessage = socket.onerror = socket.onclose = null;
       socket.close(1000, 'leaving');
     }
   }

@@ -9,6 +9,8 @@ import {
   othersHere,
   parseFrame,
   personLabel,
+  presenceLine,
+  writerLabel,
   ResumePoint,
   TypingSignal,
 } from '../../.unit/live.js';
@@ -118,6 +120,24 @@ test('presence lists the others once each, naming yourself on another device', (
   assert.equal(initials({ name: 'bea', me: false }), 'B');
   assert.equal(initials({ name: null, me: true }), 'Y');
   assert.equal(initials({ name: null, me: false }), '?');
+});
+
+test('one quiet line says who is typing, else who is here', () => {
+  const ana = { userId: 'a', name: 'Ana', me: false, typing: false, connections: 1 };
+  const bo = { userId: 'b', name: 'Bo', me: false, typing: false, connections: 1 };
+  const self = { userId: 'me', name: 'Player', me: true, typing: false, connections: 1 };
+  assert.equal(presenceLine([]), '');
+  assert.equal(presenceLine([ana]), 'Ana is here');
+  assert.equal(presenceLine([self]), 'Also open on your other device');
+  assert.equal(presenceLine([ana, bo]), 'Ana and Bo are here');
+  assert.equal(presenceLine([ana, bo, self]), 'Ana and 2 others are here');
+  assert.equal(presenceLine([{ ...ana, typing: true }, bo]), 'Ana is typing…');
+  assert.equal(presenceLine([{ ...self, typing: true }]), 'Typing on your other device…');
+  assert.equal(presenceLine([{ ...ana, typing: true }, { ...bo, typing: true }]), 'Ana and Bo are typing…');
+  assert.equal(writerLabel([ana]), 'Ana is playing · the narrator is writing…');
+  assert.equal(writerLabel([self]), 'From your other device · the narrator is writing…');
+  assert.equal(writerLabel([]), 'Writing on another device…');
+  assert.equal(writerLabel([ana, bo]), 'Someone else is playing · the narrator is writing…');
 });
 
 // --- the client, against a fake socket and fake timers ---------------------------------
