@@ -7,6 +7,7 @@ The same rules as ../shared/tools/layers.py, checked on every run of the suite.
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,146 @@ def test_capabilities_use_each_others_package_interface_only(path: Path) -> None
         if area(target) in CAPABILITIES - {here} and len(target.split(".")) > 2
     ]
     assert reaching == []
+
+
+# --- each capability owns its parts (issue #11) ------------------------------------------------
+
+
+def _modules_of(area_name: str) -> list[Path]:
+    return [p for p in MODULES if p.relative_to(PACKAGE).parts[0] == area_name]
+
+
+# Pure computation a domain rule may use beside the standard library (no I/O in them).
+DOMAIN_LIBRARIES = {"rapidfuzz"}
+# Standard modules that reach outside the process: domain rules never do.
+IO_MODULES = {
+    "asyncio",
+    "http",
+    "importlib",
+    "io",
+    "os",
+    "pathlib",
+    "shutil",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "tempfile",
+    "urllib",
+}
+
+
+@pytest.mark.parametrize("path", _modules_of("domain"), ids=_id)
+def test_domain_imports_only_domain_and_pure_libraries(path: Path) -> None:
+    outside = []
+    for line, target in imports(path):
+        top = target.split(".")[0]
+        if top == "taleweaver":
+            ok = area(target) == "domain"
+        else:
+            ok = (
+                top == "__future__"
+                or top in DOMAIN_LIBRARIES
+                or (top in sys.stdlib_module_names and top not in IO_MODULES)
+            )
+        if not ok:
+            outside.append(f"{_id(path)}:{line}: domain imports {target}")
+    assert outside == [], "domain/ is pure models and rules: no I/O, nothing above it"
+
+
+def test_the_pipeline_contracts_live_in_domain() -> None:
+    """Capabilities implement context sources, extractors and continuity checkers, and
+    the engine calls them: the contracts are domain types, owned by neither."""
+    from taleweaver.domain import pipeline
+
+    for name in ("ContextSource", "Extractor", "ContinuityChecker", "RecallQuery"):
+        assert name in pipeline.__all__
+    assert not (PACKAGE / "memory" / "context.py").exists()
+    assert not (PACKAGE / "memory" / "seams.py").exists()
+
+
+# Routes parse, authenticate and call the engine (DESIGN.md, transports): beside the
+# API's own modules they import the engine, domain types, the access policy (auth),
+# the metrics exposition (observability) and settings; never the store or a
+# capability, whose services they reach through the engine.
+ROUTE_IMPORTS = {"api", "engine", "domain", "auth", "observability", "config"}
+
+
+ROUTES = [p for p in _modules_of("api") if p.relative_to(PACKAGE).parts[1] == "routes"]
+
+
+@pytest.mark.parametrize("path", ROUTES, ids=_id)
+def test_routes_import_only_the_engine_and_domain(path: Path) -> None:
+    reaching = [
+        f"{_id(path)}:{line}: a route imports {target}; reach it through the engine"
+        for line, target in imports(path)
+        if target.split(".")[0] == "taleweaver"
+        and (there := area(target)) is not None
+        and there not in ROUTE_IMPORTS
+    ]
+    assert reaching == []
+
+
+# Where the engine may name each capability (path under engine/): its wiring
+# (engine.py) builds them all, and a service that fronts one names its own. The turn
+# pipeline (pipeline, kinds, turns, context, stages) calls models and the safety
+# checker, and meets every other capability through domain/pipeline.py; a kind a
+# capability brings (therapy's) is provided at wiring time, not named in kinds.py.
+ENGINE_NAMES = {
+    "llm": None,  # models: anywhere in the engine
+    "safety": {"engine.py", "pipeline.py", "stages/safety.py"},
+    "auth": {"engine.py", "flags.py"},
+    "realtime": {"engine.py", "live.py"},
+    "memory": {
+        "engine.py",
+        "conversations.py",
+        "interop.py",
+        "prefill.py",
+        "session_lorebooks.py",
+    },
+    "characters": {"engine.py", "conversations.py", "interop.py"},
+    "interop": {"interop.py", "export.py", "chat_import.py"},
+    "therapy": {"engine.py"},
+}
+
+
+def test_every_capability_has_its_place_in_the_engine() -> None:
+    assert set(ENGINE_NAMES) == CAPABILITIES
+
+
+@pytest.mark.parametrize("path", _modules_of("engine"), ids=_id)
+def test_the_engine_names_a_capability_only_where_it_is_wired(path: Path) -> None:
+    where = "/".join(path.relative_to(PACKAGE / "engine").parts)
+    naming = [
+        f"engine/{where}:{line}: imports {target}; wire it in engine.py, or meet in domain/"
+        for line, target in imports(path)
+        if (there := area(target)) in ENGINE_NAMES
+        and (allowed := ENGINE_NAMES[there]) is not None
+        and where not in allowed
+    ]
+    assert naming == []
+
+
+TRANSPORT_LIBRARIES = {"fastapi", "starlette", "uvicorn"}
+
+
+@pytest.mark.parametrize("path", _modules_of("cli"), ids=_id)
+def test_the_cli_imports_no_transport(path: Path) -> None:
+    """`taleweaver serve` starts the server through taleweaver.server; every other
+    command talks to the engine directly."""
+    transport = [
+        f"{_id(path)}:{line}: the CLI imports {target}"
+        for line, target in imports(path)
+        if area(target) == "api" or target.split(".")[0] in TRANSPORT_LIBRARIES
+    ]
+    assert transport == []
+
+
+def test_only_the_server_entry_and_the_api_import_the_api() -> None:
+    outside = [
+        f"{path.relative_to(PACKAGE)}:{line}: imports {target}"
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] not in {"api", "server.py"}
+        for line, target in imports(path)
+        if area(target) == "api"
+    ]
+    assert outside == []
