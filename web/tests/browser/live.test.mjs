@@ -97,6 +97,7 @@ const notReloaded = (page) => page.evaluate(() => window.__notReloaded === true)
 describe('two devices on one session', () => {
   let desk;
   let phone;
+  let sessionId;
   after(async () => {
     await desk?.context.close();
     await phone?.context.close();
@@ -112,6 +113,7 @@ describe('two devices on one session', () => {
     await dialog.getByRole('button', { name: 'Start' }).click();
     await page.getByRole('heading', { name: 'The Lantern Road', level: 2 }).waitFor();
     const path = new URL(page.url()).pathname;
+    sessionId = path.split('/').at(-1);
 
     phone = await device('phone', path);
     phone.reads = [];
@@ -183,6 +185,18 @@ describe('two devices on one session', () => {
     assert.equal((await chosen).status(), 200);
     await phoneCount.getByText('1 / 2').waitFor();
     assert.equal(await phone.page.locator('article.narrator').count(), 2);
+
+    // Renamed elsewhere (here by a plain API call, as a script or the terminal would).
+    await page.evaluate(async (id) => {
+      const token = decodeURIComponent(/(?:^|;\s*)tw_csrf=([^;]+)/.exec(document.cookie)?.[1] ?? '');
+      const response = await fetch(`/api/v1/sessions/${id}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': token },
+        body: JSON.stringify({ title: 'The Lantern Road, by night' }),
+      });
+      if (!response.ok) throw new Error(`rename: ${response.status}`);
+    }, sessionId);
+    await phone.page.getByRole('heading', { name: 'The Lantern Road, by night', level: 1 }).waitFor();
     assert.ok(await notReloaded(phone.page));
   });
 
