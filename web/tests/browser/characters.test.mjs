@@ -189,6 +189,12 @@ for (const viewport of ['desktop', 'phone']) {
       await leave.getByRole('button', { name: 'Keep editing' }).click();
       await leave.waitFor({ state: 'detached' });
       assert.equal(page.url(), characterUrl);
+      // The browser's own Back asks too, and keeps the place while it does.
+      await page.goBack();
+      await leave.waitFor();
+      assert.equal(page.url(), characterUrl);
+      await leave.getByRole('button', { name: 'Keep editing' }).click();
+      await leave.waitFor({ state: 'detached' });
 
       // A refusal from the server shows by the field it names (problem+json).
       await page.route('**/api/v1/characters/*', (route) =>
