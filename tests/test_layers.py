@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "therapy": 2,
     "characters": 2,
     "interop": 2,
+    "studio": 2,
     "auth": 2,
     "engine": 3,
     # Hooks speak the engine's types (kinds, context sources); the engine loads them.
@@ -192,6 +193,7 @@ ENGINE_NAMES = {
     "characters": {"engine.py", "conversations.py", "interop.py"},
     "interop": {"interop.py", "export.py", "chat_import.py"},
     "therapy": {"engine.py"},
+    "studio": {"engine.py"},
 }
 
 

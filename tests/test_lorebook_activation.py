@@ -40,6 +40,9 @@ def aster(**settings: object) -> PreparedBook:
 
 
 BOOK = aster()
+# A SillyTavern World Info file has no recursion setting of its own: recursion is off
+# unless the book is set to recurse, as with SillyTavern's global default.
+RECURSIVE = aster(recursive=True)
 
 
 def run(
@@ -167,8 +170,13 @@ def test_a_tied_group_keeps_exactly_one_entry_chosen_by_the_seed() -> None:
 # --- recursion ------------------------------------------------------------------------
 
 
+def test_recursion_is_off_for_a_book_that_does_not_ask_for_it() -> None:
+    assert BOOK.settings.recursive is False
+    assert "1" not in uids(run("A dragon!"))
+
+
 def test_recursion_activates_entries_named_in_activated_content() -> None:
-    outcome = run("A dragon!")
+    outcome = run("A dragon!", book=RECURSIVE)
     assert "1" in uids(outcome)
     assert reason(outcome, "1") == "recursion from entry 0 (key 'Ember Court')"
     assert next(a.step for a in outcome.activated if a.entry.uid == "1") == 2
@@ -179,27 +187,27 @@ def test_recursion_off_activates_only_direct_matches() -> None:
 
 
 def test_recursion_step_limit_stops_the_chain() -> None:
-    chained = run("the artifact")
+    chained = run("the artifact", book=RECURSIVE)
     assert {"18", "25"} <= uids(chained)
-    limited = run("the artifact", book=aster(max_recursion_steps=2))
+    limited = run("the artifact", book=aster(recursive=True, max_recursion_steps=2))
     assert "18" in uids(limited) and "25" not in uids(limited)
 
 
 def test_exclude_recursion_entry_activates_only_directly() -> None:
-    outcome = run("A dragon!")
+    outcome = run("A dragon!", book=RECURSIVE)
     assert "19" not in uids(outcome)
     assert why(outcome, "19") == "excluded from recursion"
     assert "19" in uids(run("The Ember Court gathers."))
 
 
 def test_prevent_recursion_content_triggers_nothing() -> None:
-    outcome = run("I climb the Glass Tower.")
+    outcome = run("I climb the Glass Tower.", book=RECURSIVE)
     assert "20" in uids(outcome)
     assert "0" not in uids(outcome)  # its content names the dragon eggs
 
 
 def test_delay_until_recursion_waits_for_a_recursion_step() -> None:
-    outcome = run("the artifact")
+    outcome = run("the artifact", book=RECURSIVE)
     step = next(a.step for a in outcome.activated if a.entry.uid == "18")
     assert step >= 2
     assert reason(outcome, "25") == "recursion from entry 18 (key 'Heartstone')"
@@ -229,10 +237,10 @@ def test_failed_probability_roll_is_reported() -> None:
 
 def test_budget_admits_constant_entries_first_and_cuts_recursive_ones() -> None:
     # The constant entry costs 12 tokens, the dragon entry 22, the Ember Court 23.
-    outcome = run("A dragon!", budget=40)
+    outcome = run("A dragon!", budget=40, book=RECURSIVE)
     assert uids(outcome) == {"2", "0"}
     assert [s.uid for s in outcome.cut] == ["1"]
-    squeezed = run("A dragon!", budget=20)
+    squeezed = run("A dragon!", budget=20, book=RECURSIVE)
     assert uids(squeezed) == {"2"}
     assert [s.uid for s in squeezed.cut] == ["0"]
 

@@ -74,24 +74,28 @@ def test_entries_are_added_edited_and_deleted(serve: Serve) -> None:
 def test_book_settings_can_be_changed(serve: Serve) -> None:
     client = serve()
     book_id = imported(client)
+    # A World Info file has no recursion setting: off, as SillyTavern's global default.
+    run = client.post(f"/api/v1/lorebooks/{book_id}/activate", json={"text": "a dragon"}).json()
+    assert "1" not in {a["uid"] for a in run["activated"]}
     changed = client.patch(
         f"/api/v1/lorebooks/{book_id}",
-        json={"name": "Renamed", "world_id": "w2", "settings": {"recursive": False}},
+        json={"name": "Renamed", "world_id": "w2", "settings": {"recursive": True}},
     )
     assert changed.status_code == 200
     body = changed.json()
     assert (body["name"], body["world_id"], body["settings"]["recursive"]) == (
         "Renamed",
         "w2",
-        False,
+        True,
     )
     run = client.post(f"/api/v1/lorebooks/{book_id}/activate", json={"text": "a dragon"}).json()
-    assert "1" not in {a["uid"] for a in run["activated"]}
+    assert "1" in {a["uid"] for a in run["activated"]}
 
 
 def test_dry_run_says_what_activates_and_why(serve: Serve) -> None:
     client = serve()
     book_id = imported(client)
+    client.patch(f"/api/v1/lorebooks/{book_id}", json={"settings": {"recursive": True}})
     run = client.post(
         f"/api/v1/lorebooks/{book_id}/activate",
         json={"messages": ["I walk in.", "A wyrm sleeps here."], "text": "What is the weather?"},

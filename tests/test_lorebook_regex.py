@@ -117,7 +117,8 @@ def test_a_regex_that_runs_across_recursion_chunks_is_still_found() -> None:
         make_entry("2", {"keys": [r"/ember[\s\S]*gate/"], "content": "The ember gate."}),
     ]
     for literals in (AutomatonLiterals, EveryRegex):
-        prepared = prepare("x", "X", BookSettings(), entries, AutomatonIndex, literals)
+        recursive = BookSettings(recursive=True)
+        prepared = prepare("x", "X", recursive, entries, AutomatonIndex, literals)
         outcome = run(prepared, [Segment("player message", "start")])
         assert [(a.entry.uid, a.step) for a in outcome.activated] == [("0", 1), ("1", 1), ("2", 2)]
 

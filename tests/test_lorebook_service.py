@@ -23,9 +23,12 @@ DATA = Path(__file__).parent / "data" / "lorebooks"
 ASTER = json.loads((DATA / "sillytavern_aster.json").read_text())
 
 
-async def import_aster(engine: Engine, **kwargs: Any) -> str:
+async def import_aster(engine: Engine, *, recursive: bool = False, **kwargs: Any) -> str:
     summary = await engine.lorebooks.import_book(WS, ASTER, actor="test", **kwargs)
     book_id: str = summary["id"]
+    if recursive:  # a World Info file leaves recursion off, as SillyTavern's default
+        changes = {"settings": {"recursive": True}}
+        await engine.lorebooks.update_book(WS, book_id, changes, actor="test")
     return book_id
 
 
@@ -170,7 +173,7 @@ async def test_a_key_in_the_players_words_puts_the_entry_in_the_narrators_prompt
 ) -> None:
     model = ScriptedModel(["The wind howls."])
     engine.caps.model = model
-    book_id = await import_aster(engine, world_id="aster-world")
+    book_id = await import_aster(engine, world_id="aster-world", recursive=True)
     sid = await story(engine, {"world_id": "aster-world"})
 
     await play(engine, sid, "I whisper about the dragon.")
@@ -232,7 +235,7 @@ async def test_a_sticky_entry_is_remembered_across_turns_of_a_session(engine: En
 
 async def test_entries_cut_by_the_lorebook_budget_are_named_in_the_trace(engine: Engine) -> None:
     engine.caps.model = ScriptedModel(["Onward."])
-    book_id = await import_aster(engine, world_id="w")
+    book_id = await import_aster(engine, world_id="w", recursive=True)
     sid = await story(engine, {"world_id": "w", "lorebook_budget": 40})
 
     await play(engine, sid, "A dragon!")

@@ -45,6 +45,7 @@ from taleweaver.store.events import EventStore
 from taleweaver.store.queries import Queries
 from taleweaver.store.repository import CommitListener, SessionRepository
 from taleweaver.store.sealing import Sealer
+from taleweaver.studio import Studio
 from taleweaver.therapy import TherapyService, TherapySource, therapy_prompt
 
 if TYPE_CHECKING:
@@ -134,6 +135,10 @@ class Engine:
             webhooks=Webhooks(self.db, keys=self.sealer.keys if self.sealer else None),
         )
         self.sessions.fork_hooks.append(self.safety.carry_pause)
+        # The studio's blueprints fill a world's content rules with the table's lines and veils.
+        self.studio = Studio(
+            self.db, self.repository.store, bible=self.world.bible, content=self.safety.content
+        )
         # The therapy layer raises crises (a positive PHQ-9 item 9) through safety's protocol.
         self.crisis: CrisisProtocol = self.safety.crisis
         self.therapy = TherapyService(

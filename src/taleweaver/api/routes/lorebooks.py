@@ -18,6 +18,7 @@ from taleweaver.domain.lorebook import Logic, Position, Role
 router = APIRouter(prefix="/api/v1", tags=["lorebooks"])
 
 Format = Literal["sillytavern", "lorebook_v3", "character_book", "novelai"]
+Trigger = Literal["normal", "continue", "impersonate", "swipe", "regenerate", "quiet"]
 MAX_TEXT = 100_000
 
 
@@ -93,6 +94,23 @@ class EntryFields(Strict):
     cooldown: int | None = Field(default=None, ge=0, le=100_000)
     delay: int | None = Field(default=None, ge=0, le=100_000)
     ignore_budget: bool | None = None
+    character_filter_names: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=500, description="Only for these characters (names)."
+    )
+    character_filter_tags: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=500, description="Only for characters with one of these tags."
+    )
+    character_filter_exclude: bool | None = Field(
+        default=None, description="The filter lists characters the entry is never for."
+    )
+    triggers: list[Trigger] | None = Field(
+        default=None, description="Only for these generation types; empty: for all."
+    )
+    outlet_name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="With position 'outlet': where {{outlet::name}} places the content.",
+    )
 
     def changes(self) -> dict[str, Any]:
         """What was sent; an explicit null resets an optional setting to the book's."""

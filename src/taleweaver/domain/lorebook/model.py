@@ -84,6 +84,16 @@ class Entry:
     cooldown: int = 0
     delay: int = 0
     ignore_budget: bool = False
+    # Only for these characters (names or tags, ignoring case), or with `exclude`, never
+    # for them; an entry with an include filter never activates where no character speaks.
+    character_filter_names: tuple[str, ...] = ()
+    character_filter_tags: tuple[str, ...] = ()
+    character_filter_exclude: bool = False
+    # Only for these generation types (GENERATION_TYPES; one this version does not know
+    # never matches); empty: for all.
+    triggers: tuple[str, ...] = ()
+    # With position OUTLET: the name a `{{outlet::name}}` macro places the content by.
+    outlet_name: str = ""
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -93,9 +103,10 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class BookSettings:
     scan_depth: int = DEFAULT_SCAN_DEPTH
-    # In estimated tokens (about four characters each); None: the default.
+    # In tokens (the model's own count where known, else an estimate); None: the default.
     token_budget: int | None = None
-    recursive: bool = True
+    # Off unless the book turns it on, as SillyTavern's global default is.
+    recursive: bool = False
     # 0: recursion runs until nothing new activates.
     max_recursion_steps: int = 0
     case_sensitive: bool = False
@@ -122,6 +133,9 @@ class Book:
 
 ENTRY_FIELDS = {f.name for f in fields(Entry)}
 SETTINGS_FIELDS = {f.name for f in fields(BookSettings)}
+# SillyTavern's generation types, which an entry's `triggers` restrict it to.
+GENERATION_TYPES = ("normal", "continue", "impersonate", "swipe", "regenerate", "quiet")
+_LISTS = {"keys", "secondary_keys", "character_filter_names", "character_filter_tags", "triggers"}
 _ENUMS: dict[str, type[StrEnum]] = {"logic": Logic, "position": Position, "role": Role}
 _OPTIONAL_INT = {"scan_depth"}
 _OPTIONAL_BOOL = {"case_sensitive", "match_whole_words", "use_group_scoring"}
@@ -134,6 +148,7 @@ _BOOL = {
     "use_probability",
     "group_override",
     "ignore_budget",
+    "character_filter_exclude",
 }
 _INT = {
     "order",
@@ -145,18 +160,18 @@ _INT = {
     "cooldown",
     "delay",
 }
-_STR = {"uid", "content", "comment", "group"}
+_STR = {"uid", "content", "comment", "group", "outlet_name"}
 _NON_NEGATIVE = {"depth", "delay_until_recursion", "group_weight", "sticky", "cooldown", "delay"}
 
 
 def _check(uid: str, name: str, value: Any) -> Any:
     """The value, validated and normalised for field `name`, or InvalidInput."""
     where = f"entry {uid}: {name}"
-    if name in ("keys", "secondary_keys"):
+    if name in _LISTS:
         if not isinstance(value, list | tuple) or not all(isinstance(k, str) for k in value):
             raise InvalidInput(f"{where} must be a list of strings")
         if len(value) > MAX_KEYS:
-            raise InvalidInput(f"{where} has more than {MAX_KEYS} keys")
+            raise InvalidInput(f"{where} has more than {MAX_KEYS} items")
         return tuple(value)
     if name in _ENUMS:
         try:

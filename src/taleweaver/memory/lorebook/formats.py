@@ -102,6 +102,32 @@ class _Reader:
             raise self.fail(name, f"a number from 0 to {len(table) - 1}")
         return table[number]
 
+    def character_filter(self, nested: str, source: JSON | None = None) -> JSON:
+        """An entry's character filter, in Taleweaver's field names: SillyTavern's flat
+        fields (`characterFilterNames`...) where the entry has them, else its nested
+        object (`{"isExclude", "names", "tags"}`: tags may be SillyTavern's tag ids)."""
+        flat = ("characterFilterNames", "characterFilterTags", "characterFilterExclude")
+        if source is None and any(self.get(name) is not None for name in flat):
+            return {
+                "character_filter_names": self.keys(flat[0]),
+                "character_filter_tags": self.keys(flat[1]),
+                "character_filter_exclude": self.flag(flat[2], False),
+            }
+        found = self.get(nested, source)
+        if found is None:
+            return {}
+        if not isinstance(found, dict):
+            raise self.fail(nested, "an object")
+        tags = found.get("tags")
+        if isinstance(tags, list) and all(isinstance(t, int | str) for t in tags):
+            found = found | {"tags": [str(t) for t in tags]}
+        inner = _Reader(f"{self.where}: '{nested}'", found)
+        return {
+            "character_filter_names": inner.keys("names"),
+            "character_filter_tags": inner.keys("tags"),
+            "character_filter_exclude": inner.flag("isExclude", False),
+        }
+
     def recursion_level(self, name: str, source: JSON | None = None) -> int:
         value = self.get(name, source)
         if isinstance(value, bool) or value is None:
@@ -153,7 +179,10 @@ def _st_entry(uid: str, raw: JSON) -> Entry:
             "cooldown": r.number("cooldown", 0),
             "delay": r.number("delay", 0),
             "ignore_budget": r.flag("ignoreBudget", False),
-        },
+            "triggers": r.keys("triggers"),
+            "outlet_name": r.text("outletName"),
+        }
+        | r.character_filter("characterFilter"),
     )
 
 
@@ -196,6 +225,20 @@ def _st_fields(entry: Entry, index: int) -> JSON:
         "cooldown": entry.cooldown or None,
         "delay": entry.delay or None,
         "displayIndex": index,
+        "triggers": list(entry.triggers),
+        "outletName": entry.outlet_name,
+        "characterFilterNames": list(entry.character_filter_names),
+        "characterFilterTags": list(entry.character_filter_tags),
+        "characterFilterExclude": entry.character_filter_exclude,
+        "characterFilter": _filter_object(entry),
+    }
+
+
+def _filter_object(entry: Entry) -> JSON:
+    return {
+        "isExclude": entry.character_filter_exclude,
+        "names": list(entry.character_filter_names),
+        "tags": list(entry.character_filter_tags),
     }
 
 
@@ -249,7 +292,10 @@ def _cb_entry(index: int, raw: JSON) -> Entry:
             "cooldown": r.number("cooldown", 0, ext),
             "delay": r.number("delay", 0, ext),
             "ignore_budget": r.flag("ignore_budget", False, ext),
-        },
+            "triggers": r.keys("triggers", ext),
+            "outlet_name": r.text("outlet_name", "", ext),
+        }
+        | r.character_filter("character_filter", ext),
     )
 
 
@@ -289,6 +335,9 @@ def _cb_fields(entry: Entry, index: int) -> JSON:
             "cooldown": entry.cooldown or None,
             "delay": entry.delay or None,
             "ignore_budget": entry.ignore_budget,
+            "triggers": list(entry.triggers),
+            "outlet_name": entry.outlet_name,
+            "character_filter": _filter_object(entry),
         },
     }
 
@@ -299,7 +348,8 @@ def _cb_settings(raw: JSON) -> BookSettings:
     return BookSettings(
         scan_depth=r.number("scan_depth", 2),
         token_budget=budget if budget and budget > 0 else None,
-        recursive=r.flag("recursive_scanning", True),
+        # Absent: off, as SillyTavern's global default is.
+        recursive=r.flag("recursive_scanning", False),
     )
 
 
