@@ -13,6 +13,7 @@ import random
 from taleweaver.characters.service import Characters
 from taleweaver.characters.tone import Relationship
 from taleweaver.domain.characters import Card, CardMember, pick_speaker
+from taleweaver.domain.lorebook import ActiveCharacter
 from taleweaver.domain.macros import MacroContext, expand
 from taleweaver.domain.pipeline import ContextPiece, Placement, RecallQuery
 from taleweaver.domain.session_settings import persona
@@ -60,26 +61,45 @@ def relationship_text(state: Relationship) -> str:
     )
 
 
+def _speaker(present: list[str], cards: dict[str, Card], query: RecallQuery) -> tuple[int, str]:
+    """(index in `present` of who speaks this turn, why)."""
+    if len(present) == 1:
+        return 0, "the session's character"
+    members = [
+        CardMember(c, cards[c].name, str(cards[c].data.get("nickname") or "")) for c in present
+    ]
+    return pick_speaker(members, query.current_text, query.turn_number)
+
+
 class CharacterSource:
     name = SOURCE
 
     def __init__(self, characters: Characters) -> None:
         self.characters = characters
 
-    async def gather(self, query: RecallQuery) -> list[ContextPiece]:
+    async def _present(self, query: RecallQuery) -> tuple[list[str], dict[str, Card]]:
+        """The session's characters that exist, in its order, and their cards."""
         ids = _ids(query.settings)
         if not ids:
-            return []
+            return [], {}
         cards = await self.characters.cards(query.workspace_id, ids)
-        present = [c for c in ids if c in cards]
+        return [c for c in ids if c in cards], cards
+
+    async def speaker(self, query: RecallQuery) -> ActiveCharacter | None:
+        """Who speaks this turn, as lorebook character filters see them; None in a
+        session with no character."""
+        present, cards = await self._present(query)
+        if not present:
+            return None
+        card = cards[present[_speaker(present, cards, query)[0]]]
+        tags = [t for t in card.data.get("tags") or [] if isinstance(t, str)]
+        return ActiveCharacter(names=(card.name, card.display_name), tags=tuple(tags))
+
+    async def gather(self, query: RecallQuery) -> list[ContextPiece]:
+        present, cards = await self._present(query)
         if not present:
             return []
-        members = [
-            CardMember(c, cards[c].name, str(cards[c].data.get("nickname") or "")) for c in present
-        ]
-        speaker, why = (0, "the session's character")
-        if len(present) > 1:
-            speaker, why = pick_speaker(members, query.current_text, query.turn_number)
+        speaker, why = _speaker(present, cards, query)
         character_id = present[speaker]
         card = cards[character_id]
         user = persona(query.settings) or await self.characters.user_name(query.player_id)

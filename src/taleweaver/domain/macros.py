@@ -1,9 +1,16 @@
-"""Card macros (`{{char}}`, `{{user}}`, `{{random:…}}`, `{{pick:…}}`, `{{roll:…}}`, comments).
+"""Card macros (`{{char}}`, `{{user}}`, `{{random:…}}`, `{{pick:…}}`, `{{roll:…}}`, comments,
+`{{outlet::name}}`).
 
 Pure text rewriting: the caller hands in the names and the randomness, so the
 same inputs always give the same prompt. `{{pick:…}}` is stable for a chat: its
 choice is seeded by the chat's id, the macro's position and its text, so it
 keeps its answer on every turn, while `{{random:…}}` draws anew each time.
+
+`{{outlet::name}}` stands for the content of the lorebook entries placed in the
+outlet of that name (SillyTavern's outlet position) that activated this turn,
+and for nothing when none did. Those are known only once every context source
+has answered, so a text expanded earlier keeps its outlet macros (`outlets`
+None) and `fill_outlets` replaces them when the turn's prompt is put together.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["MacroContext", "expand", "pick_index", "roll"]
+__all__ = ["OUTLET", "MacroContext", "expand", "fill_outlets", "pick_index", "roll"]
 
 _MACRO = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _DICE = re.compile(r"^\s*(\d*)\s*d\s*(\d+)\s*([+-]\s*\d+)?\s*$", re.IGNORECASE)
@@ -21,6 +29,9 @@ _PLAIN = re.compile(r"^\s*(\d+)\s*$")
 # Bounds that keep a hostile card from asking for a billion dice.
 MAX_DICE = 100
 MAX_SIDES = 1_000_000
+# The detail key of a context piece that fills an outlet (its name) instead of a place.
+OUTLET = "outlet"
+_OUTLET = re.compile(r"\{\{\s*outlet\s*::(.*?)\}\}", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -33,6 +44,8 @@ class MacroContext:
     seed: str = ""
     # Draws `{{random}}` and `{{roll}}`.
     rng: random.Random = field(default_factory=random.Random)
+    # What each outlet holds this turn; None: not known yet (outlet macros are kept).
+    outlets: Mapping[str, str] | None = None
 
 
 def _options(argument: str) -> list[str]:
@@ -90,9 +103,21 @@ def expand(text: str, ctx: MacroContext) -> str:
         if key == "pick":
             options = _options(argument)
             return options[pick_index(ctx.seed, match.start(), body, len(options))]
+        if key == "outlet":
+            if ctx.outlets is None:
+                return match.group(0)
+            return ctx.outlets.get(argument.strip(), "")
         if key == "roll":
             rolled = roll(argument, ctx.rng)
             return match.group(0) if rolled is None else rolled
         return match.group(0)
 
     return _MACRO.sub(replace, text)
+
+
+def fill_outlets(text: str, outlets: Mapping[str, str]) -> str:
+    """`text` with each `{{outlet::name}}` replaced by what that outlet holds (an outlet
+    with nothing activated in it: by nothing)."""
+    if "{{" not in text:
+        return text
+    return _OUTLET.sub(lambda m: outlets.get(m.group(1).strip(), ""), text)

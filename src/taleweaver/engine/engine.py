@@ -31,6 +31,7 @@ from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
 from taleweaver.llm.base import Warmable
+from taleweaver.llm.tokens import token_counter
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
 from taleweaver.memory.world import WorldMemory
@@ -116,7 +117,9 @@ class Engine:
         """
         caps = self.caps
         self.world = WorldMemory(self.db, self.repository.store, caps.model)
-        self.lorebooks = Lorebooks(self.db, self.audit)
+        # Lorebook budgets are counted by the narrator's own tokenizer where it has one.
+        counter = token_counter(lambda: self.caps.model)
+        self.lorebooks = Lorebooks(self.db, self.audit, count_tokens=counter)
         self.characters = Characters(
             self.db,
             self.repository,
@@ -160,10 +163,11 @@ class Engine:
             caps.continuity = self.world.continuity
         if isinstance(caps.safety, AllowAll):
             caps.safety = self.safety.checker
+        characters = CharacterSource(self.characters)
         caps.context_sources += [
             self.world.recall,
-            LorebookSource(self.lorebooks),
-            CharacterSource(self.characters),
+            LorebookSource(self.lorebooks, speaker=characters.speaker),
+            characters,
             self.safety.source,
             TherapySource(self.therapy),
             SummarySource(self.summaries, history_messages=caps.history_messages),

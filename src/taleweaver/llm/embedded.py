@@ -59,6 +59,8 @@ _ENDS = (".", "!", "?", '"', "\u201d")
 # prefill gives way within about a second even on two busy cores.
 _PREFILL_CHUNK = 64
 # Stands for the player's words, to cut a rendered prompt where they would begin.
+# At most this many texts' token counts are remembered.
+_COUNTED = 4096
 _PLAYER_MARK = "\u2063player\u2063"
 
 
@@ -107,10 +109,27 @@ class EmbeddedModel:
         # Narrator's replies waiting for the context, and the running prefill's stop.
         self._turns_waiting = 0
         self._prefilling: threading.Event | None = None
+        # Token counts of texts counted lately (lorebook entries come back every turn).
+        self._counted: dict[str, int] = {}
 
     @property
     def loading(self) -> bool:
         return self._llama is None and self._load_lock.locked()
+
+    def count_tokens(self, text: str) -> int | None:
+        """`text`'s length in this model's tokens, or None while the model is not loaded
+        (counting never loads it). Only the vocabulary is read, never the context, so a
+        count does not wait for a reply being generated."""
+        llama = self._llama
+        if llama is None:
+            return None
+        counted = self._counted.get(text)
+        if counted is None:
+            counted = len(llama.tokenize(text.encode(), add_bos=False, special=False))
+            if len(self._counted) >= _COUNTED:
+                self._counted.clear()
+            self._counted[text] = counted
+        return counted
 
     async def warm(self) -> None:
         """Load the model now (start-up), so that no turn waits for it."""

@@ -5,12 +5,15 @@ from taleweaver.domain.lorebook.activation import (
     Outcome,
     Segment,
     Skipped,
+    TokenCounter,
     activate,
     estimate_tokens,
     roll,
 )
+from taleweaver.domain.lorebook.filters import ActiveCharacter, generation_types
 from taleweaver.domain.lorebook.keys import PlainKey, accepts, parse_regex_key, plain_match
 from taleweaver.domain.lorebook.model import (
+    GENERATION_TYPES,
     Book,
     BookSettings,
     Entry,
@@ -27,7 +30,9 @@ from taleweaver.domain.lorebook.model import (
 from taleweaver.domain.lorebook.prepare import KeyIndex, KeyRef, PreparedBook, prepare
 
 __all__ = [
+    "GENERATION_TYPES",
     "Activated",
+    "ActiveCharacter",
     "Book",
     "BookSettings",
     "Entry",
@@ -41,11 +46,13 @@ __all__ = [
     "Role",
     "Segment",
     "Skipped",
+    "TokenCounter",
     "accepts",
     "activate",
     "entry_from_json",
     "entry_to_json",
     "estimate_tokens",
+    "generation_types",
     "make_entry",
     "parse_regex_key",
     "plain_match",

@@ -3,10 +3,13 @@
 One scan: constant and sticky entries, then entries whose primary key occurs in
 the window (and whose secondary keys satisfy their logic); inclusion groups keep
 one entry each; a probability roll (stable for a given seed) may drop an entry;
-the token budget admits constant entries first, then by order, and always admits
-`ignore_budget` entries. With recursion on, the content of what activated is
-scanned again, step by step, until nothing new activates or the step limit is
-reached; entries found directly always come before those found by recursion.
+the token budget (counted by the caller's `count_tokens`: the model's own
+tokenizer where it has one) admits constant entries first, then by order, and
+always admits `ignore_budget` entries. Character filters and triggers keep an
+entry out of turns that are not for it (see `filters`). With recursion on, the
+content of what activated is scanned again, step by step, until nothing new
+activates or the step limit is reached; entries found directly always come
+before those found by recursion.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from taleweaver.domain.events import JSON
 from taleweaver.domain.lorebook import timed
+from taleweaver.domain.lorebook.filters import (
+    NORMAL,
+    ActiveCharacter,
+    character_block,
+    trigger_block,
+)
 from taleweaver.domain.lorebook.model import DEFAULT_BUDGET_TOKENS, Entry, Logic
 from taleweaver.domain.lorebook.prepare import KeyRef, PreparedBook
 
@@ -69,6 +78,9 @@ class Outcome:
 def estimate_tokens(text: str) -> int:
     """About four characters a token: close enough for a budget, and needs no tokenizer."""
     return (len(text) + 3) // 4
+
+
+TokenCounter = Callable[[str], int]
 
 
 def roll(seed: str, *parts: object) -> float:
@@ -263,12 +275,18 @@ class _Run:
     """One activation's bookkeeping: what was found, admitted, cut or turned down."""
 
     def __init__(
-        self, books: Sequence[PreparedBook], scan: _Scan, outcome: Outcome, seed: str
+        self,
+        books: Sequence[PreparedBook],
+        scan: _Scan,
+        outcome: Outcome,
+        seed: str,
+        turn: _Turn,
     ) -> None:
         self.books = books
         self.scan = scan
         self.outcome = outcome
         self.seed = seed
+        self.turn = turn
         self.done: set[EntryRef] = set()  # activated, cut, or failed a roll: never retried
         self.activated: set[EntryRef] = set()
         self.rejected: dict[EntryRef, str] = {}
@@ -295,6 +313,8 @@ class _Run:
             if hit is None:
                 continue
             why = _blocked(entry, ref, is_sticky, recursion, level, clock, cooling)
+            if why is None:
+                why = self.turn.blocked(entry)
             if why is not None:
                 self.rejected[ref] = why
                 continue
@@ -330,7 +350,8 @@ class _Run:
                 self.rejected[ref] = f"probability roll failed ({entry.probability}%)"
                 continue
             if not entry.ignore_budget:
-                cost = estimate_tokens(entry.content)
+                # Once full, nothing more is counted (a tokenizer's count costs more).
+                cost = 0 if self.overflowed else self.turn.count_tokens(entry.content)
                 if self.overflowed or self.used + cost > budget:
                     # As in SillyTavern, once the budget is full only ignore-budget
                     # entries still go in.
@@ -347,6 +368,25 @@ class _Run:
         return new
 
 
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """What the turn is, beyond its text: who speaks, what kind of generation, and how
+    tokens are counted."""
+
+    character: ActiveCharacter | None
+    generation: frozenset[str]
+    count_tokens: TokenCounter
+
+    def blocked(self, entry: Entry) -> str | None:
+        if entry.triggers:
+            why = trigger_block(entry, self.generation)
+            if why is not None:
+                return why
+        if entry.character_filter_names or entry.character_filter_tags:
+            return character_block(entry, self.character)
+        return None
+
+
 def activate(
     books: Sequence[PreparedBook],
     window: Sequence[Segment],
@@ -355,9 +395,14 @@ def activate(
     timed_state: JSON | None = None,
     seed: str = "",
     budget_tokens: int | None = None,
+    character: ActiveCharacter | None = None,
+    generation: frozenset[str] = NORMAL,
+    count_tokens: TokenCounter = estimate_tokens,
 ) -> Outcome:
     """Run one activation. `window[0]` is the player's words, then newest messages first;
-    `clock` is the chat's length in messages, for timed effects."""
+    `clock` is the chat's length in messages, for timed effects. `character` is who
+    speaks (None: no character, as in a story), `generation` the turn's generation
+    types (`filters.generation_types`), `count_tokens` how the budget is counted."""
     book_index = {book.book_id: b for b, book in enumerate(books)}
 
     def locate(key: str) -> EntryRef | None:
@@ -378,7 +423,7 @@ def activate(
     sticky = {ref for ref in map(locate, check.sticky) if ref is not None}
     cooling = {ref for ref in map(locate, check.cooldown) if ref is not None}
     scan.candidates |= sticky
-    run = _Run(books, scan, outcome, seed)
+    run = _Run(books, scan, outcome, seed, _Turn(character, generation, count_tokens))
 
     recursive = any(book.settings.recursive for book in books)
     step_limits = [b.settings.max_recursion_steps for b in books if b.settings.max_recursion_steps]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from taleweaver.domain.lorebook.decorators import apply_decorators
+from taleweaver.domain.lorebook.filters import has_character_filter
 from taleweaver.domain.lorebook.keys import PlainKey, parse_regex_key
 from taleweaver.domain.lorebook.literals import Requirement, fold, required_literals
 from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH, BookSettings, Entry
@@ -130,6 +131,8 @@ class PreparedBook:
     positions: dict[str, int]  # uid -> entry position
     revisions: int = 0  # edits applied since the book was last prepared whole
     make_literals: LiteralFactory = ScanLiterals
+    # Entries with a character filter (activation then needs to know who speaks).
+    character_filtered: frozenset[int] = frozenset()
 
     def state_key(self, entry: int) -> str:
         return f"{self.book_id}.{self.entries[entry].uid}"
@@ -161,6 +164,7 @@ class _Builder:
         self.owners: list[int] = list(book.regex_owner) if book else []
         self.literals: list[Requirement | None] = list(book.regex_literals) if book else []
         self.positions = dict(book.positions) if book else {}
+        self.filtered: set[int] = set(book.character_filtered) if book else set()
         self.first_new_key = len(self.keys)
         self.book = book
         # What an edit must redo over the whole book: nothing, unless it touches regex
@@ -226,6 +230,8 @@ class _Builder:
             self.secondary[position] = self._refs(entry.secondary_keys, position, True, case, whole)
         if entry.constant:
             self.constants.add(position)
+        if has_character_filter(entry):
+            self.filtered.add(position)
         self.new_levels.add(entry.delay_until_recursion)
 
     def drop(self, position: int) -> set[int]:
@@ -241,6 +247,7 @@ class _Builder:
                 else:
                     gone.add(ref.key_id)
         self.constants.discard(position)
+        self.filtered.discard(position)
         return gone
 
     def finish(
@@ -287,6 +294,7 @@ class _Builder:
             positions=self.positions,
             revisions=revisions,
             make_literals=make_literals,
+            character_filtered=frozenset(self.filtered),
         )
 
     def _layered(self, book: PreparedBook, make_literals: LiteralFactory) -> LayeredLiterals:

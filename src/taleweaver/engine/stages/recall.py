@@ -4,17 +4,23 @@ The pack is the kind's system prompt, the pieces the context sources propose
 (world memory, lorebooks, characters, safety preferences), recent history and
 the player's words. Every piece kept or cut is written to the trace, which is
 stored with the turn, so "why did the narrator see this?" always has an answer.
+Pieces that fill an outlet (lorebook entries in SillyTavern's outlet position)
+are not placed: their content goes where `{{outlet::name}}` is written, in the
+system prompt or another piece.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from taleweaver.domain.events import JSON
-from taleweaver.domain.pipeline import ContextPiece, ContextSource, RecallQuery
+from taleweaver.domain.macros import OUTLET, fill_outlets
+from taleweaver.domain.pipeline import ContextPiece, ContextSource
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionState
+from taleweaver.domain.turn_query import TurnQuery
 from taleweaver.engine.context import TurnContext
 from taleweaver.store.queries import Queries
 
@@ -52,6 +58,24 @@ def fit_pieces(
     return kept, cut
 
 
+def take_outlets(
+    pieces: Sequence[ContextPiece],
+) -> tuple[list[ContextPiece], list[ContextPiece], dict[str, str]]:
+    """(pieces to place, pieces that fill outlets, each outlet's text): an outlet's
+    pieces joined in their order, lower first, as SillyTavern joins an outlet's entries."""
+    placed = [p for p in pieces if OUTLET not in p.detail]
+    filling = sorted((p for p in pieces if OUTLET in p.detail), key=lambda p: p.order)
+    outlets: dict[str, list[str]] = {}
+    for piece in filling:
+        outlets.setdefault(str(piece.detail[OUTLET]), []).append(piece.text)
+    return placed, filling, {name: "\n".join(texts) for name, texts in outlets.items()}
+
+
+def _filled(piece: ContextPiece, outlets: dict[str, str]) -> ContextPiece:
+    text = fill_outlets(piece.text, outlets)
+    return piece if text == piece.text else replace(piece, text=text)
+
+
 class Recall:
     name = "recall"
     runs_when_halted = False
@@ -72,15 +96,18 @@ class Recall:
         self.budget_chars = budget_chars
 
     async def run(self, ctx: TurnContext) -> None:
-        system = self.system_prompt(ctx.session)
         ctx.context_trace.append({"source": "system", "reason": f"{ctx.session.kind} prompt"})
         history = await self.queries.history(
             ctx.session.id, before_turn=ctx.number, limit=self.history_messages
         )
+        pieces, filling, outlets = take_outlets(await self._gather(ctx, history))
+        system = fill_outlets(self.system_prompt(ctx.session), outlets)
+        pieces = [_filled(p, outlets) for p in pieces]
+        for piece in filling:
+            ctx.context_trace.append(_trace(piece, outlet=str(piece.detail[OUTLET])))
         current = ctx.input.text if ctx.input.text is not None else CONTINUE_PROMPT
         budget = self.budget_chars - len(system) - len(current)
 
-        pieces = await self._gather(ctx, history)
         kept_pieces, cut_pieces = fit_pieces(pieces, int(budget * SOURCES_SHARE))
         budget -= sum(len(p.text) for p in kept_pieces)
         for piece in sorted(kept_pieces, key=lambda p: (p.placement, p.order, -p.priority)):
@@ -109,7 +136,7 @@ class Recall:
         if not self.sources:
             return []
         actor = ctx.metadata.actor
-        query = RecallQuery(
+        query = TurnQuery(
             session_id=ctx.session.id,
             workspace_id=ctx.session.workspace_id,
             kind=str(ctx.session.kind),
@@ -119,6 +146,7 @@ class Recall:
             current_text=ctx.input.text,
             recent=[(m["role"], m["content"]) for m in history],
             last_choice_tag=last.input_tag if (last := ctx.session.last_turn) else None,
+            action=str(ctx.request.action),
         )
         found = await asyncio.gather(*(source.gather(query) for source in self.sources))
         return [piece for pieces in found for piece in pieces]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +22,17 @@ from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.domain.json_values import find_unstorable
 from taleweaver.domain.lorebook import (
+    ActiveCharacter,
     Book,
     Outcome,
     PreparedBook,
     Segment,
+    TokenCounter,
     activate,
     entry_from_json,
     entry_to_json,
+    estimate_tokens,
+    generation_types,
     make_entry,
     settings_from_json,
     settings_to_json,
@@ -37,6 +41,7 @@ from taleweaver.domain.lorebook import (
 from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH
 from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.session_settings import book_ids
+from taleweaver.domain.turn_query import action_of
 from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
 from taleweaver.memory.lorebook.matcher import PreparedBooks
 from taleweaver.memory.lorebook.reimport import (
@@ -101,11 +106,24 @@ def window(current: str | None, recent: Sequence[tuple[str, str]]) -> list[Segme
     return segments
 
 
+# Who speaks this turn, asked only when a book has entries with a character filter.
+Speaker = Callable[[], Awaitable[ActiveCharacter | None]]
+
+
 class Lorebooks:
-    def __init__(self, db: Database, audit: AuditLog, *, cache: PreparedBooks | None = None):
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        *,
+        cache: PreparedBooks | None = None,
+        count_tokens: TokenCounter = estimate_tokens,
+    ):
         self.db = db
         self.audit = audit
         self.prepared = cache or PreparedBooks()
+        # How budgets are counted: the narrator's tokenizer where the engine has one.
+        self.count_tokens = count_tokens
 
     # --- import and export --------------------------------------------------------
 
@@ -386,14 +404,16 @@ class Lorebooks:
             clock=len(messages) + 1,
             seed=seed,
             budget_tokens=book.settings.token_budget,
+            count_tokens=self.count_tokens,
         )
         return describe(outcome)
 
     async def activate_for_session(
-        self, query: RecallQuery
+        self, query: RecallQuery, speaker: Speaker | None = None
     ) -> tuple[list[PreparedBook], Outcome] | None:
         """Run activation over the session's books, saving its timed effects; None if
-        the session has no lorebook."""
+        the session has no lorebook. `speaker` says who speaks (None: no character);
+        it is asked only when a book has entries with a character filter."""
         async with self.db.read() as conn:
             rows = await self._session_rows(conn, query.workspace_id, query.settings)
             if not rows:
@@ -404,6 +424,8 @@ class Lorebooks:
                 .where(lorebook_timed.c.session_id == query.session_id)
                 .where(lorebook_timed.c.workspace_id == query.workspace_id)
             )
+        filtered = speaker is not None and any(book.character_filtered for book in books)
+        character = await speaker() if filtered and speaker is not None else None
         outcome = activate(
             books,
             window(query.current_text, query.recent),
@@ -412,6 +434,9 @@ class Lorebooks:
             timed_state=state or {},
             seed=f"{query.session_id}:{query.turn_number}",
             budget_tokens=_budget(query.settings, books),
+            character=character,
+            generation=generation_types(action_of(query)),
+            count_tokens=self.count_tokens,
         )
         if outcome.timed != (state or {"sticky": {}, "cooldown": {}}):
             await self._save_timed(query, outcome.timed)

@@ -1,13 +1,22 @@
-"""The lorebook's part of the narrator's context: activated entries, placed as they ask."""
+"""The lorebook's part of the narrator's context: activated entries, placed as they ask.
+
+An entry in an outlet is not placed: its piece carries the outlet's name (detail
+`OUTLET`) and recall puts its content where `{{outlet::name}}` is written.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from taleweaver.domain.events import JSON
-from taleweaver.domain.lorebook import Activated, Entry, Outcome, Position
+from taleweaver.domain.lorebook import Activated, ActiveCharacter, Entry, Outcome, Position
+from taleweaver.domain.macros import OUTLET
 from taleweaver.domain.pipeline import ContextPiece, Placement, RecallQuery
 from taleweaver.memory.lorebook.service import Lorebooks
+
+# Who speaks in a turn (the character filters' active character); None: no character.
+SpeakerOf = Callable[[RecallQuery], Awaitable[ActiveCharacter | None]]
 
 # Pieces in one place are ordered by `order`, lower first; "after" positions are
 # pushed past every "before" one.
@@ -33,9 +42,29 @@ def _priority(item: Activated) -> int:
 
 def piece_for(item: Activated, book_name: str) -> ContextPiece | None:
     entry: Entry = item.entry
+    if not entry.content.strip():
+        return None  # nothing to say
+    detail: JSON = {
+        "book": book_name,
+        "entry": entry.comment,
+        "matched": list(item.matched),
+        "step": item.step,
+    }
     place = _PLACES.get(entry.position)
-    if place is None or not entry.content.strip():
-        return None  # an outlet entry, or one with nothing to say
+    if place is None:
+        if not entry.outlet_name.strip():
+            return None  # an outlet with no name: nowhere to go
+        # Counted in the lorebook's own budget already; recall puts it in its outlet.
+        return ContextPiece(
+            text=entry.content,
+            source="lorebook",
+            ref=f"{item.book_id}/{entry.uid}",
+            reason=item.reason,
+            priority=_priority(item),
+            order=entry.order,
+            ignore_budget=True,
+            detail=detail | {OUTLET: entry.outlet_name.strip()},
+        )
     placement, offset = place
     return ContextPiece(
         text=entry.content,
@@ -48,23 +77,22 @@ def piece_for(item: Activated, book_name: str) -> ContextPiece | None:
         role=entry.role.value,
         order=offset + entry.order,
         ignore_budget=entry.ignore_budget,
-        detail={
-            "book": book_name,
-            "entry": entry.comment,
-            "matched": list(item.matched),
-            "step": item.step,
-        },
+        detail=detail,
     )
 
 
 class LorebookSource:
     name = "lorebook"
 
-    def __init__(self, lorebooks: Lorebooks) -> None:
+    def __init__(self, lorebooks: Lorebooks, *, speaker: SpeakerOf | None = None) -> None:
         self.lorebooks = lorebooks
+        self.speaker = speaker
 
     async def gather(self, query: RecallQuery) -> list[ContextPiece]:
-        found = await self.lorebooks.activate_for_session(query)
+        speaker = self.speaker
+        found = await self.lorebooks.activate_for_session(
+            query, (lambda: speaker(query)) if speaker is not None else None
+        )
         if found is None:
             return []
         books, outcome = found
