@@ -554,6 +554,45 @@ def _safety_case(action: str, method: str, path: str, **kwargs: Any) -> Case:
     return Case(action, build)
 
 
+# --- the studio's blueprints, recipes and chat to structure (#18) ---------------------
+
+
+def _studio_item(world: World, workspace: str, kind: str) -> str:
+    """A fresh blueprint or recipe in `workspace`, made by its owner (saved twice:
+    versions 1 and 2)."""
+    owner = "owner" if workspace == world.own else "stranger"
+    headers = {"X-Workspace": workspace}
+    body: dict[str, Any] = (
+        {"name": "Matrix campaign", "game_system": "mothership"}
+        if kind == "blueprints"
+        else {
+            "name": "Matrix portrait",
+            "template": "portrait of {subject}",
+            "slots": [{"name": "subject"}],
+        }
+    )
+    with world.client(owner) as client:
+        made = client.post(f"/api/v1/{kind}", json=body, headers=headers)
+        assert made.status_code == 201, made.text
+        item_id: str = made.json()["id"]
+        changed = client.patch(
+            f"/api/v1/{kind}/{item_id}", json={"name": "Matrix renamed"}, headers=headers
+        )
+        assert changed.status_code == 200, changed.text
+    return item_id
+
+
+def _studio_case(action: str, method: str, kind: str, suffix: str, **kwargs: Any) -> Case:
+    """A route about one blueprint or recipe ("blueprints", "recipes")."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        item_id = _studio_item(world, workspace, kind)
+        path = f"/api/v1/{kind}/{item_id}{suffix}"
+        return method, path, kwargs | {"headers": {"X-Workspace": workspace}}
+
+    return Case(action, build)
+
+
 # What the crisis detector pauses a session on (the safety routes' resume needs one).
 _CRISIS = "I want to kill myself"
 
@@ -783,6 +822,67 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/apply"): _world_turn_case(
         "world.edit", "POST", "/apply", json={"target": "blueprint"}
+    ),
+    # --- the studio (#18) ---
+    ("POST", "/api/v1/blueprints"): _collection_case(
+        "world.edit", "POST", "/api/v1/blueprints", json={"name": "New campaign"}
+    ),
+    ("GET", "/api/v1/blueprints"): _collection_case("world.read", "GET", "/api/v1/blueprints"),
+    ("GET", "/api/v1/blueprints/{blueprint_id}"): _studio_case(
+        "world.read", "GET", "blueprints", ""
+    ),
+    ("PATCH", "/api/v1/blueprints/{blueprint_id}"): _studio_case(
+        "world.edit", "PATCH", "blueprints", "", json={"premise": "A drowned crown."}
+    ),
+    ("DELETE", "/api/v1/blueprints/{blueprint_id}"): _studio_case(
+        "world.edit", "DELETE", "blueprints", ""
+    ),
+    ("GET", "/api/v1/blueprints/{blueprint_id}/versions"): _studio_case(
+        "world.read", "GET", "blueprints", "/versions"
+    ),
+    ("GET", "/api/v1/blueprints/{blueprint_id}/versions/{version}"): _studio_case(
+        "world.read", "GET", "blueprints", "/versions/1"
+    ),
+    ("GET", "/api/v1/blueprints/{blueprint_id}/diff"): _studio_case(
+        "world.read", "GET", "blueprints", "/diff", params={"from": 1, "to": 2}
+    ),
+    ("POST", "/api/v1/blueprints/{blueprint_id}/restore"): _studio_case(
+        "world.edit", "POST", "blueprints", "/restore", json={"version": 1}
+    ),
+    ("GET", "/api/v1/blueprints/{blueprint_id}/markdown"): _studio_case(
+        "world.read", "GET", "blueprints", "/markdown"
+    ),
+    ("POST", "/api/v1/recipes"): _collection_case(
+        "world.edit",
+        "POST",
+        "/api/v1/recipes",
+        json={"name": "Scene", "template": "a {place} at dusk", "slots": [{"name": "place"}]},
+    ),
+    ("GET", "/api/v1/recipes"): _collection_case(
+        "world.read", "GET", "/api/v1/recipes", params={"q": "portrait"}
+    ),
+    ("GET", "/api/v1/recipes/{recipe_id}"): _studio_case("world.read", "GET", "recipes", ""),
+    ("PATCH", "/api/v1/recipes/{recipe_id}"): _studio_case(
+        "world.edit", "PATCH", "recipes", "", json={"tags": ["npc"]}
+    ),
+    ("DELETE", "/api/v1/recipes/{recipe_id}"): _studio_case("world.edit", "DELETE", "recipes", ""),
+    ("GET", "/api/v1/recipes/{recipe_id}/versions"): _studio_case(
+        "world.read", "GET", "recipes", "/versions"
+    ),
+    ("GET", "/api/v1/recipes/{recipe_id}/diff"): _studio_case(
+        "world.read", "GET", "recipes", "/diff", params={"from": 1, "to": 2}
+    ),
+    ("POST", "/api/v1/recipes/{recipe_id}/restore"): _studio_case(
+        "world.edit", "POST", "recipes", "/restore", json={"version": 1}
+    ),
+    ("POST", "/api/v1/recipes/{recipe_id}/render"): _studio_case(
+        "world.read", "POST", "recipes", "/render", json={"slots": {"subject": "a smuggler"}}
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/turns/{turn_id}/structure"): _session_case(
+        "session.read", "GET", "/turns/{turn_id}/structure"
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/structure"): _world_turn_case(
+        "world.edit", "POST", "/structure", json={"entries": [{"title": "From the reply"}]}
     ),
     ("GET", "/api/v1/sessions/{session_id}/summaries"): _session_case(
         "session.read", "GET", "/summaries"

@@ -27,6 +27,7 @@ from taleweaver.api.routes import (
     openai,
     safety,
     sessions,
+    studio,
     summaries,
     therapy,
     turns,
@@ -131,7 +132,7 @@ def create_app(
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(model_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
-    for module in (world, lorebooks, summaries, characters, interop, safety, therapy):
+    for module in (world, studio, lorebooks, summaries, characters, interop, safety, therapy):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(openai.router)  # errors in OpenAI's shape, not problem+json
     app.router.routes.append(live_routes.route)  # the WebSocket (see its module)

@@ -265,6 +265,18 @@ class WorldBible:
             found["relations"] = await rows.relations(conn, world_id, [entity_id])
         return found
 
+    async def entity_named(self, workspace_id: str, world_id: str, label: str) -> JSON | None:
+        """The live entity a `[[label]]` names (by name, then alias), with its facts;
+        None when the world has none by that name."""
+        async with self.db.read() as conn:
+            if await rows.world(conn, workspace_id, world_id) is None:
+                raise NotFound(f"world {world_id} not found")
+            found = await rows.entity_by_label(conn, world_id, label)
+            if found is None:
+                return None
+            found["facts"] = await rows.facts(conn, world_id, [found["id"]])
+        return found
+
     async def entities(
         self,
         workspace_id: str,
