@@ -48,6 +48,9 @@ async def _driver(conn: AsyncConnection, sql: str) -> AsyncIterator[Any]:
 async def fetch_rows(db: Database, sql: str, params: dict[str, Any]) -> list[Row]:
     """Run a read with named (`:name`) parameters: on SQLite in one driver call, on
     PostgreSQL through SQLAlchemy as usual. For small, hot reads on every request."""
+    now = db.read_now(sql, params)
+    if now is not None:
+        return list(now)
     async with db.read() as conn:
         if db.dialect == "sqlite":
             return await fetch_all(conn, sql, params)
