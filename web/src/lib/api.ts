@@ -33,6 +33,38 @@ export class ApiError extends Error {
   }
 }
 
+// The workspace requests act in (sent as X-Workspace); null: the server's default, your
+// first one. Remembered per account on this device by the control room's switcher.
+let workspace: string | null = null;
+let workspaceKey = '';
+
+/** The workspace chosen on this device for `userId` (call once signed in). */
+export function restoreWorkspace(userId: string): string | null {
+  workspaceKey = `tw.workspace.${userId}`;
+  try {
+    workspace = localStorage.getItem(workspaceKey);
+  } catch {
+    workspace = null;
+  }
+  return workspace;
+}
+
+/** Act in `id` from now on (null: the default workspace), and remember it. */
+export function useWorkspace(id: string | null): void {
+  workspace = id;
+  try {
+    if (!workspaceKey) return;
+    if (id) localStorage.setItem(workspaceKey, id);
+    else localStorage.removeItem(workspaceKey);
+  } catch {
+    // storage refused (private mode): the choice lasts until the page reloads
+  }
+}
+
+export function currentWorkspace(): string | null {
+  return workspace;
+}
+
 function csrf(): string {
   const match = /(?:^|;\s*)tw_csrf=([^;]+)/.exec(document.cookie);
   return match ? decodeURIComponent(match[1] ?? '') : '';
@@ -65,6 +97,7 @@ async function request(
   const raw = body instanceof Blob;
   if (body !== undefined) headers['content-type'] = raw ? 'application/octet-stream' : 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = csrf();
+  if (workspace) headers['x-workspace'] = workspace;
   let response: Response;
   try {
     response = await fetch(BASE + path, {
@@ -94,6 +127,7 @@ export const api = {
   setup: (token: string, email: string, password: string) =>
     json<unknown>('POST', '/auth/setup', { token, email, password }),
   logout: () => json<void>('POST', '/auth/logout'),
+  workspaces: () => json<{ id: string }[]>('GET', '/workspaces'),
 
   sessions: (archived: boolean) =>
     json<SessionPage>('GET', `/sessions?limit=200&archived=${archived}`),

@@ -1,16 +1,20 @@
 // Client routes: `/`, `/s/<session id>` (with `?turn=N` to open at a turn) and
-// `/characters[/<id>]`, `/worlds[/<id>[/entities/<id>]]`, `/lorebooks[/<id>]`. The server answers every such path with the app, so a reload keeps
+// `/characters[/<id>]`, `/worlds[/<id>[/entities/<id>]]`, `/lorebooks[/<id>]`,
+// `/control[/account|workspace|models|audit]`. The server answers every such path with the app, so a reload keeps
 // the place.
 
 export interface Route {
-  view: 'home' | 'session' | 'characters' | 'worlds' | 'lorebooks';
+  view: 'home' | 'session' | 'characters' | 'worlds' | 'lorebooks' | 'control';
   sessionId: string | null;
   worldId: string | null;
   entityId: string | null;
   lorebookId: string | null;
   characterId: string | null;
   turn: number | null;
+  controlTab: ControlTab;
 }
+
+export type ControlTab = 'account' | 'workspace' | 'models' | 'audit';
 
 function parse(): Route {
   const match = /^\/s\/([^/]+)$/.exec(location.pathname);
@@ -19,6 +23,7 @@ function parse(): Route {
   const world = /^\/worlds(?:\/([^/]+)(?:\/entities\/([^/]+))?)?$/.exec(location.pathname);
   const book = /^\/lorebooks(?:\/([^/]+))?$/.exec(location.pathname);
   const character = /^\/characters(?:\/([^/]+))?$/.exec(location.pathname);
+  const control = /^\/control(?:\/(account|workspace|models|audit))?$/.exec(location.pathname);
   return {
     view: sessionId
       ? 'session'
@@ -28,13 +33,16 @@ function parse(): Route {
           ? 'worlds'
           : book
             ? 'lorebooks'
-            : 'home',
+            : control
+              ? 'control'
+              : 'home',
     sessionId,
     worldId: world?.[1] ? decodeURIComponent(world[1]) : null,
     entityId: world?.[2] ? decodeURIComponent(world[2]) : null,
     lorebookId: book?.[1] ? decodeURIComponent(book[1]) : null,
     characterId: character?.[1] ? decodeURIComponent(character[1]) : null,
     turn: Number.isInteger(turn) && turn > 0 ? turn : null,
+    controlTab: (control?.[1] as ControlTab | undefined) ?? 'account',
   };
 }
 
@@ -89,4 +97,8 @@ export function goWorld(worldId: string | null = null, entityId: string | null =
 
 export function goLorebook(lorebookId: string | null = null, replace = false): void {
   navigate(lorebookId ? `/lorebooks/${encodeURIComponent(lorebookId)}` : '/lorebooks', replace);
+}
+
+export function goControl(tab: ControlTab = 'account', replace = false): void {
+  navigate(`/control/${tab}`, replace);
 }
