@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "interop": 2,
     "studio": 2,
     "auth": 2,
+    "jobs": 2,
     "engine": 3,
     # Hooks speak the engine's types (kinds, context sources); the engine loads them.
     "plugins": 3,
@@ -194,6 +195,7 @@ ENGINE_NAMES = {
     "interop": {"interop.py", "export.py", "chat_import.py"},
     "therapy": {"engine.py"},
     "studio": {"engine.py"},
+    "jobs": {"engine.py", "jobs.py"},
 }
 
 

@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     live_ping_seconds: float = 15.0
     live_dead_after_seconds: float = 45.0
     live_poll_seconds: float = 1.0
+    # Background jobs (taleweaver.jobs): on Redis when `redis_url` is set, else in
+    # process. How many run at once per replica; how long a run may go unrenewed
+    # before another replica takes it over; how often each replica looks for due
+    # retries; the first retry's wait (doubling, to at most the cap); runs per job.
+    job_concurrency: int = Field(default=4, ge=1)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    job_retry_seconds: float = Field(default=2.0, ge=0)
+    job_retry_cap_seconds: float = Field(default=300.0, ge=0)
+    job_max_attempts: int = Field(default=3, ge=1)
     # How browsers reach this server (e.g. behind a proxy); unset: each request's own URL.
     public_url: str | None = None
     # Single sign-on with OpenID Connect: on when both an issuer and a client id are set.
