@@ -313,7 +313,9 @@ class _Run:
             if hit is None:
                 continue
             why = _blocked(entry, ref, is_sticky, recursion, level, clock, cooling)
-            if why is None:
+            if why is None and (
+                entry.triggers or entry.character_filter_names or entry.character_filter_tags
+            ):
                 why = self.turn.blocked(entry)
             if why is not None:
                 self.rejected[ref] = why
