@@ -60,6 +60,9 @@ class RecallQuery:
     # The annotation of the option the player chose last turn (kinds that tag
     # their options: see KindSpec.tagged_choices), if any.
     last_choice_tag: str | None = None
+    # What the player did: "say", "choose", "continue", "regenerate" or "edit" (a
+    # lorebook entry's triggers act on it); a query built without it is a "say".
+    action: str = "say"
 
     @property
     def world_id(self) -> str | None:

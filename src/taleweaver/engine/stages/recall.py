@@ -17,10 +17,9 @@ from dataclasses import replace
 
 from taleweaver.domain.events import JSON
 from taleweaver.domain.macros import OUTLET, fill_outlets
-from taleweaver.domain.pipeline import ContextPiece, ContextSource
+from taleweaver.domain.pipeline import ContextPiece, ContextSource, RecallQuery
 from taleweaver.domain.prompt import ChatMessage
 from taleweaver.domain.sessions import SessionState
-from taleweaver.domain.turn_query import TurnQuery
 from taleweaver.engine.context import TurnContext
 from taleweaver.store.queries import Queries
 
@@ -136,7 +135,7 @@ class Recall:
         if not self.sources:
             return []
         actor = ctx.metadata.actor
-        query = TurnQuery(
+        query = RecallQuery(
             session_id=ctx.session.id,
             workspace_id=ctx.session.workspace_id,
             kind=str(ctx.session.kind),

@@ -41,7 +41,6 @@ from taleweaver.domain.lorebook import (
 from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH
 from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.session_settings import book_ids
-from taleweaver.domain.turn_query import action_of
 from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
 from taleweaver.memory.lorebook.matcher import PreparedBooks
 from taleweaver.memory.lorebook.reimport import (
@@ -435,7 +434,7 @@ class Lorebooks:
             seed=f"{query.session_id}:{query.turn_number}",
             budget_tokens=_budget(query.settings, books),
             character=character,
-            generation=generation_types(action_of(query)),
+            generation=generation_types(query.action),
             count_tokens=self.count_tokens,
         )
         if outcome.timed != (state or {"sticky": {}, "cooldown": {}}):
