@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from taleweaver.auth import LOCAL_USER_ID, Role
+from taleweaver.config import Settings
 from taleweaver.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine import Engine
 from taleweaver.store.schema import users
 from tests.conftest import META
+from tests.test_hostile_input import api
 
 PASSWORD = "correct horse battery"
 
@@ -143,3 +145,32 @@ async def test_therapists_are_assigned_only_to_members_of_the_workspace(engine: 
     with pytest.raises(InvalidInput, match="player must be a member"):
         await engine.accounts.assign(ws, therapist_id, outsider_id, actor=owner_id)
     assert await engine.accounts.assigned_players(ws, therapist_id) == frozenset()
+
+
+async def test_the_workspace_list_marks_where_requests_act_by_default(
+    engine: Engine, settings: Settings
+) -> None:
+    """An instance admin owns a personal workspace and the laptop's: the list says
+    which one a request without X-Workspace acts in, as the sessions list does."""
+    token = await engine.accounts.issue_setup_token()
+    assert token is not None
+    await engine.accounts.complete_setup(token, "root@example.com", PASSWORD)
+    async with api(engine, settings.model_copy(update={"require_login": True})) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": "root@example.com", "password": PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        listed = (await client.get("/api/v1/workspaces")).json()
+        assert len(listed) == 2
+        (default,) = [w for w in listed if w["default"]]
+        created = await client.post(
+            "/api/v1/sessions",
+            json={"kind": "story", "title": "Here"},
+            headers={"x-csrf-token": login.json()["csrf_token"]},
+        )
+        assert created.status_code == 201, created.text
+        (other,) = [w for w in listed if not w["default"]]
+        for workspace, holds in ((default, True), (other, False)):
+            page = await client.get("/api/v1/sessions", headers={"x-workspace": workspace["id"]})
+            ids = [item["id"] for item in page.json()["items"]]
+            assert (created.json()["id"] in ids) is holds

@@ -90,6 +90,9 @@ class WorkspacePublic(BaseModel):
     sensitive: bool
     created_at: datetime
     role: Role | None = None
+    default: bool = Field(
+        default=False, description="Where requests without an X-Workspace header act."
+    )
 
 
 class MemberSet(Strict):

@@ -26,11 +26,13 @@ router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
 async def list_workspaces(
     engine: EngineDep, principal: Annotated[Principal, requires(SELF)]
 ) -> list[WorkspacePublic]:
-    """The workspaces you belong to, with your role in each."""
+    """The workspaces you belong to, with your role in each; `default` marks the one
+    requests without an X-Workspace header act in."""
     rows = await engine.accounts.workspaces_of(principal.user_id)
     if principal.key_workspace is not None:
         rows = [r for r in rows if r["id"] == principal.key_workspace]
-    return [WorkspacePublic.model_validate(r) for r in rows]
+    default = principal.key_workspace or await engine.accounts.default_workspace(principal.user_id)
+    return [WorkspacePublic.model_validate(r | {"default": r["id"] == default}) for r in rows]
 
 
 @router.post("", status_code=201)
