@@ -128,9 +128,35 @@ export function when(iso: string | null, now = new Date()): string {
     : at.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 }
 
+const ACTIONS: Record<string, string> = {
+  'api_key.created': 'API key created',
+  'api_key.revoked': 'API key revoked',
+  'api_key.used': 'API key used',
+  'member.role_changed': 'Member added or role changed',
+  'member.removed': 'Member removed',
+  'login.succeeded': 'Signed in',
+  'login.failed': 'Sign-in refused',
+  'login.locked': 'Sign-in locked after failures',
+  'user.renamed': 'Display name changed',
+  'flag.set': 'Feature switched',
+  'flag.cleared': 'Feature back to its default',
+};
+
 /** An audit action ("secret.created") in words ("Secret created"). */
 export function actionLabel(action: string): string {
-  return capitalize(action.replace(/[._]/g, ' '));
+  return ACTIONS[action] ?? capitalize(action.replace(/[._]/g, ' '));
+}
+
+/** One entry's headline: its action, told more exactly where its details allow. */
+export function entryTitle(entry: AuditEntry): string {
+  if (entry.action === 'member.role_changed') return entry.details['from'] == null ? 'Member added' : 'Role changed';
+  if (entry.action === 'flag.set') return entry.details['enabled'] === false ? 'Feature switched off' : 'Feature switched on';
+  return actionLabel(entry.action);
+}
+
+/** "a viewer", "an editor". */
+export function withArticle(word: string): string {
+  return `${/^[aeiou]/i.test(word) ? 'an' : 'a'} ${word}`;
 }
 
 export interface AuditFilter {

@@ -14,6 +14,8 @@ export interface Workspace {
   sensitive: boolean;
   created_at: string;
   role: Role | null;
+  /** Where requests without an X-Workspace header act. */
+  default: boolean;
 }
 
 export interface Member {
@@ -196,7 +198,7 @@ export const control = {
 /** The workspace requests act in now: the one chosen on this device, or the default. */
 export function activeWorkspace(list: Workspace[]): Workspace | null {
   const chosen = currentWorkspace();
-  return list.find((w) => w.id === chosen) ?? list.find((w) => w.id === 'local') ?? list[0] ?? null;
+  return list.find((w) => w.id === chosen) ?? list.find((w) => w.default) ?? list[0] ?? null;
 }
 
 /** Every audit entry after `after`, page by page, up to `cap` entries. */
