@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -629,6 +630,26 @@ def _character_case(action: str, method: str, suffix: str, **kwargs: Any) -> Cas
 
 
 # (method, path template) of every workspace-scoped route -> what it does.
+def _job_case(action: str, method: str, suffix: str) -> Case:
+    """A route about one job: a finished workspace export, started by the owner."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        owner = "owner" if workspace == world.own else "stranger"
+        with world.client(owner) as client:
+            started = client.post(f"/api/v1/workspaces/{workspace}/exports")
+            assert started.status_code == 202, started.text
+            job_id = started.json()["id"]
+            for _ in range(500):
+                if client.get(f"/api/v1/jobs/{job_id}", headers={"X-Workspace": workspace}).json()[
+                    "status"
+                ] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.02)
+        return method, f"/api/v1/jobs/{job_id}{suffix}", {"headers": {"X-Workspace": workspace}}
+
+    return Case(action, build)
+
+
 ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions"): _collection_case(
         "session.create", "POST", "/api/v1/sessions", json={"kind": "story", "title": "New"}
@@ -929,6 +950,17 @@ ROUTES: dict[tuple[str, str], Case] = {
         "workspace.export", "GET", "/export"
     ),
     ("POST", "/api/v1/workspaces/{workspace_id}/import"): Case("workspace.export", _import_bundle),
+    # --- background jobs (#17) ---
+    ("GET", "/api/v1/jobs"): _collection_case("workspace.read", "GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/jobs/{job_id}"): _job_case("workspace.read", "GET", ""),
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): _job_case("workspace.update", "POST", "/cancel"),
+    ("GET", "/api/v1/jobs/{job_id}/download"): _job_case("workspace.export", "GET", "/download"),
+    ("POST", "/api/v1/workspaces/{workspace_id}/exports"): _workspace_case(
+        "workspace.export", "POST", "/exports"
+    ),
+    ("POST", "/api/v1/worlds/{world_id}/reindex"): _world_case(
+        "world.edit", "POST", "/api/v1/worlds/{world_id}/reindex"
+    ),
     # --- safety and therapy routes (#6) ---
     ("GET", "/api/v1/safety/flags"): _safety_case(
         "safety.review", "GET", "/api/v1/safety/flags", params={"player_id": "{owner}"}

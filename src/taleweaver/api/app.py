@@ -22,6 +22,7 @@ from taleweaver.api.routes import (
     flags,
     health,
     interop,
+    jobs,
     lorebooks,
     oidc,
     openai,
@@ -89,6 +90,7 @@ def create_app(
             app.state.engine = engine
         # A local model loads while the server already answers; /readyz says "loading".
         app.state.engine.warm_up()
+        await app.state.engine.jobs.start()  # and picks up jobs a restart interrupted
         try:
             async with worker_gauges(app.state.engine):  # several worker processes only
                 yield
@@ -134,6 +136,7 @@ def create_app(
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
     for module in (world, studio, lorebooks, summaries, characters, interop, safety, therapy):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(jobs.router, responses=problems.ERROR_RESPONSES)
     app.include_router(openai.router)  # errors in OpenAI's shape, not problem+json
     app.router.routes.append(live_routes.route)  # the WebSocket (see its module)
     for _, routers in plugins.each("api_routers"):

@@ -21,6 +21,7 @@ from taleweaver.domain.pipeline import NoContinuityCheck, NoExtraction
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.flags import WorkspaceFlags
+from taleweaver.engine.jobs import job_service, register_engine_jobs
 from taleweaver.engine.kinds import KindSpec, provide_kind, register_kind
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
@@ -96,6 +97,9 @@ class Engine:
         self.sessions = Sessions(repository, caps.queries)
         self._wire_features()
         self.flags = WorkspaceFlags(db, self.audit)
+        # Background jobs: run once the server starts them (`jobs.start()`).
+        self.jobs = job_service(db, self.settings)
+        register_engine_jobs(self)
         self.turns = TurnRunner(repository, caps, flags=self.flags.read)
         # Live channels: in-process, or across replicas through Redis when configured.
         self.live = LiveSessions(
@@ -324,6 +328,7 @@ class Engine:
     async def close(self) -> None:
         if self._warming is not None:
             self._warming.cancel()  # a load under way finishes in its thread, unused
+        await self.jobs.close()  # runs under way are queued again for the next start
         await self.prefills.aclose()
         await self.summaries.aclose()
         await self.turns.shutdown()

@@ -73,6 +73,8 @@ INSTANCE_TABLES = frozenset(
         "users",
         "identities",
         "login_sessions",
+        # Background jobs: this instance's work (and exports' own files), not the story.
+        "jobs",
     }
 )
 

@@ -191,9 +191,7 @@ class JobRecords:
 
     async def forget_kicks(self) -> None:
         """Queued jobs were handed to an in-process queue that died with its process."""
-        await self._change(
-            jobs.update().where(jobs.c.status == _QUEUED).values(kicked_at=None)
-        )
+        await self._change(jobs.update().where(jobs.c.status == _QUEUED).values(kicked_at=None))
 
     async def claim(self, job_id: str, owner: str, lease: timedelta) -> Job | None:
         """Start a run of the job: it must be queued, due, and not cancelled."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from taleweaver.domain.errors import ModelError
 from taleweaver.llm import CallScope, ChatModel, ModelRouter
@@ -78,6 +78,9 @@ def local_embedder() -> TextEmbedder:
     return SentenceEmbedder(encoder)
 
 
+# Told (entities checked so far, of how many) as a whole world is re-embedded.
+Progress = Callable[[int, int], Awaitable[None]]
+
 # A change touching more entities than this (an import) is embedded in the background:
 # at a few milliseconds an entity on a local encoder, the request would wait minutes.
 INLINE = 256
@@ -99,9 +102,17 @@ class VectorSync:
         except ModelError as exc:
             log.warning("entity vectors not updated in world %s: %s", world_id, exc.detail)
 
-    async def sync(self, workspace_id: str, world_id: str, ids: Sequence[str] | None) -> int:
+    async def sync(
+        self,
+        workspace_id: str,
+        world_id: str,
+        ids: Sequence[str] | None,
+        *,
+        progress: Progress | None = None,
+    ) -> int:
         """Embed the given entities (all of the world's when None) whose text changed;
-        drop vectors of deleted and deprecated ones. Returns how many were embedded."""
+        drop vectors of deleted and deprecated ones. Returns how many were embedded.
+        `progress` hears (entities checked, of how many) after each chunk."""
         async with self.db.read() as conn:
             entities = await rows.entities(conn, world_id, ids)
         live = {k: v for k, v in entities.items() if v["status"] != "deprecated"}
@@ -126,6 +137,8 @@ class VectorSync:
                     [(i, v, digest(texts[i])) for i, v in zip(batch, vectors, strict=True)],
                 )
                 done += len(batch)
+            if progress is not None:
+                await progress(start + len(chunk), len(ordered))
         if ids is None:  # a whole world is now this model's: leave no other model's
             await self.index.drop_other_models(world_id, self.embedder.name)
         return done

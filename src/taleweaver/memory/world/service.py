@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from taleweaver.domain.errors import NotFound
 from taleweaver.domain.events import JSON, EventMetadata
 from taleweaver.llm import ChatModel, ModelRouter
@@ -58,12 +60,19 @@ class WorldMemory:
     ) -> JSON:
         return await import_world(self.bible, workspace_id, data, meta, world_id=world_id)
 
-    async def reindex(self, workspace_id: str, world_id: str) -> int:
-        """Embed every entity whose vector is missing or stale; 0 without an embedder."""
+    async def reindex(
+        self,
+        workspace_id: str,
+        world_id: str,
+        *,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> int:
+        """Embed every entity whose vector is missing or stale; 0 without an embedder.
+        `progress` hears (entities checked, of how many) as it goes."""
         await self.bible.world(workspace_id, world_id)
         if self.sync is None:
             return 0
-        return await self.sync.sync(workspace_id, world_id, None)
+        return await self.sync.sync(workspace_id, world_id, None, progress=progress)
 
     async def search_hits(
         self, workspace_id: str, world_id: str, text: str, *, limit: int = 10
