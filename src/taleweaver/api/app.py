@@ -38,6 +38,7 @@ from taleweaver.api.routes import (
 )
 from taleweaver.api.routes import live as live_routes
 from taleweaver.api.routes import models as model_routes
+from taleweaver.api.routes import plugins as plugin_routes
 from taleweaver.api.routes import secrets as secret_routes
 from taleweaver.api.security import LoginMode
 from taleweaver.api.spans import ServerSpans
@@ -50,7 +51,7 @@ from taleweaver.llm import ChatModel
 from taleweaver.observability.errors import configure_error_tracking
 from taleweaver.observability.tracing import active as tracing_active
 from taleweaver.observability.tracing import configure_tracing
-from taleweaver.plugins import load_plugins
+from taleweaver.plugins import BuiltIn, load_plugins
 from taleweaver.store.serving import hold_for_serving
 
 
@@ -139,6 +140,8 @@ def create_app(
     app.include_router(jobs.router, responses=problems.ERROR_RESPONSES)
     app.include_router(openai.router)  # errors in OpenAI's shape, not problem+json
     app.router.routes.append(live_routes.route)  # the WebSocket (see its module)
+    # The plugins route is built in, included through the hook as a plugin's router is.
+    plugins.add_builtin("api", BuiltIn(routers=[plugin_routes.router]))
     for _, routers in plugins.each("api_routers"):
         for router in routers:
             app.include_router(router, responses=problems.ERROR_RESPONSES)

@@ -28,6 +28,7 @@ class SearchResult(SearchHit):
 
 
 class ImportCounts(BaseModel):
+    format: str = Field(default="sillytavern", description="The format the file was read as.")
     messages: int
     turns: int
     stripped: int = Field(

@@ -242,7 +242,17 @@ async def check_plugins(settings: Settings) -> list[Check]:
     from taleweaver.plugins import load_plugins
 
     plugins = load_plugins()  # required or not, each is reported here rather than raised
-    for hook in ("session_kinds", "cli_commands"):  # those that need no engine to call
+    # Every hook that needs no engine to call: one that raises fails its plugin here.
+    for hook in (
+        "session_kinds",
+        "model_providers",
+        "safety_detectors",
+        "importers",
+        "exporters",
+        "event_listeners",
+        "cli_commands",
+        "api_routers",
+    ):
         list(plugins.each(hook))
     required = set(settings.required_plugins)
     checks = [

@@ -10,8 +10,10 @@ EXPORT_FORMATS = ("markdown", "md", "text", "txt", "json", "jsonl", "sillytavern
 EXPORT_FORMAT = click.option(
     "--format",
     "fmt",
-    type=click.Choice(EXPORT_FORMATS, case_sensitive=False),
+    metavar="FORMAT",
     default="markdown",
     show_default=True,
-    help="markdown (md), text (txt), json (with its events), jsonl (SillyTavern chat).",
+    # Any name: plugins add formats, and the engine refuses an unknown one naming all.
+    help="markdown (md), text (txt), json (with its events), jsonl (SillyTavern chat), "
+    "or a format a plugin adds (`taleweaver plugins formats` lists them).",
 )

@@ -9,12 +9,20 @@ from typing import Any
 from taleweaver.config import Settings
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.engine.models import catalog_from_settings
-from taleweaver.llm import build_router
+from taleweaver.llm import ModelRouter, build_router
 from taleweaver.llm.trial import Trial, try_model
+from taleweaver.plugins import load_plugins
+from taleweaver.plugins.providers import register_providers
+
+
+def _router(settings: Settings) -> ModelRouter:
+    """The configured router, with the provider kinds installed plugins add."""
+    register_providers(load_plugins())  # a failing plugin is `taleweaver doctor`'s to report
+    return build_router(catalog_from_settings(settings))
 
 
 async def describe_models(settings: Settings) -> dict[str, Any]:
-    router = build_router(catalog_from_settings(settings))
+    router = _router(settings)
     try:
         overview = router.describe()
         overview["providers"] = {
@@ -26,7 +34,7 @@ async def describe_models(settings: Settings) -> dict[str, Any]:
 
 
 async def try_models(settings: Settings, aliases: tuple[str, ...], max_tokens: int) -> list[Trial]:
-    router = build_router(catalog_from_settings(settings))
+    router = _router(settings)
     try:
         unknown = [a for a in aliases if a not in router.models]
         if unknown:

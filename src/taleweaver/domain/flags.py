@@ -15,6 +15,8 @@ from types import MappingProxyType
 from taleweaver.domain.errors import InvalidInput
 
 LOOP_RETRY = "loop_retry"
+# `plugin:<name>`: an installed plugin, on unless its workspace turns it off.
+PLUGIN_PREFIX = "plugin:"
 WORLD_EXTRACTION = "world_extraction"
 TRACE_CONTENT = "trace_content"
 
@@ -53,6 +55,17 @@ FLAGS: Mapping[str, Flag] = MappingProxyType(
 )
 
 
+def plugin_flag(plugin: str) -> Flag:
+    """The flag that turns an installed plugin off (or on again) in a workspace."""
+    return Flag(
+        PLUGIN_PREFIX + plugin,
+        f"Plugin {plugin}: its session kinds, context sources, safety detectors, event"
+        " listeners, importers and exporters serve this workspace (off: none of them do;"
+        " its model providers, commands and routes are process-wide).",
+        True,
+    )
+
+
 def known_flag(name: str) -> Flag:
     """The flag of that name; InvalidInput (422) naming the known ones otherwise."""
     flag = FLAGS.get(name)
@@ -71,6 +84,10 @@ class FlagSet:
     def enabled(self, name: str) -> bool:
         flag = known_flag(name)
         return self.settings.get(name, flag.default)
+
+    def plugin_enabled(self, plugin: str) -> bool:
+        """Whether the workspace lets the plugin of that name serve it (the default)."""
+        return self.settings.get(PLUGIN_PREFIX + plugin, True)
 
 
 DEFAULT_FLAGS = FlagSet()

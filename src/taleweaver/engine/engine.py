@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -15,17 +15,19 @@ from taleweaver.auth.secret_store import SecretStore
 from taleweaver.characters import Characters, CharacterSource
 from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
-from taleweaver.domain.errors import InvalidInput, ModelLoading
-from taleweaver.domain.events import RecordedEvent
+from taleweaver.domain.errors import ModelLoading
 from taleweaver.domain.pipeline import NoContinuityCheck, NoExtraction
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.encryption import key_ring_from_settings
+from taleweaver.engine.export import JsonExportImporter, builtin_exporters
 from taleweaver.engine.flags import WorkspaceFlags
+from taleweaver.engine.formats import Formats
 from taleweaver.engine.jobs import job_service, register_engine_jobs
-from taleweaver.engine.kinds import KindSpec, provide_kind, register_kind
+from taleweaver.engine.kinds import KindSpec
 from taleweaver.engine.live import LiveSessions
 from taleweaver.engine.models import model_overrides, router_from_settings
 from taleweaver.engine.pipeline import Capabilities
+from taleweaver.engine.plugin_wiring import PluginGate, wire_plugins
 from taleweaver.engine.prefill import Prefills
 from taleweaver.engine.session_lorebooks import SessionLorebooks
 from taleweaver.engine.sessions import Sessions
@@ -36,7 +38,8 @@ from taleweaver.llm.tokens import token_counter
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
 from taleweaver.memory.world import WorldMemory
-from taleweaver.plugins import Plugins, load_plugins
+from taleweaver.plugins import BuiltIn, Plugins, load_plugins
+from taleweaver.plugins.providers import register_providers
 from taleweaver.realtime import hub_for
 from taleweaver.safety import AllowAll
 from taleweaver.safety.service import SafetyService
@@ -45,7 +48,7 @@ from taleweaver.store import migrate
 from taleweaver.store.database import Database, sqlite_url
 from taleweaver.store.events import EventStore
 from taleweaver.store.queries import Queries
-from taleweaver.store.repository import CommitListener, SessionRepository
+from taleweaver.store.repository import SessionRepository
 from taleweaver.store.sealing import Sealer
 from taleweaver.studio import Studio
 from taleweaver.therapy import TherapyService, TherapySource, therapy_prompt
@@ -95,8 +98,11 @@ class Engine:
         )
         self.credentials = Credentials(db, self.audit)
         self.sessions = Sessions(repository, caps.queries)
+        # Export and import formats: the built-in ones and those plugins add.
+        self.formats = Formats()
         self._wire_features()
-        self.flags = WorkspaceFlags(db, self.audit)
+        # A plugin is on in every workspace unless its flag `plugin:<name>` is off there.
+        self.flags = WorkspaceFlags(db, self.audit, self.plugins.loaded)
         # Background jobs: run once the server starts them (`jobs.start()`).
         self.jobs = job_service(db, self.settings)
         register_engine_jobs(self)
@@ -111,7 +117,33 @@ class Engine:
         self._warming: asyncio.Task[None] | None = None
         # A new session's prompt read ahead by a local narrator, while its greeting is.
         self.prefills = Prefills(caps, repository)
-        repository.committed.append(self.prefills.committed)
+        self.plugins.add_builtin("engine", self._builtin())
+        self.plugin_gate = PluginGate(self.flags)
+        wire_plugins(self, self.plugin_gate)
+
+    def _builtin(self) -> BuiltIn:
+        """The engine's own features, wired through the hooks as a plugin's are."""
+        characters = CharacterSource(self.characters)
+        return BuiltIn(
+            # Therapy brings its session kind: its narrator's prompt, options tagged by type.
+            kinds={
+                SessionKind.THERAPY: KindSpec(
+                    therapy_prompt, with_choices=True, tagged_choices=True
+                )
+            },
+            sources=[
+                self.world.recall,
+                LorebookSource(self.lorebooks, speaker=characters.speaker),
+                characters,
+                self.safety.source,
+                TherapySource(self.therapy),
+                SummarySource(self.summaries, history_messages=self.caps.history_messages),
+            ],
+            detectors=[self.safety.output_rules],
+            exporter_formats=builtin_exporters(),
+            importer_formats={"taleweaver-json": JsonExportImporter()},
+            listeners=[self.prefills.committed],
+        )
 
     def _wire_features(self) -> None:
         """Build each feature's services and plug its hooks into the pipeline's
@@ -151,10 +183,6 @@ class Engine:
         self.therapy = TherapyService(
             self.db, self.repository.store, caps.queries, self.audit, self.crisis
         )
-        # Therapy brings its session kind: its narrator's prompt, options tagged by type.
-        provide_kind(
-            SessionKind.THERAPY, KindSpec(therapy_prompt, with_choices=True, tagged_choices=True)
-        )
         self.summaries = Summaries(
             SummaryStore(self.db, self.sealer),
             caps.queries,
@@ -167,30 +195,6 @@ class Engine:
             caps.continuity = self.world.continuity
         if isinstance(caps.safety, AllowAll):
             caps.safety = self.safety.checker
-        characters = CharacterSource(self.characters)
-        caps.context_sources += [
-            self.world.recall,
-            LorebookSource(self.lorebooks, speaker=characters.speaker),
-            characters,
-            self.safety.source,
-            TherapySource(self.therapy),
-            SummarySource(self.summaries, history_messages=caps.history_messages),
-        ]
-        self._wire_plugins()
-
-    def _wire_plugins(self) -> None:
-        """Plugins' kinds, context sources and event listeners, beside the built-in ones."""
-        plugins = self.plugins
-        for name, kinds in plugins.each("session_kinds"):
-            for kind, spec in dict(kinds).items():
-                try:
-                    register_kind(kind, spec)
-                except InvalidInput as exc:
-                    plugins.fail(name, "", exc)
-        for _, sources in plugins.each("context_sources", engine=self):
-            self.caps.context_sources += list(sources)
-        for name, listeners in plugins.each("event_listeners"):
-            self.repository.committed += [_guarded(name, listener) for listener in listeners]
 
     @functools.cached_property
     def interop(self) -> Interop:
@@ -198,7 +202,14 @@ class Engine:
         modules that a command which neither imports nor exports never loads."""
         from taleweaver.engine.interop import Interop
 
-        return Interop(self.sessions, self.repository.store, self.characters, self.lorebooks)
+        return Interop(
+            self.sessions,
+            self.repository.store,
+            self.characters,
+            self.lorebooks,
+            formats=self.formats,
+            plugin_check=self.plugin_gate.require,
+        )
 
     async def _session_models(self, workspace_id: str, session_id: str) -> dict[str, str]:
         state = await self.repository.open(workspace_id, session_id)
@@ -235,6 +246,7 @@ class Engine:
         """
         if plugins is None:
             plugins = load_plugins(settings.required_plugins)
+        register_providers(plugins)  # process-wide: before the router is built
         db = database or database_from_settings(settings)
         if settings.auto_migrate:
             await migrate.upgrade_if_behind(db.engine)
@@ -338,19 +350,6 @@ class Engine:
         await self.model.aclose()
         await self.usage.flush()
         await self.db.dispose()
-
-
-def _guarded(plugin: str, listener: CommitListener) -> CommitListener:
-    """A plugin's listener whose failure is logged: the events are committed already,
-    and an integration's trouble must not fail the turn that wrote them."""
-
-    async def listen(events: Sequence[RecordedEvent]) -> None:
-        try:
-            await listener(events)
-        except Exception:
-            log.exception("event listener of plugin %s failed", plugin)
-
-    return listen
 
 
 async def _warm(warm: Callable[[], Awaitable[None]] | None) -> None:

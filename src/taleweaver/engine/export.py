@@ -10,6 +10,7 @@ from typing import Any
 
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON
+from taleweaver.domain.formats import Exporter, ImportedSession, ImportedTurn, SessionExport
 from taleweaver.engine.sessions import Sessions
 from taleweaver.interop.limits import gc_paused
 from taleweaver.interop.sillytavern import import_record, render_chat
@@ -126,3 +127,79 @@ def _default(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"cannot export {type(value).__name__}")
+
+
+# --- the built-in formats, registered through the `exporters` and `importers` hooks ----
+
+
+def _rendered(fmt: str) -> Callable[[SessionExport], str]:
+    def render(export: SessionExport) -> str:
+        return render_export(
+            export.session, export.messages, export.events, fmt, player=export.player
+        )
+
+    return render
+
+
+def builtin_exporters() -> dict[str, Exporter]:
+    """Markdown, plain text and JSON (SillyTavern JSONL is rendered from the raw events
+    and its forks' origins, by `export_session`, not through the hook)."""
+    return {
+        "markdown": Exporter(
+            MEDIA_TYPES["md"], "md", _rendered("md"), "Markdown", aliases=("md",)
+        ),
+        "text": Exporter(MEDIA_TYPES["txt"], "txt", _rendered("txt"), "plain text", ("txt",)),
+        "json": Exporter(
+            MEDIA_TYPES["json"], "json", _rendered("json"), "JSON, with the session's events"
+        ),
+    }
+
+
+async def session_export(
+    sessions: Sessions, workspace_id: str, session_id: str, *, player: str, events: bool
+) -> SessionExport:
+    """What an exporter renders; the events are read only for those that need them."""
+    session = await sessions.get(workspace_id, session_id)
+    messages = await sessions.messages(workspace_id, session_id, after_turn=0, limit=ALL)
+    recorded: list[JSON] = []
+    if events:
+        found = await sessions.events(workspace_id, session_id, after=0, limit=ALL)
+        recorded = [e.to_dict() for e in found]
+    return SessionExport(session, messages, recorded, player)
+
+
+class JsonExportImporter:
+    """A session's JSON export read back as a new session: its title, kind, settings
+    and messages (the events stay behind: it is a copy, not a restore)."""
+
+    description = "a Taleweaver session's JSON export"
+
+    def sniff(self, data: bytes, filename: str | None) -> bool:
+        head = data[:4096].lstrip()
+        return head.startswith(b"{") and b'"session"' in head and b'"messages"' in data
+
+    def read(self, data: bytes) -> ImportedSession:
+        try:
+            parsed = json.loads(data)
+            session, messages = parsed["session"], parsed["messages"]
+            turns: list[ImportedTurn] = []
+            said: str | None = None
+            for message in messages:
+                if message["role"] == "player":
+                    if said is not None:
+                        turns.append(ImportedTurn(said, ""))
+                    said = str(message["content"])
+                else:
+                    turns.append(ImportedTurn(said, str(message["content"])))
+                    said = None
+            if said is not None:
+                turns.append(ImportedTurn(said, ""))
+            return ImportedSession(
+                title=str(session["title"]),
+                turns=turns,
+                kind=str(session["kind"]),
+                settings=dict(session.get("settings") or {}),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"not a Taleweaver JSON export: {exc}") from None
+

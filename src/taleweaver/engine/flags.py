@@ -6,6 +6,7 @@ the log says who turned what on or off, when, and what it was before.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,8 +14,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.auth import AuditLog
-from taleweaver.domain.errors import Conflict
-from taleweaver.domain.flags import FLAGS, TRACE_CONTENT, FlagSet, known_flag
+from taleweaver.domain.errors import Conflict, InvalidInput
+from taleweaver.domain.flags import (
+    FLAGS,
+    PLUGIN_PREFIX,
+    TRACE_CONTENT,
+    Flag,
+    FlagSet,
+    known_flag,
+    plugin_flag,
+)
 from taleweaver.store.database import Database
 from taleweaver.store.flags_schema import workspace_flags
 from taleweaver.store.schema import workspaces
@@ -55,16 +64,37 @@ def _utc(value: datetime) -> datetime:
 
 
 class WorkspaceFlags:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(
+        self, db: Database, audit: AuditLog, plugins: Callable[[], Collection[str]] = tuple
+    ) -> None:
         self.db = db
         self.audit = audit
+        # The installed plugins' names: each has a flag `plugin:<name>`, on by default.
+        self.plugins = plugins
+
+    def _flags(self) -> dict[str, Flag]:
+        return dict(FLAGS) | {f.name: f for f in map(plugin_flag, self.plugins())}
+
+    def _known(self, name: str) -> Flag:
+        flag = self._flags().get(name)
+        if flag is None and name.startswith(PLUGIN_PREFIX):
+            installed = ", ".join(sorted(self.plugins())) or "none"
+            raise InvalidInput(
+                f"no installed plugin is called {name.removeprefix(PLUGIN_PREFIX)!r} "
+                f"(installed: {installed})"
+            )
+        return flag or known_flag(name)
 
     async def read(self, workspace_id: str) -> FlagSet:
         """What a turn in this workspace runs with (one query, at its start)."""
         # On every turn: one driver call on SQLite (see store/sqlite_fast.py).
         rows = await fetch_rows(self.db, _READ, {"workspace_id": workspace_id})
         # A row for a flag since retired is ignored rather than failing the turn.
-        settings = {str(name): bool(on) for name, on in rows if name in FLAGS}
+        settings = {
+            str(name): bool(on)
+            for name, on in rows
+            if name in FLAGS or str(name).startswith(PLUGIN_PREFIX)
+        }
         if settings.get(TRACE_CONTENT):  # rare: only then the second query
             async with self.db.read() as conn:
                 if await _sensitive(conn, workspace_id):  # marked so since it was set
@@ -75,10 +105,11 @@ class WorkspaceFlags:
         """Every known flag, by name, as this workspace has it."""
         async with self.db.read() as conn:
             rows = await self._rows(conn, workspace_id)
-        return [self._state(name, rows.get(name)) for name in sorted(FLAGS)]
+        flags = self._flags()
+        return [self._state(flags[name], rows.get(name)) for name in sorted(flags)]
 
     async def set(self, workspace_id: str, name: str, enabled: bool, *, actor: str) -> FlagState:
-        known_flag(name)
+        flag = self._known(name)
         now = datetime.now(UTC)
         where = (workspace_flags.c.workspace_id == workspace_id, workspace_flags.c.name == name)
         values = {"enabled": enabled, "updated_at": now, "updated_by": actor}
@@ -98,14 +129,14 @@ class WorkspaceFlags:
                 "flag.set",
                 workspace_id=workspace_id,
                 target=name,
-                details={"enabled": enabled, "was": self._state(name, before).enabled},
+                details={"enabled": enabled, "was": self._state(flag, before).enabled},
                 conn=conn,
             )
-        return self._state(name, _Stored(enabled, now, actor))
+        return self._state(flag, _Stored(enabled, now, actor))
 
     async def clear(self, workspace_id: str, name: str, *, actor: str) -> FlagState:
         """Back to the default; audited only when the workspace had set it."""
-        known_flag(name)
+        flag = self._known(name)
         async with self.db.write() as conn:
             await self.db.lock(conn)
             before = (await self._rows(conn, workspace_id, name)).get(name)
@@ -121,10 +152,10 @@ class WorkspaceFlags:
                     "flag.cleared",
                     workspace_id=workspace_id,
                     target=name,
-                    details={"enabled": FLAGS[name].default, "was": before.enabled},
+                    details={"enabled": flag.default, "was": before.enabled},
                     conn=conn,
                 )
-        return self._state(name, None)
+        return self._state(flag, None)
 
     @staticmethod
     async def _rows(
@@ -137,8 +168,7 @@ class WorkspaceFlags:
         return {r.name: _Stored(bool(r.enabled), _utc(r.updated_at), r.updated_by) for r in rows}
 
     @staticmethod
-    def _state(name: str, stored: _Stored | None) -> FlagState:
-        flag = FLAGS[name]
+    def _state(flag: Flag, stored: _Stored | None) -> FlagState:
         if stored is None:
             return FlagState(flag.name, flag.description, flag.default, flag.default)
         return FlagState(

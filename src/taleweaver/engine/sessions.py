@@ -30,6 +30,9 @@ ForkHook = Callable[[AsyncConnection, str, str, str], Awaitable[None]]
 # (workspace id, settings): a capability's check of the settings keys it reads
 # (the lorebooks feature: every listed book exists); raises InvalidInput.
 SettingsCheck = Callable[[str, JSON], Awaitable[None]]
+# (workspace id, kind): whether a session of that kind may be created there (a
+# plugin's kind in a workspace that turned the plugin off may not); raises Conflict.
+KindCheck = Callable[[str, SessionKind], Awaitable[None]]
 
 # The events that record a turn's reply and context (the last one is the turn's now).
 _TURN_RECORDS = (EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED)
@@ -41,6 +44,7 @@ class Sessions:
         self.queries = queries
         self.fork_hooks: list[ForkHook] = []
         self.settings_checks: list[SettingsCheck] = []
+        self.kind_checks: list[KindCheck] = []
 
     async def check_settings(self, workspace_id: str, settings: JSON) -> JSON:
         """Settings as every writer stores them: bounded, and what the engine reads valid."""
@@ -59,6 +63,8 @@ class Sessions:
         owner_id: str | None = None,
         metadata: EventMetadata,
     ) -> JSON:
+        for check in self.kind_checks:
+            await check(workspace_id, kind)
         settings = await self.check_settings(workspace_id, settings or {})
         state = SessionState(id=new_id())
         event = NewEvent(

@@ -3,17 +3,25 @@ provider, one adapter per model, each provider with its own breaker and policies
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from taleweaver.domain.errors import InvalidInput
 from taleweaver.llm.anthropic import ANTHROPIC_URL, AnthropicModel, anthropic_headers
 from taleweaver.llm.base import ChatBackend, Embedder, as_backend
 from taleweaver.llm.breaker import CircuitBreaker
 from taleweaver.llm.budgets import Budgets
-from taleweaver.llm.config import ModelCatalog, ModelSettings, ProviderSettings, RouterSettings
+from taleweaver.llm.config import (
+    BUILTIN_PROVIDER_KINDS,
+    ModelCatalog,
+    ModelSettings,
+    ProviderSettings,
+    RouterSettings,
+)
 from taleweaver.llm.deadline import Deadlines
 from taleweaver.llm.embedded import EmbeddedModel
 from taleweaver.llm.http import make_client
@@ -38,6 +46,8 @@ __all__ = [
     "ProviderFactory",
     "ProviderParts",
     "build_router",
+    "check_provider_kinds",
+    "register_provider_kind",
     "resolve_routes",
 ]
 
@@ -58,7 +68,24 @@ class BuiltProvider:
     embed: EmbedFactory | None = None
 
 
+def check_provider_kinds(catalog: ModelCatalog) -> None:
+    """Refuse a configured provider whose kind is neither built in nor added by an
+    installed plugin, naming both lists (and the likely intended kind)."""
+    for name, cfg in catalog.providers.items():
+        if cfg.kind in PROVIDER_KINDS:
+            continue
+        builtin = ", ".join(sorted(BUILTIN_PROVIDER_KINDS))
+        added = ", ".join(sorted(set(PROVIDER_KINDS) - BUILTIN_PROVIDER_KINDS)) or "none"
+        close = difflib.get_close_matches(cfg.kind, list(PROVIDER_KINDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidInput(
+            f"providers.{name}.kind: {cfg.kind!r} is no provider kind{hint}; built in: "
+            f"{builtin}; added by installed plugins: {added}"
+        )
+
+
 def build_router(catalog: ModelCatalog, *, ledger: UsageLedger | None = None) -> ModelRouter:
+    check_provider_kinds(catalog)
     built = {name: _provider(name, cfg, catalog.router) for name, cfg in catalog.providers.items()}
     routes = resolve_routes(catalog)
     embedding = set(routes["embed"])
@@ -74,7 +101,11 @@ def build_router(catalog: ModelCatalog, *, ledger: UsageLedger | None = None) ->
             max_tokens=cfg.max_tokens,
         )
         if alias in embedding:
-            assert maker.embed is not None  # the configuration check refused this
+            if maker.embed is None:  # a plugin's kind (the settings refuse built-in ones)
+                raise InvalidInput(
+                    f"routes.embed: {alias!r} is on provider {cfg.provider!r} "
+                    f"({maker.provider.kind}), which has no embeddings"
+                )
             routed.embedder = maker.embed(routed.name, cfg)
         if alias not in embedding or any(alias in routes[t] for t in CHAT_TASKS):
             routed.chat = maker.chat(routed.name, cfg)
@@ -184,11 +215,7 @@ def _provider(name: str, cfg: ProviderSettings, defaults: RouterSettings) -> Bui
         extra=extra,
         secrets=tuple(v for v in (key, *extra.values()) if v),
     )
-    factory = PROVIDER_KINDS.get(cfg.kind)
-    if factory is None:  # the settings' own check refuses unknown kinds before this
-        known = ", ".join(sorted(PROVIDER_KINDS))
-        raise ValueError(f"provider {name!r}: no provider kind {cfg.kind!r} (known: {known})")
-    return factory(parts)
+    return PROVIDER_KINDS[cfg.kind](parts)  # check_provider_kinds found it
 
 
 def _openai(parts: ProviderParts) -> BuiltProvider:
@@ -325,7 +352,8 @@ def _scripted(parts: ProviderParts) -> BuiltProvider:
     return BuiltProvider(parts.provider(check, _closing(local)), chat)
 
 
-# Provider kind -> how to build one; a plugin may add its own kind here.
+# Provider kind -> how to build one: the built-in kinds (registered by the engine
+# through the `model_providers` hook too), and those plugins add.
 PROVIDER_KINDS: dict[str, ProviderFactory] = {
     "openai": _openai,
     "anthropic": _anthropic,
@@ -333,3 +361,11 @@ PROVIDER_KINDS: dict[str, ProviderFactory] = {
     "embedded": _embedded,
     "scripted": _scripted,
 }
+
+
+def register_provider_kind(kind: str, factory: ProviderFactory) -> None:
+    """Make `kind` configurable (`[providers.X] kind = ...`), built by `factory`; a
+    built-in kind is not replaced by another factory."""
+    if kind in BUILTIN_PROVIDER_KINDS and PROVIDER_KINDS.get(kind) is not factory:
+        raise InvalidInput(f"provider kind {kind!r} is built in")
+    PROVIDER_KINDS[kind] = factory

@@ -9,7 +9,7 @@ Unknown keys are refused, so a typo is an error at start-up, not a silent defaul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from taleweaver.llm.templates import TemplateName
 
 __all__ = [
+    "BUILTIN_PROVIDER_KINDS",
     "EMBEDDING_KINDS",
     "BreakerSettings",
     "BudgetSettings",
@@ -32,7 +33,12 @@ __all__ = [
     "catalog_problems",
 ]
 
+# The kinds Taleweaver brings; a plugin adds more (`model_providers`), so a configured
+# kind is any such name here and is checked against what is registered when the
+# router is built (llm.build.PROVIDER_KINDS), where an unknown one is refused.
 ProviderKind = Literal["openai", "anthropic", "ollama", "embedded", "scripted"]
+BUILTIN_PROVIDER_KINDS = frozenset(get_args(ProviderKind))
+KindName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 EMBEDDING_KINDS = frozenset({"openai", "ollama"})
 _REMOTE_KINDS = frozenset({"openai", "anthropic", "ollama"})
 
@@ -79,7 +85,8 @@ class RouterSettings(_Strict):
 
 
 class ProviderSettings(_Strict):
-    kind: ProviderKind
+    # A built-in kind (ProviderKind) or one an installed plugin adds.
+    kind: KindName
     base_url: str | None = None
     api_key: SecretStr | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
@@ -206,7 +213,9 @@ def catalog_problems(
                 )
                 continue
             kind = providers[named.provider].kind if named.provider in providers else None
-            if task == "embed" and kind is not None and kind not in EMBEDDING_KINDS:
+            # A plugin's kind says whether it embeds when the router is built.
+            builtin = kind in BUILTIN_PROVIDER_KINDS
+            if task == "embed" and builtin and kind not in EMBEDDING_KINDS:
                 problems.append(
                     f"routes.embed: {alias!r} is on provider {named.provider!r} ({kind}), "
                     "which has no embeddings endpoint"

@@ -1,6 +1,7 @@
 """Plugins: third-party packages that add to Taleweaver through declared hooks."""
 
-from taleweaver.plugins.hookspecs import hookimpl
+from taleweaver.plugins.builtin import BuiltIn
+from taleweaver.plugins.hookspecs import PROCESS_WIDE, hookimpl
 from taleweaver.plugins.manager import (
     GROUP,
     PluginInfo,
@@ -9,4 +10,13 @@ from taleweaver.plugins.manager import (
     load_plugins,
 )
 
-__all__ = ["GROUP", "PluginInfo", "Plugins", "RequiredPluginFailed", "hookimpl", "load_plugins"]
+__all__ = [
+    "GROUP",
+    "PROCESS_WIDE",
+    "BuiltIn",
+    "PluginInfo",
+    "Plugins",
+    "RequiredPluginFailed",
+    "hookimpl",
+    "load_plugins",
+]

@@ -1,8 +1,8 @@
 """Every hook a plugin may implement; each returns what the plugin adds (or nothing).
 
 A plugin is a module or object with functions marked `@hookimpl` and named as below;
-it may take fewer arguments than the spec names. Hooks marked "declared" are part of
-the contract already but not yet consulted by the engine (docs/plugins.md).
+it may take fewer arguments than the spec names. Taleweaver's own features register
+through the same hooks (`taleweaver.plugins.builtin`); docs/plugins.md says which.
 """
 
 from __future__ import annotations
@@ -16,15 +16,21 @@ if TYPE_CHECKING:
     import click
     from fastapi import APIRouter
 
+    from taleweaver.domain.formats import Exporter, Importer
     from taleweaver.domain.pipeline import ContextSource
     from taleweaver.engine import Engine
     from taleweaver.engine.kinds import KindSpec
-    from taleweaver.llm import ChatModel
+    from taleweaver.llm.build import ProviderFactory
+    from taleweaver.safety import SafetyDetector
     from taleweaver.store.repository import CommitListener
 
 PROJECT = "taleweaver"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# Hooks whose additions serve every workspace of the process alike: a workspace
+# cannot turn them off (the others it can, with the flag `plugin:<name>`).
+PROCESS_WIDE = frozenset({"model_providers", "cli_commands", "api_routers"})
 
 
 @hookspec
@@ -40,26 +46,26 @@ def context_sources(engine: Engine) -> Sequence[ContextSource]:
 
 
 @hookspec
-def model_providers() -> Mapping[str, type[ChatModel]]:
-    """Model host kinds by name (declared: the router does not consult it yet)."""
+def model_providers() -> Mapping[str, ProviderFactory]:
+    """Provider kinds by name, each a factory a configured `[providers.X] kind` builds with."""
     raise NotImplementedError
 
 
 @hookspec
-def safety_detectors() -> Sequence[object]:
-    """Extra crisis or content detectors (declared: the safety service does not consult it yet)."""
+def safety_detectors() -> Sequence[SafetyDetector]:
+    """Detectors that judge player input and narrator output beside the built-in layers."""
     raise NotImplementedError
 
 
 @hookspec
-def importers() -> Mapping[str, object]:
-    """File importers by format name (declared: interop does not consult it yet)."""
+def importers() -> Mapping[str, Importer]:
+    """File importers by format name, each turning a file into a new session."""
     raise NotImplementedError
 
 
 @hookspec
-def exporters() -> Mapping[str, object]:
-    """Session exporters by format name (declared: interop does not consult it yet)."""
+def exporters() -> Mapping[str, Exporter]:
+    """Session exporters by format name, offered wherever export formats are."""
     raise NotImplementedError
 
 

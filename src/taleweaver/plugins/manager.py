@@ -13,6 +13,7 @@ import pluggy
 
 from taleweaver.domain.errors import TaleweaverError
 from taleweaver.plugins import hookspecs
+from taleweaver.plugins.builtin import PREFIX, BuiltIn, is_builtin
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,28 @@ class Plugins:
 
     @property
     def infos(self) -> list[PluginInfo]:
-        return list(self._infos.values())
+        """The installed plugins (Taleweaver's own registrations left out)."""
+        return [info for info in self._infos.values() if not is_builtin(info.name)]
+
+    def loaded(self) -> list[str]:
+        """The names of the installed plugins that loaded and have not failed since."""
+        return [info.name for info in self.infos if info.status == "loaded"]
+
+    def add_builtin(self, layer: str, builtin: BuiltIn) -> None:
+        """Register a layer's own features through the hooks (once per layer)."""
+        name = PREFIX + layer
+        if not self.manager.has_plugin(name):
+            self.register(builtin, name)
 
     def failed(self) -> list[PluginInfo]:
         return [info for info in self._infos.values() if info.status == "failed"]
 
     def register(self, plugin: object, name: str, version: str = "") -> None:
         """Register `plugin`; a hook that does not match its spec fails it here."""
+        if is_builtin(name) and not isinstance(plugin, BuiltIn):
+            problem = ValueError(f"a plugin's name cannot start with {PREFIX!r}")
+            self.fail(name, version, problem)
+            raise problem
         try:
             self.manager.register(plugin, name=name)
         except Exception as exc:
@@ -92,6 +108,8 @@ class Plugins:
             try:
                 result = impl.function(*(kwargs[arg] for arg in impl.argnames))
             except Exception as exc:
+                if is_builtin(name):
+                    raise  # Taleweaver's own: a bug to see, not a plugin to set aside
                 self.fail(name, "", exc)
                 continue
             if result is not None:

@@ -1,5 +1,5 @@
 """Safety checks on player input and narrator output; the crisis protocol."""
 
-from taleweaver.safety.checker import AllowAll, SafetyChecker, SafetySubject
+from taleweaver.safety.checker import AllowAll, SafetyChecker, SafetyDetector, SafetySubject
 
-__all__ = ["AllowAll", "SafetyChecker", "SafetySubject"]
+__all__ = ["AllowAll", "SafetyChecker", "SafetyDetector", "SafetySubject"]

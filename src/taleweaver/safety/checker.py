@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from taleweaver.domain.safety import Assessment
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.domain.turns import SAFE, SafetyVerdict
 
@@ -31,6 +32,18 @@ class SafetySubject:
 
 class SafetyChecker(Protocol):
     async def check(self, subject: SafetySubject) -> SafetyVerdict: ...
+
+
+class SafetyDetector(Protocol):
+    """One more layer (the `safety_detectors` hook): on input, what it finds is
+    combined with the policy's answer (the more severe wins; a crisis raises the
+    protocol); on output, any finding blocks the reply as a content violation."""
+
+    name: str
+
+    async def assess(self, subject: SafetySubject) -> Assessment | None:
+        """What it finds in `subject.text` (None or level "none": nothing)."""
+        ...
 
 
 class AllowAll:

@@ -3,14 +3,22 @@ on input; content rules on output."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from taleweaver.auth import LOCAL_USER_ID
-from taleweaver.domain.safety import CRISIS_FROM, Assessment, assess, find_topics, rank
+from taleweaver.domain.safety import (
+    CRISIS_FROM,
+    Assessment,
+    assess,
+    combine,
+    find_topics,
+    rank,
+)
 from taleweaver.domain.turns import SAFE, SafetyVerdict
 from taleweaver.llm import CallScope, ChatModel
-from taleweaver.safety.checker import SafetySubject
+from taleweaver.safety.checker import SafetyDetector, SafetySubject
 from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.content import ContentPreferences
 from taleweaver.safety.crisis import CrisisService
@@ -22,6 +30,23 @@ from taleweaver.safety.rules import RulesProvider
 
 if TYPE_CHECKING:
     from taleweaver.safety.learned import LearnedDetector  # numpy: see service.shared_detector
+
+log = logging.getLogger(__name__)
+
+
+class OutputRules:
+    """The rules' harmful-output patterns on narrator replies (a `SafetyDetector`,
+    registered through the `safety_detectors` hook like a plugin's)."""
+
+    name = "output-rules"
+
+    def __init__(self, rules: RulesProvider) -> None:
+        self.rules = rules
+
+    async def assess(self, subject: SafetySubject) -> Assessment | None:
+        if subject.direction != "output":
+            return None
+        return assess(subject.text, self.rules.current(), direction="output")
 
 
 async def detect(
@@ -73,6 +98,21 @@ class LayeredChecker:
         self.classifier = classifier
         self.narrator = narrator
         self.learned = learned
+        # More layers (the `safety_detectors` hook): the engine adds them as it wires.
+        self.detectors: list[SafetyDetector] = []
+
+    async def _extra(self, subject: SafetySubject) -> list[Assessment]:
+        """What each added detector finds; one that raises is logged and skipped."""
+        found: list[Assessment] = []
+        for detector in self.detectors:
+            try:
+                assessment = await detector.assess(subject)
+            except Exception:
+                log.exception("safety detector %s failed; the other layers stand", detector.name)
+                continue
+            if assessment is not None and (assessment.level != "none" or assessment.findings):
+                found.append(assessment)
+        return found
 
     async def detect(
         self, text: str, scope: CallScope | None = None, context: Sequence[str] = ()
@@ -101,6 +141,8 @@ class LayeredChecker:
     async def _input(self, subject: SafetySubject) -> SafetyVerdict:
         scope = CallScope(subject.workspace_id, subject.session_id, subject.turn_id)
         found = await self.detect(subject.text, scope, subject.context)
+        for extra in await self._extra(subject):
+            found = combine(found, extra)
         if rank(found.level) >= rank(CRISIS_FROM):
             player = await self._player(subject)
             response = await self.crisis.raise_crisis(
@@ -142,8 +184,9 @@ class LayeredChecker:
             f"forbidden in this world: {t}" for t in find_topics(subject.text, prefs.forbidden)
         ]
         broken += [f"the player avoids: {t}" for t in find_topics(subject.text, prefs.avoid_topics)]
-        harmful = assess(subject.text, self.rules.current(), direction="output")
-        broken += [f"unsafe content ({f.rule})" for f in harmful.findings]
+        for harmful in await self._extra(subject):
+            rules = [f.rule for f in harmful.findings] or [harmful.source]
+            broken += [f"unsafe content ({rule})" for rule in rules]
         if broken:
             return SafetyVerdict(
                 "blocked",

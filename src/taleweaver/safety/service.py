@@ -25,7 +25,7 @@ from taleweaver.safety.classifier import ModelClassifier
 from taleweaver.safety.content import ContentPreferences
 from taleweaver.safety.crisis import AUDIT_ACTOR, CrisisService
 from taleweaver.safety.flags import Flags
-from taleweaver.safety.layered import LayeredChecker
+from taleweaver.safety.layered import LayeredChecker, OutputRules
 from taleweaver.safety.policy import Policy
 from taleweaver.safety.rules import RulesProvider
 from taleweaver.safety.source import ContentPreferencesSource
@@ -90,6 +90,9 @@ class SafetyService:
             learned=learned,
         )
         self.source = ContentPreferencesSource(self.content)
+        # Harmful narrator output by the rules: the engine adds it to the checker's
+        # layers through the `safety_detectors` hook, as a plugin's detector is.
+        self.output_rules = OutputRules(self.rules)
 
     async def resume(self, workspace_id: str, session_id: str, *, actor: str) -> JSON:
         """Lift the pause on a session (a therapist or admin decided the story may go on)."""

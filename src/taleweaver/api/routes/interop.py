@@ -18,11 +18,27 @@ from taleweaver.api.security import Access, requires
 from taleweaver.auth import Action
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.sessions import MAX_TITLE_LENGTH
-from taleweaver.engine.export import MEDIA_TYPES, canonical_format
+from taleweaver.engine.export import MEDIA_TYPES
 
 router = APIRouter(prefix="/api/v1", tags=["interop"])
 
-ExportFormat = Literal["markdown", "md", "text", "txt", "json", "jsonl", "sillytavern"]
+# A built-in format or one a plugin adds (GET /api/v1/formats lists them; unknown: 422).
+ExportFormat = Annotated[
+    str,
+    Query(
+        max_length=40,
+        description="markdown (md), text (txt), json, jsonl (sillytavern), or a format a "
+        "plugin adds: GET /api/v1/formats lists them.",
+    ),
+]
+ImportFormat = Annotated[
+    str,
+    Query(
+        max_length=40,
+        description="sillytavern (chat JSONL), or a format an importer adds: GET "
+        "/api/v1/formats lists them.",
+    ),
+]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -37,14 +53,16 @@ async def import_chat(
     engine: EngineDep,
     access: Annotated[Access, requires(Action.SESSION_CREATE)],
     title: Annotated[str | None, Query(min_length=1, max_length=MAX_TITLE_LENGTH)] = None,
+    format: ImportFormat = "sillytavern",
 ) -> ChatImported:
     """Import a SillyTavern chat (JSONL, as the request body) as a new companion
-    session; its swipes become each reply's alternatives. Nothing is written
-    unless the whole file is valid."""
+    session; its swipes become each reply's alternatives. Another `format` reads the
+    body with that importer (a plugin's, or `taleweaver-json`: a JSON export read
+    back). Nothing is written unless the whole file is valid."""
     data = await request.body()
     user = access.principal.user_id
-    session = await engine.interop.import_chat(
-        access.workspace_id, data, title=title, owner_id=user, metadata=metadata_for(user)
+    session = await engine.interop.import_as(
+        access.workspace_id, data, format, title=title, owner_id=user, metadata=metadata_for(user)
     )
     await engine.audit.record(
         user, "session.imported", workspace_id=access.workspace_id, target=session["id"]
@@ -63,17 +81,26 @@ async def export_session(
     access: Annotated[Access, requires(Action.SESSION_READ)],
     format: ExportFormat = "markdown",
 ) -> Response:
-    """The session as Markdown, plain text, JSON (with its events) or SillyTavern
-    chat JSONL (swipes included)."""
-    fmt = canonical_format(format)
-    body = await engine.interop.export_session(access.workspace_id, session_id, fmt)
+    """The session as Markdown, plain text, JSON (with its events), SillyTavern
+    chat JSONL (swipes included), or a format a plugin adds."""
+    exported = await engine.interop.export(access.workspace_id, session_id, format)
     session = await engine.sessions.get(access.workspace_id, session_id)
-    name = _filename(session["title"], fmt)
+    name = _filename(session["title"], exported.suffix)
     return Response(
-        body,
-        media_type=MEDIA_TYPES[fmt],
+        exported.body,
+        media_type=exported.media_type,
         headers={"content-disposition": f'attachment; filename="{name}"'},
     )
+
+
+@router.get("/formats")
+async def list_formats(
+    engine: EngineDep, access: Annotated[Access, requires(Action.WORKSPACE_READ)]
+) -> dict[str, list[dict[str, object]]]:
+    """Every session export and import format: built in (plugin `taleweaver`) and
+    those installed plugins add (a workspace may turn a plugin's off)."""
+    described: dict[str, list[dict[str, object]]] = engine.formats.describe()
+    return described
 
 
 @router.get(
