@@ -279,8 +279,10 @@ class Engine:
 
     def warm_up(self) -> asyncio.Task[None]:
         """Start loading local models in the background (the server does at start-up),
-        so that no turn pays the load; `/readyz` says "loading" until they are in."""
+        so that no turn pays the load; `/readyz` says "loading" until they are in.
+        Stored lorebooks are prepared in the background too, for the same reason."""
         if self._warming is None:
+            self.lorebooks.warm()
             model = self.caps.model
             warm = model.warm if isinstance(model, ModelRouter | Warmable) else None
             self._warming = asyncio.create_task(_warm(warm), name="warm models")
@@ -340,6 +342,7 @@ class Engine:
     async def close(self) -> None:
         if self._warming is not None:
             self._warming.cancel()  # a load under way finishes in its thread, unused
+        await self.lorebooks.aclose()  # lorebook builds under way are dropped
         await self.jobs.close()  # runs under way are queued again for the next start
         await self.prefills.aclose()
         await self.summaries.aclose()

@@ -6,13 +6,23 @@ book's regex keys, so that only the regexes that may match are searched. An
 edit revises the cached book: its base automaton stays, the edited entries'
 old keys are masked and their new keys go into a small overlay automaton;
 once the overlay grows past OVERLAY_KEYS the book is prepared whole again.
+
+Preparing a whole book (a cache miss: the first use after start, an import, a
+replace, a settings change) never runs on the event loop: `PreparedBooks.ready`
+and `PreparedBooks.start` read the book through a loader and prepare it on a
+builder thread, one build per book at a time shared by every caller that wants
+it. The automaton is built in shards of SHARD_KEYS key texts, so that no single
+C call holds the GIL (and so the event loop) for long while the thread builds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import ahocorasick
 
@@ -31,6 +41,10 @@ from taleweaver.domain.lorebook.prepare import Change, KeyIndex, LayeredLiterals
 ANYWHERE, WHOLE_WORD, CHECKED = 0, 1, 2
 # Prepared books kept per process; a book's new version replaces its old one.
 CACHE_SIZE = 64
+# Distinct key texts per automaton: building one (`make_automaton`, a single C call
+# that holds the GIL) then takes tens of milliseconds even at 100,000 entries, and a
+# scan pays one more pass over the text per shard (a few microseconds each).
+SHARD_KEYS = 20_000
 # Keys in an overlay before a revision prepares the book whole (an overlay is
 # rebuilt on every edit, so it must stay small; masking costs nothing per key).
 OVERLAY_KEYS = 5_000
@@ -41,18 +55,22 @@ class AutomatonIndex:
 
     def __init__(self, keys: Sequence[PlainKey]) -> None:
         self.keys = {key.key_id: key for key in keys}
-        self._automaton: ahocorasick.Automaton | None = None
+        self._automata: tuple[ahocorasick.Automaton, ...] = ()
         if not self.keys:
             return
         by_text: dict[str, list[int]] = {}
         for key in keys:
             by_text.setdefault(key.folded, []).append(key.key_id)
-        automaton = ahocorasick.Automaton()
-        for folded, ids in by_text.items():
-            entries = tuple({self.keys[i].entry for i in ids if not self.keys[i].secondary})
-            automaton.add_word(folded, (len(folded), tuple(ids), entries, self._mode(ids)))
-        automaton.make_automaton()
-        self._automaton = automaton
+        texts = list(by_text.items())
+        automata: list[ahocorasick.Automaton] = []
+        for start in range(0, len(texts), SHARD_KEYS):
+            automaton = ahocorasick.Automaton()
+            for folded, ids in texts[start : start + SHARD_KEYS]:
+                entries = tuple({self.keys[i].entry for i in ids if not self.keys[i].secondary})
+                automaton.add_word(folded, (len(folded), tuple(ids), entries, self._mode(ids)))
+            automaton.make_automaton()
+            automata.append(automaton)
+        self._automata = tuple(automata)
 
     def revise(
         self, added: Sequence[PlainKey], removed: frozenset[int], entries: frozenset[int]
@@ -72,12 +90,24 @@ class AutomatonIndex:
     def find(self, text: str) -> tuple[set[int], set[int]]:
         found: set[int] = set()
         entries: set[int] = set()
-        if self._automaton is None or not text:
+        if not self._automata or not text:
             return found, entries
         folded = text.lower()
+        for automaton in self._automata:
+            self._find(automaton, text, folded, found, entries)
+        return found, entries
+
+    def _find(
+        self,
+        automaton: ahocorasick.Automaton,
+        text: str,
+        folded: str,
+        found: set[int],
+        entries: set[int],
+    ) -> None:
         keys = self.keys
         last = len(folded) - 1
-        for end, (length, ids, primary, mode) in self._automaton.iter(folded):
+        for end, (length, ids, primary, mode) in automaton.iter(folded):
             if mode == ANYWHERE:
                 found.update(ids)
                 entries.update(primary)
@@ -97,7 +127,6 @@ class AutomatonIndex:
                     found.add(key_id)
                     if not key.secondary:
                         entries.add(key.entry)
-        return found, entries
 
 
 class OverlaidIndex:
@@ -175,12 +204,44 @@ class AutomatonLiterals:
         return found
 
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A stored book as a loader read it: its version, and what preparing it needs.
+    `entries` decodes the stored entries; it runs on the builder thread."""
+
+    version: int
+    name: str
+    settings: BookSettings
+    entries: Callable[[], Sequence[Entry]]
+
+
+# Reads a book as it is stored now (None: it is gone). It runs on the event loop, so
+# it should only await the database and leave decoding to `Source.entries`.
+Loader = Callable[[str], Awaitable[Source | None]]
+
+
 class PreparedBooks:
-    """Prepared books by (book id, version): the automaton is built once per version."""
+    """Prepared books by (book id, version): the automaton is built once per version.
+
+    Whole builds run on one builder thread, one at a time; `ready` waits for the
+    version wanted (or a newer one), `start` only sets a build going, and a build
+    under way for a version is shared by everyone who wants that version. A build
+    keeps its result only if nothing newer is cached by then (an edit may have
+    revised the cached book past it meanwhile).
+    """
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
         self._books: OrderedDict[str, tuple[int, PreparedBook]] = OrderedDict()
+        # Per book: the build under way and the version it was asked for (it may
+        # deliver a newer one: the loader reads what is stored when it runs).
+        self._building: dict[str, tuple[int, asyncio.Task[PreparedBook | None]]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._forgotten: dict[str, int] = {}  # per deleted book: how often it was forgotten
+        self.builds = 0  # whole builds started, for tests and the benchmark
 
     def get(self, book_id: str, version: int) -> PreparedBook | None:
         cached = self._books.get(book_id)
@@ -188,6 +249,10 @@ class PreparedBooks:
             return None
         self._books.move_to_end(book_id)
         return cached[1]
+
+    def newest(self, book_id: str) -> tuple[int, PreparedBook] | None:
+        """The cached version of a book, whichever it is."""
+        return self._books.get(book_id)
 
     def build(
         self,
@@ -197,9 +262,84 @@ class PreparedBooks:
         settings: BookSettings,
         entries: Sequence[Entry],
     ) -> PreparedBook:
+        """Prepare a book here and now, on the calling thread (tests, benchmarks)."""
         prepared = prepare(book_id, name, settings, entries, AutomatonIndex, AutomatonLiterals)
         self._keep(book_id, version, prepared)
         return prepared
+
+    def start(
+        self, book_id: str, version: int, load: Loader
+    ) -> asyncio.Task[PreparedBook | None]:
+        """The build that gives `version` of the book (or a newer one): the one under
+        way if it will, else a new one, started now in the background."""
+        under_way = self._building.get(book_id)
+        if under_way is not None and under_way[0] >= version:
+            return under_way[1]
+        task = asyncio.create_task(self._build(book_id, version, load), name=f"lorebook {book_id}")
+        self._building[book_id] = (version, task)
+        task.add_done_callback(lambda done: self._finished(book_id, done))
+        return task
+
+    def building(self, book_id: str) -> asyncio.Task[PreparedBook | None] | None:
+        under_way = self._building.get(book_id)
+        return under_way[1] if under_way else None
+
+    async def ready(self, book_id: str, version: int, load: Loader) -> PreparedBook | None:
+        """`version` of the book or a newer one, built if need be (off the event loop);
+        None if the book is gone."""
+        cached = self._books.get(book_id)
+        if cached is not None and cached[0] >= version:
+            return cached[1]
+        # Shielded: one caller giving up (a cancelled turn) leaves the build to the rest.
+        return await asyncio.shield(self.start(book_id, version, load))
+
+    async def _build(self, book_id: str, version: int, load: Loader) -> PreparedBook | None:
+        forgotten = self._forgotten.get(book_id, 0)
+        source = await load(book_id)
+        if source is None:
+            return None
+        cached = self._books.get(book_id)
+        if cached is not None and cached[0] >= source.version:
+            return cached[1]  # an edit revised the cached book this far meanwhile
+        self.builds += 1
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="lorebook-build")
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(
+            self._executor, _prepare_source, book_id, source
+        )
+        cached = self._books.get(book_id)
+        if cached is not None and cached[0] >= source.version:
+            return cached[1]
+        if self._forgotten.get(book_id, 0) == forgotten:  # not deleted while it was built
+            self._keep(book_id, source.version, prepared)
+        return prepared
+
+    def _finished(self, book_id: str, task: asyncio.Task[PreparedBook | None]) -> None:
+        under_way = self._building.get(book_id)
+        if under_way is not None and under_way[1] is task:
+            del self._building[book_id]
+        if not task.cancelled() and task.exception() is not None:
+            # Whoever awaits it gets the error; a background build only logs it.
+            log.warning("preparing lorebook %s failed: %r", book_id, task.exception())
+
+    async def settle(self) -> None:
+        """Wait for the builds under way (tests; closing)."""
+        while self._building:
+            await asyncio.gather(
+                *(task for _, task in list(self._building.values())), return_exceptions=True
+            )
+
+    async def aclose(self) -> None:
+        """Stop the builds under way (their thread finishes the one it is on, unused)."""
+        tasks = [task for _, task in self._building.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._building.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def revise(self, book_id: str, version: int, changes: Sequence[Change]) -> bool:
         """Apply one edit (the change from `version - 1` to `version`) to the cached
@@ -237,4 +377,15 @@ class PreparedBooks:
             self._books.popitem(last=False)
 
     def forget(self, book_id: str) -> None:
+        """Drop the book (deleted): what a build under way gives is not kept."""
         self._books.pop(book_id, None)
+        self._building.pop(book_id, None)
+        self._forgotten[book_id] = self._forgotten.get(book_id, 0) + 1
+
+
+def _prepare_source(book_id: str, source: Source) -> PreparedBook:
+    """On the builder thread: decode the entries and prepare the book."""
+    entries = source.entries()
+    return prepare(
+        book_id, source.name, source.settings, entries, AutomatonIndex, AutomatonLiterals
+    )

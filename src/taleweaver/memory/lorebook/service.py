@@ -4,11 +4,28 @@ Every query is scoped by workspace: a book in another workspace does not exist.
 A change bumps the book's version, which retires its prepared automaton; an
 entry edit, once committed, revises the cached one instead (what it changed,
 not the whole book), so the next turn does not wait for a rebuild.
+
+Any other change (an import, a replace, new settings) prepares the book whole,
+in the background: the entries are read in batches and decoded and prepared on
+a builder thread (`PreparedBooks`), so the event loop keeps serving meanwhile,
+and the build starts as soon as the change is committed (and, through `warm`,
+when the engine starts). What a turn sees while a book is being prepared:
+
+- a book no version of which is prepared yet: the turn waits for the build (one
+  build, shared by every turn and dry run that wants it);
+- a book prepared at an older version (its settings changed, it was replaced):
+  the turn waits at most FRESH_WAIT_S for the new version, then activates the
+  older one, its entries and settings as they were before the change, until the
+  new one is ready; small books (up to SMALL_BOOK entries) are always waited for,
+  since their build takes about that long anyway;
+- a dry run (an author checking a change) always waits for the current version.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -24,6 +41,7 @@ from taleweaver.domain.json_values import find_unstorable
 from taleweaver.domain.lorebook import (
     ActiveCharacter,
     Book,
+    Entry,
     Outcome,
     PreparedBook,
     Segment,
@@ -42,7 +60,7 @@ from taleweaver.domain.lorebook.model import MAX_SCAN_DEPTH
 from taleweaver.domain.pipeline import RecallQuery
 from taleweaver.domain.session_settings import book_ids
 from taleweaver.memory.lorebook.formats import parse_lorebook, to_format
-from taleweaver.memory.lorebook.matcher import PreparedBooks
+from taleweaver.memory.lorebook.matcher import CACHE_SIZE, PreparedBooks, Source
 from taleweaver.memory.lorebook.reimport import (
     OnDuplicate,
     ask,
@@ -53,9 +71,16 @@ from taleweaver.memory.lorebook.reimport import (
 from taleweaver.store.database import Database
 from taleweaver.store.lorebook_schema import lorebook_entries, lorebook_timed, lorebooks
 
+log = logging.getLogger(__name__)
+
 MAX_NAME = 200
 MAX_ID = 64
 INSERT_BATCH = 2000
+READ_BATCH = 2000  # entries read per hop when a book is prepared whole
+# How long a turn waits for a book's new version before it uses the older one.
+FRESH_WAIT_S = 0.05
+# Books this small are prepared in about FRESH_WAIT_S: a turn waits for them.
+SMALL_BOOK = 1_000
 
 
 def _now() -> datetime:
@@ -123,6 +148,7 @@ class Lorebooks:
         self.prepared = cache or PreparedBooks()
         # How budgets are counted: the narrator's tokenizer where the engine has one.
         self.count_tokens = count_tokens
+        self._warming: asyncio.Task[None] | None = None
 
     # --- import and export --------------------------------------------------------
 
@@ -155,7 +181,7 @@ class Lorebooks:
         )
         title = _name(book.name)
         book_id = uuid.uuid4().hex
-        stamp = _now()
+        replaced: tuple[str, int] | None = None  # (book id, new version) of an update
         async with self.db.write() as conn:
             # A copy the caller named needs no match; any other import looks for one.
             wanted = on_duplicate != "copy" or name is None
@@ -170,41 +196,62 @@ class Lorebooks:
                     kept = (row.id, row.name, row.format, row.entry_count, row.world_id)
                     return _import_result(*kept) | outcome
                 if on_duplicate == "update":
-                    await self._replace(conn, row, book, world_id, actor)
+                    version = await self._replace(conn, row, book, world_id, actor)
+                    replaced = (row.id, version)
                     made = (row.id, title, book.format, len(book.entries), world_id or row.world_id)
-                    return _import_result(*made) | outcome
-                outcome["duplicate"]["outcome"] = "copy"
-                title = copy_name(title) if title.casefold() == row.name.casefold() else title
-            await conn.execute(
-                lorebooks.insert().values(
-                    id=book_id,
-                    workspace_id=workspace_id,
-                    world_id=_world_id(world_id),
-                    name=title[:MAX_NAME],
-                    format=book.format,
-                    settings=settings_to_json(book.settings),
-                    envelope=book.envelope,
-                    version=1,
-                    entry_count=len(book.entries),
-                    created_at=stamp,
-                    updated_at=stamp,
-                )
-            )
-            await _insert_entries(conn, workspace_id, book_id, book)
-            await self.audit.record(
-                actor,
-                "lorebook.imported",
-                workspace_id=workspace_id,
-                target=book_id,
-                details={"format": book.format, "entries": len(book.entries)},
-                conn=conn,
-            )
+                else:
+                    outcome["duplicate"]["outcome"] = "copy"
+                    title = copy_name(title) if title.casefold() == row.name.casefold() else title
+            if replaced is None:
+                await self._insert_book(conn, workspace_id, book_id, book, title, world_id, actor)
+        if replaced is not None:
+            # Committed: the new entries are prepared in the background, while turns go
+            # on with the old ones (see the module's docstring).
+            self.prepared.start(*replaced, self._load)
+            return _import_result(*made) | outcome
+        self.prepared.start(book_id, 1, self._load)  # ready by the first turn
         made = (book_id, title[:MAX_NAME], book.format, len(book.entries), world_id)
         return _import_result(*made) | outcome
 
+    async def _insert_book(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        book_id: str,
+        book: Book,
+        title: str,
+        world_id: str | None,
+        actor: str,
+    ) -> None:
+        stamp = _now()
+        await conn.execute(
+            lorebooks.insert().values(
+                id=book_id,
+                workspace_id=workspace_id,
+                world_id=_world_id(world_id),
+                name=title[:MAX_NAME],
+                format=book.format,
+                settings=settings_to_json(book.settings),
+                envelope=book.envelope,
+                version=1,
+                entry_count=len(book.entries),
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+        await _insert_entries(conn, workspace_id, book_id, book)
+        await self.audit.record(
+            actor,
+            "lorebook.imported",
+            workspace_id=workspace_id,
+            target=book_id,
+            details={"format": book.format, "entries": len(book.entries)},
+            conn=conn,
+        )
+
     async def _replace(
         self, conn: AsyncConnection, row: Any, book: Book, world_id: str | None, actor: str
-    ) -> None:
+    ) -> int:
         """A re-import's update: the book keeps its id, and takes the new entries."""
         await conn.execute(
             lorebook_entries.delete().where(lorebook_entries.c.lorebook_id == row.id)
@@ -219,7 +266,7 @@ class Lorebooks:
         }
         if world_id is not None:
             values["world_id"] = _world_id(world_id)
-        await self._bump(conn, row, **values)
+        version = await self._bump(conn, row, **values)
         await self.audit.record(
             actor,
             "lorebook.reimported",
@@ -228,7 +275,7 @@ class Lorebooks:
             details={"format": book.format, "entries": len(book.entries)},
             conn=conn,
         )
-        self.prepared.forget(row.id)
+        return version
 
     async def export_book(self, workspace_id: str, lorebook_id: str, fmt: str) -> JSON:
         return to_format(await self.book(workspace_id, lorebook_id), fmt)
@@ -284,6 +331,8 @@ class Lorebooks:
             )
         if "settings" not in values:  # a new name or world: the prepared book still holds
             self.prepared.rename(lorebook_id, version, values.get("name", row.name))
+        if self.prepared.get(lorebook_id, version) is None:
+            self.prepared.start(lorebook_id, version, self._load)
         return await self._summary(workspace_id, lorebook_id)
 
     async def delete_book(self, workspace_id: str, lorebook_id: str, *, actor: str) -> None:
@@ -396,7 +445,7 @@ class Lorebooks:
         """Which entries would activate for these messages, and why; nothing is stored."""
         async with self.db.read() as conn:
             row = await self._row(conn, workspace_id, lorebook_id)
-            book = await self._prepare(conn, row)
+        book = await self._prepare(row, fresh=True)
         outcome = activate(
             [book],
             window(text, messages),
@@ -417,12 +466,12 @@ class Lorebooks:
             rows = await self._session_rows(conn, query.workspace_id, query.settings)
             if not rows:
                 return None
-            books = [await self._prepare(conn, row) for row in rows]
             state = await conn.scalar(
                 sa.select(lorebook_timed.c.state)
                 .where(lorebook_timed.c.session_id == query.session_id)
                 .where(lorebook_timed.c.workspace_id == query.workspace_id)
             )
+        books = list(await asyncio.gather(*(self._prepare(row) for row in rows)))
         filtered = speaker is not None and any(book.character_filtered for book in books)
         character = await speaker() if filtered and speaker is not None else None
         outcome = activate(
@@ -530,14 +579,78 @@ class Lorebooks:
                 )
             )
 
-    async def _prepare(self, conn: AsyncConnection, row: Any) -> PreparedBook:
+    async def _prepare(self, row: Any, *, fresh: bool = False) -> PreparedBook:
+        """The prepared book for `row`: see the module's docstring for which version."""
         cached = self.prepared.get(row.id, row.version)
         if cached is not None:
             return cached
-        entries = [entry_from_json(e.data) for e in await self._entries(conn, row.id)]
-        return self.prepared.build(
-            row.id, row.version, row.name, settings_from_json(row.settings), entries
-        )
+        older = None if fresh else self.prepared.newest(row.id)
+        if older is not None and older[0] < row.version and row.entry_count > SMALL_BOOK:
+            build = asyncio.shield(self.prepared.start(row.id, row.version, self._load))
+            try:
+                built = await asyncio.wait_for(build, FRESH_WAIT_S)
+            except TimeoutError:
+                return older[1]  # the build goes on; a later turn finds it ready
+            return built if built is not None else older[1]
+        prepared = await self.prepared.ready(row.id, row.version, self._load)
+        if prepared is None:
+            raise NotFound(f"lorebook {row.id} not found")
+        return prepared
+
+    async def _load(self, lorebook_id: str) -> Source | None:
+        """The book as stored now, for a whole build: the entries are read in batches
+        (the event loop serves others between them) and decoded on the builder thread.
+        The version is read again after the entries, so that they are that version's."""
+        while True:
+            async with self.db.read() as conn:
+                row = (
+                    await conn.execute(sa.select(lorebooks).where(lorebooks.c.id == lorebook_id))
+                ).first()
+                if row is None:
+                    return None
+                texts = await _entry_texts(conn, lorebook_id)
+                version = await conn.scalar(
+                    sa.select(lorebooks.c.version).where(lorebooks.c.id == lorebook_id)
+                )
+            if version == row.version:
+                break
+
+        def entries() -> list[Entry]:
+            return [entry_from_json(json.loads(text)) for text in texts]
+
+        return Source(row.version, row.name, settings_from_json(row.settings), entries)
+
+    def warm(self, limit: int | None = None) -> asyncio.Task[None]:
+        """Prepare stored books in the background (the engine does at start), the most
+        recently changed first, as many as the cache keeps; one at a time, so that a
+        turn's own build never waits behind more than one of these."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(
+                self._warm(limit or self.prepared.size), name="warm lorebooks"
+            )
+        return self._warming
+
+    async def _warm(self, limit: int) -> None:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(lorebooks.c.id, lorebooks.c.version)
+                    .order_by(lorebooks.c.updated_at.desc(), lorebooks.c.id)
+                    .limit(min(limit, CACHE_SIZE))
+                )
+            ).all()
+        for row in rows:
+            try:
+                await self.prepared.ready(row.id, row.version, self._load)
+            except Exception as exc:  # a turn that needs the book reports it
+                log.warning("preparing lorebook %s failed: %r", row.id, exc)
+
+    async def aclose(self) -> None:
+        """Stop warming and building (the engine closes before the database does)."""
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+        await self.prepared.aclose()
 
     # --- rows -------------------------------------------------------------------------
 
@@ -590,6 +703,20 @@ class Lorebooks:
     async def _summary(self, workspace_id: str, lorebook_id: str) -> JSON:
         async with self.db.read() as conn:
             return _summary(await self._row(conn, workspace_id, lorebook_id))
+
+
+async def _entry_texts(conn: AsyncConnection, lorebook_id: str) -> list[str]:
+    """A book's stored entries as JSON text, in order, read READ_BATCH at a time."""
+    query = (
+        sa.select(sa.cast(lorebook_entries.c.data, sa.Text))
+        .where(lorebook_entries.c.lorebook_id == lorebook_id)
+        .order_by(lorebook_entries.c.seq)
+    )
+    texts: list[str] = []
+    result = await conn.stream(query)
+    async for batch in result.partitions(READ_BATCH):
+        texts.extend(text for (text,) in batch)
+    return texts
 
 
 def _import_result(
