@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import os
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -757,3 +759,32 @@ async def test_rotation_reseals_assessment_answers_and_they_still_read(
     assert done.key_id in after and done.key_id not in before
     (record,) = await engine.therapy.assessments(ws, LOCAL_USER_ID)
     assert record["answers"] == ANSWERS
+
+
+async def test_a_sensitive_workspaces_export_job_keeps_its_bundle_sealed(
+    make_engine: MakeEngine, settings: Settings
+) -> None:
+    engine: Engine = await make_engine()
+    async with api(engine, settings) as client:
+        ws = await new_workspace(client, sensitive=True)
+        await played_session(client, ws)
+        headers = {"X-Workspace": ws}
+        started = await client.post(f"{API}/workspaces/{ws}/exports", headers=headers)
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        for _ in range(200):
+            shown = await client.get(f"{API}/jobs/{job_id}", headers=headers)
+            job = shown.json()
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.05)
+        assert job["status"] == "succeeded", job
+        download = await client.get(f"{API}/jobs/{job_id}/download", headers=headers)
+    kept = await raw(engine.db, "SELECT artifact FROM jobs WHERE id = :id", id=job_id)
+    stored = bytes(kept[0][0])
+    assert stored.startswith(b"tw1:") and b"PK" not in stored[:64]
+    assert_no_plaintext(stored.decode("ascii"))
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        events = archive.read("events.jsonl").decode()
+    assert SAID in events  # the bundle opens whole for its workspace's exporter

@@ -16,6 +16,7 @@ from taleweaver.characters import Characters, CharacterSource
 from taleweaver.config import Settings
 from taleweaver.domain.crisis import CrisisProtocol
 from taleweaver.domain.errors import ModelLoading
+from taleweaver.domain.jobs import Artifact
 from taleweaver.domain.pipeline import NoContinuityCheck, NoExtraction
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.encryption import key_ring_from_settings
@@ -235,6 +236,22 @@ class Engine:
         cls,
         settings: Settings,
         *,
+    async def seals(self, workspace_id: str) -> bool:
+        """Whether the workspace's content is sealed at rest (it is sensitive and keys
+        are configured)."""
+        if self.sealer is None:
+            return False
+        async with self.db.read() as conn:
+            return await self.sealer.sensitive(conn, workspace_id)
+
+    async def job_file(self, workspace_id: str, job_id: str) -> Artifact:
+        """The file a finished job made, opened if it was kept sealed."""
+        artifact = await self.jobs.artifact(workspace_id, job_id)
+        if self.sealer is None:
+            return artifact
+        opened = self.sealer.open_file(workspace_id, job_id, artifact.data)
+        return Artifact(opened, artifact.media_type, artifact.filename)
+
         model: ChatModel | None = None,
         caps: Capabilities | None = None,
         database: Database | None = None,

@@ -44,7 +44,12 @@ def register_engine_jobs(engine: Engine) -> None:
         data = await engine.interop.export_workspace(ctx.workspace_id)
         await ctx.progress(0.9, "keeping the bundle")
         name = f"workspace-{ctx.workspace_id}.zip"
-        return JobResult({"bytes": len(data)}, Artifact(data, "application/zip", name))
+        size = len(data)
+        # A sensitive workspace's content is sealed at rest, its kept export too.
+        if await engine.seals(ctx.workspace_id):
+            assert engine.sealer is not None
+            data = engine.sealer.seal_file(ctx.workspace_id, ctx.job.id, data)
+        return JobResult({"bytes": size}, Artifact(data, "application/zip", name))
 
     async def reindex_world(ctx: JobContext) -> JobResult:
         world_id = ctx.params.get("world_id")

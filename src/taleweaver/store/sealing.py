@@ -17,6 +17,7 @@ workspace, row and field, so a value moved elsewhere fails to open.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taleweaver.domain.events import JSON
 from taleweaver.store import sqlite_fast
-from taleweaver.store.crypto import KeyRing
+from taleweaver.store.crypto import PREFIX, KeyRing
 from taleweaver.store.schema import workspaces
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SEALED",
     "Sealer",
     "event_aad",
+    "file_aad",
     "message_aad",
     "secret_aad",
     "snapshot_aad",
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 SEALED = "sealed"
+# How a sealed kept file starts (the key ring's own prefix and separator).
+_SEALED_FILE = f"{PREFIX}:"
 # Payload fields that stay readable: ids, counters and flags, no words of the story.
 CLEAR_FIELDS = frozenset(
     {
@@ -75,6 +79,10 @@ def message_aad(workspace_id: str, message_id: str) -> str:
 
 def title_aad(workspace_id: str, session_id: str) -> str:
     return f"session-title\x00{workspace_id}\x00{session_id}"
+
+
+def file_aad(workspace_id: str, name: str) -> str:
+    return f"file\x00{workspace_id}\x00{name}"
 
 
 def secret_aad(workspace_id: str, name: str) -> str:
@@ -136,6 +144,19 @@ class Sealer:
         aad = event_aad(workspace_id, stream_id, version)
         hidden: JSON = json.loads(self.keys.decrypt(payload[SEALED], aad))
         return clear | hidden
+
+    def seal_file(self, workspace_id: str, name: str, data: bytes) -> bytes:
+        """A file kept on the server (a job's export), sealed to its workspace and name."""
+        text = base64.b64encode(data).decode("ascii")
+        return self.keys.encrypt(text, file_aad(workspace_id, name)).encode("ascii")
+
+    def open_file(self, workspace_id: str, name: str, data: bytes) -> bytes:
+        """A kept file as it was made; a file that was never sealed comes back as is."""
+        text = data[: len(_SEALED_FILE)].decode("ascii", errors="replace")
+        if text != _SEALED_FILE:
+            return data
+        opened = self.keys.decrypt(data.decode("ascii"), file_aad(workspace_id, name))
+        return base64.b64decode(opened)
 
     def seal_snapshot(self, stream_id: str, version: int, state: JSON) -> JSON:
         workspace_id = str(state.get("workspace_id", ""))

@@ -125,7 +125,7 @@ async def download_job_file(
     access: Annotated[Access, requires(Action.WORKSPACE_EXPORT)],
 ) -> Response:
     """The file a finished job made (a workspace export's bundle)."""
-    artifact = await engine.jobs.artifact(access.workspace_id, job_id)
+    artifact = await engine.job_file(access.workspace_id, job_id)
     return Response(
         artifact.data,
         media_type=artifact.media_type,
