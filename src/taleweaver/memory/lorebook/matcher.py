@@ -240,6 +240,7 @@ class PreparedBooks:
         # deliver a newer one: the loader reads what is stored when it runs).
         self._building: dict[str, tuple[int, asyncio.Task[PreparedBook | None]]] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[PreparedBook | None]] = set()  # every build under way
         self._forgotten: dict[str, int] = {}  # per deleted book: how often it was forgotten
         self.builds = 0  # whole builds started, for tests and the benchmark
 
@@ -277,6 +278,7 @@ class PreparedBooks:
             return under_way[1]
         task = asyncio.create_task(self._build(book_id, version, load), name=f"lorebook {book_id}")
         self._building[book_id] = (version, task)
+        self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(book_id, done))
         return task
 
@@ -316,6 +318,7 @@ class PreparedBooks:
         return prepared
 
     def _finished(self, book_id: str, task: asyncio.Task[PreparedBook | None]) -> None:
+        self._tasks.discard(task)
         under_way = self._building.get(book_id)
         if under_way is not None and under_way[1] is task:
             del self._building[book_id]
@@ -325,14 +328,12 @@ class PreparedBooks:
 
     async def settle(self) -> None:
         """Wait for the builds under way (tests; closing)."""
-        while self._building:
-            await asyncio.gather(
-                *(task for _, task in list(self._building.values())), return_exceptions=True
-            )
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Stop the builds under way (their thread finishes the one it is on, unused)."""
-        tasks = [task for _, task in self._building.values()]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
