@@ -8,6 +8,7 @@ and the learned detector runs on its n-gram head alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from taleweaver.llm import SentenceEncoder, Vector, shared_sentence_encoder
@@ -23,6 +24,8 @@ class Encoder(Protocol):
 
     def encode(self, text: str) -> Vector: ...
 
+    def encode_many(self, texts: Sequence[str]) -> list[Vector]: ...
+
 
 class MessageEncoder:
     """A message's vector as the encoder head was trained on it: its first 48 pieces."""
@@ -33,6 +36,10 @@ class MessageEncoder:
 
     def encode(self, text: str) -> Vector:
         return self.encoder.encode(text, max_tokens=MAX_TOKENS)
+
+    def encode_many(self, texts: Sequence[str]) -> list[Vector]:
+        """Many messages at once (training): batched, the same vectors as one by one."""
+        return self.encoder.encode_many(texts, max_tokens=MAX_TOKENS)
 
 
 def load_encoder() -> Encoder | None:

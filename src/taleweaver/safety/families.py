@@ -1,9 +1,10 @@
 """The crisis corpus (`corpus/`): template families, expanded and split by family.
 
 A family (see `corpus/FORMAT.md`) is one way of saying one thing. The split into
-train, validation and test is decided by a hash of the family id, so every message
-of a family lands on the same side: the test set measures how the detector does on
-wordings it has never seen, not how well it remembers lines. Expansion is
+train, validation and test is decided by a hash of the family id (families written
+after the test side was frozen pin themselves to train or validation), so every
+message of a family lands on the same side: the test set measures how the detector
+does on wordings it has never seen, not how well it remembers lines. Expansion is
 deterministic (a seeded sample of the slot combinations) so figures are repeatable.
 """
 
@@ -41,6 +42,9 @@ class Family:
     templates: tuple[str, ...]
     slots: dict[str, tuple[str, ...]]
     context: tuple[str, ...] = ()
+    # Pinned side: families written after the test families were frozen go to train
+    # or validation only, so the held-out set stays the one measured before them.
+    split: Split | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ def parse_family(row: object, where: str) -> Family:
             templates=tuple(str(t) for t in row["templates"]),
             slots={str(k): tuple(str(v) for v in vs) for k, vs in row.get("slots", {}).items()},
             context=tuple(str(c) for c in row.get("context", ())),
+            split=_pinned(row.get("split"), where),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise InvalidInput(f"{where}: not a family ({exc})") from exc
@@ -102,6 +107,23 @@ def parse_family(row: object, where: str) -> Family:
             if not family.slots.get(slot):
                 raise InvalidInput(f"{where}: template uses {{{slot}}} which has no values")
     return family
+
+
+def _pinned(value: object, where: str) -> Split | None:
+    """A family may pin itself to train or validation, never to test: the test side
+    is the hash's alone, so nobody can choose what the detector is measured on."""
+    if value is None:
+        return None
+    if value == "train":
+        return "train"
+    if value == "validation":
+        return "validation"
+    raise InvalidInput(f"{where}: a family may pin split to train or validation only")
+
+
+def side_of(family: Family) -> Split:
+    """The family's side: its pinned one, else the hash of its id."""
+    return family.split or split_of(family.id)
 
 
 def expand(family: Family, limit: int = PER_FAMILY) -> list[Message]:
@@ -186,7 +208,7 @@ def load_families(paths: Iterable[Path] | None = None) -> list[Family]:
 
 
 def messages(families: Iterable[Family], split: Split | None = None) -> list[Message]:
-    return [m for f in families if split is None or split_of(f.id) == split for m in expand(f)]
+    return [m for f in families if split is None or side_of(f) == split for m in expand(f)]
 
 
 # Chat style for training only: people drop case, accents and punctuation.

@@ -190,10 +190,10 @@ def train(
     threshold_ngram = _tune(val_probs[:, 0], is_crisis)
     threshold = threshold_ngram
     if encoder is not None:
-        x = np.stack([encoder.encode(m.text) for m in seen])
+        x = np.stack(encoder.encode_many([m.text for m in seen]))
         encoder_head = _dense_head(x, targets, weights, len(CLASSES), epochs * 4)
         progress("encoder head trained")
-        val_x = np.stack([encoder.encode(m.text) for m in validation])
+        val_x = np.stack(encoder.encode_many([m.text for m in validation]))
         both = ((val_probs + softmax(encoder_head.dense_logits(val_x))) / 2).astype(np.float32)
         threshold = _tune(both[:, 0], is_crisis)
     model = CrisisModel(
