@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     "characters": 2,
     "interop": 2,
     "studio": 2,
+    "terminals": 2,
+    "files": 2,
     "auth": 2,
     "jobs": 2,
     "engine": 3,
@@ -195,6 +197,8 @@ ENGINE_NAMES = {
     "interop": {"interop.py", "export.py", "chat_import.py"},
     "therapy": {"engine.py"},
     "studio": {"engine.py"},
+    "terminals": {"engine.py"},
+    "files": {"engine.py"},
     "jobs": {"engine.py", "jobs.py"},
 }
 

@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     job_retry_seconds: float = Field(default=2.0, ge=0)
     job_retry_cap_seconds: float = Field(default=300.0, ge=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    # Terminal sessions (a command on a pseudo-terminal, run as the server's user): off
+    # unless enabled, and on a bind other than loopback only if allowed there too.
+    # Instance administrators only, unless workspace owners and admins may as well
+    # (anyone who may create a workspace owns one). The command (empty: the server
+    # user's login shell, else /bin/sh) runs in the workspace's folder under the data
+    # directory; the last terminal_retention_bytes of each one's output are kept.
+    terminal_enabled: bool = False
+    terminal_allow_remote: bool = False
+    terminal_workspace_admins: bool = False
+    terminal_command: list[str] = Field(default_factory=list)
+    terminal_retention_bytes: int = Field(default=256 * 1024, ge=4096)
+    terminal_max_open: int = Field(default=8, ge=1)
+    # File-editor sessions: the largest text file one may hold.
+    file_max_bytes: int = Field(default=1024 * 1024, ge=1)
     # How browsers reach this server (e.g. behind a proxy); unset: each request's own URL.
     public_url: str | None = None
     # Single sign-on with OpenID Connect: on when both an issuer and a client id are set.

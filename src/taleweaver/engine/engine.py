@@ -38,6 +38,7 @@ from taleweaver.llm.base import Warmable
 from taleweaver.llm.tokens import token_counter
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
+from taleweaver.files import FileSessions
 from taleweaver.memory.world import WorldMemory
 from taleweaver.plugins import BuiltIn, Plugins, load_plugins
 from taleweaver.plugins.providers import register_providers
@@ -52,6 +53,7 @@ from taleweaver.store.queries import Queries
 from taleweaver.store.repository import SessionRepository
 from taleweaver.store.sealing import Sealer
 from taleweaver.studio import Studio
+from taleweaver.terminals import Terminals
 from taleweaver.therapy import TherapyService, TherapySource, therapy_prompt
 
 if TYPE_CHECKING:
@@ -179,6 +181,9 @@ class Engine:
         self.studio = Studio(
             self.db, self.repository.store, bible=self.world.bible, content=self.safety.content
         )
+        # Terminal and file-editor sessions (issue #20), in each workspace's folder.
+        self.terminals = Terminals(self.db, self.repository.store, self.settings)
+        self.files = FileSessions(self.db, self.repository.store, self.settings)
         # The therapy layer raises crises (a positive PHQ-9 item 9) through safety's protocol.
         self.crisis: CrisisProtocol = self.safety.crisis
         self.therapy = TherapyService(
@@ -365,6 +370,7 @@ class Engine:
         await self.summaries.aclose()
         await self.turns.shutdown()
         await self.live.close()
+        await self.terminals.aclose()  # each one's end recorded while the store is open
         await self.safety.aclose()  # crisis webhooks in flight get a few seconds
         await self.world.aclose()
         await self.model.aclose()

@@ -1,0 +1,7 @@
+"""File-editor sessions: text files in a workspace's folder, edited by the user and
+by the assistant's proposals, every change an event (issue #20)."""
+
+from taleweaver.files.folder import workspace_folder
+from taleweaver.files.service import FileSessions
+
+__all__ = ["FileSessions", "workspace_folder"]
