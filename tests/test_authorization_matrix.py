@@ -72,6 +72,11 @@ SPEC: dict[str, set[str]] = {
     "safety.review": MANAGES,
     "therapy.read": MANAGES,
     "therapy.write": MANAGES,
+    # File-editor sessions in the workspace's folder; terminals run commands on the
+    # server (here workspace admins may: the fixture sets terminal_workspace_admins).
+    "file.read": EVERYONE - {"player"},
+    "file.edit": MANAGES | {"editor"},
+    "terminal.use": MANAGES,
 }
 
 
@@ -177,6 +182,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         scripted_token_delay_ms=0,
         require_login=True,
         rate_limit="100000/minute",
+        terminal_enabled=True,
+        terminal_workspace_admins=True,
+        terminal_command=["/bin/cat"],
+        terminal_max_open=1000,
     )
     built = asyncio.run(_build_world(settings))
     with TestClient(create_app(settings, model=ScriptedModel())) as http:
@@ -594,6 +603,58 @@ def _studio_case(action: str, method: str, kind: str, suffix: str, **kwargs: Any
     return Case(action, build)
 
 
+# --- file-editor and terminal sessions (#20) ---------------------------------------------
+
+
+def _owner_of(world: World, workspace: str) -> str:
+    return "owner" if workspace == world.own else "stranger"
+
+
+def _new_file(world: World, workspace: str, role: str) -> Request:
+    body = {"path": f"matrix/{uuid.uuid4().hex[:10]}.txt", "text": "one\n"}
+    return "POST", "/api/v1/files", {"json": body, "headers": {"X-Workspace": workspace}}
+
+
+def _file_case(action: str, method: str, suffix: str, **kwargs: Any) -> Case:
+    """A route about one file (revisions 1 and 2), made fresh by the workspace's owner;
+    "{proposal_id}" in the path is an open proposal of it."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        headers = {"X-Workspace": workspace}
+        with world.client(_owner_of(world, workspace)) as client:
+            made = client.post("/api/v1/files", **_new_file(world, workspace, role)[2])
+            assert made.status_code == 201, made.text
+            file_id = made.json()["id"]
+            edited = client.put(
+                f"/api/v1/files/{file_id}", json={"text": "one\ntwo\n"}, headers=headers
+            )
+            assert edited.status_code == 200, edited.text
+            path = f"/api/v1/files/{file_id}{suffix}"
+            if "{proposal_id}" in path:
+                proposed = client.post(
+                    f"/api/v1/files/{file_id}/proposals", json={"text": "3\n"}, headers=headers
+                )
+                assert proposed.status_code == 201, proposed.text
+                path = path.replace("{proposal_id}", proposed.json()["id"])
+        return method, path, kwargs | {"headers": headers}
+
+    return Case(action, build)
+
+
+def _terminal_case(method: str, suffix: str, **kwargs: Any) -> Case:
+    """A route about one terminal (running cat), opened fresh by the workspace's owner."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        headers = {"X-Workspace": workspace}
+        with world.client(_owner_of(world, workspace)) as client:
+            opened = client.post("/api/v1/terminals", json={}, headers=headers)
+            assert opened.status_code == 201, opened.text
+        path = f"/api/v1/terminals/{opened.json()['id']}{suffix}"
+        return method, path, kwargs | {"headers": headers}
+
+    return Case("terminal.use", build)
+
+
 # What the crisis detector pauses a session on (the safety routes' resume needs one).
 _CRISIS = "I want to kill myself"
 
@@ -905,6 +966,50 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/structure"): _world_turn_case(
         "world.edit", "POST", "/structure", json={"entries": [{"title": "From the reply"}]}
     ),
+    # --- file-editor and terminal sessions (#20) ---
+    ("POST", "/api/v1/files"): Case("file.edit", _new_file),
+    ("GET", "/api/v1/files"): _collection_case("file.read", "GET", "/api/v1/files"),
+    ("GET", "/api/v1/files/{file_id}"): _file_case("file.read", "GET", ""),
+    ("PUT", "/api/v1/files/{file_id}"): _file_case("file.edit", "PUT", "", json={"text": "new\n"}),
+    ("GET", "/api/v1/files/{file_id}/versions"): _file_case("file.read", "GET", "/versions"),
+    ("GET", "/api/v1/files/{file_id}/versions/{revision}"): _file_case(
+        "file.read", "GET", "/versions/1"
+    ),
+    ("GET", "/api/v1/files/{file_id}/diff"): _file_case(
+        "file.read", "GET", "/diff", params={"from": 1, "to": 2}
+    ),
+    ("POST", "/api/v1/files/{file_id}/revert"): _file_case(
+        "file.edit", "POST", "/revert", json={"revision": 1}
+    ),
+    ("GET", "/api/v1/files/{file_id}/proposals"): _file_case("file.read", "GET", "/proposals"),
+    ("POST", "/api/v1/files/{file_id}/proposals"): _file_case(
+        "file.edit", "POST", "/proposals", json={"text": "proposed\n"}
+    ),
+    ("POST", "/api/v1/files/{file_id}/proposals/{proposal_id}/accept"): _file_case(
+        "file.edit", "POST", "/proposals/{proposal_id}/accept"
+    ),
+    ("POST", "/api/v1/files/{file_id}/proposals/{proposal_id}/reject"): _file_case(
+        "file.edit", "POST", "/proposals/{proposal_id}/reject", json={}
+    ),
+    ("POST", "/api/v1/terminals"): _collection_case(
+        "terminal.use", "POST", "/api/v1/terminals", json={}
+    ),
+    ("GET", "/api/v1/terminals"): _collection_case("terminal.use", "GET", "/api/v1/terminals"),
+    ("GET", "/api/v1/terminals/{terminal_id}"): _terminal_case("GET", ""),
+    ("GET", "/api/v1/terminals/{terminal_id}/events"): _terminal_case("GET", "/events"),
+    ("GET", "/api/v1/terminals/{terminal_id}/stream"): _terminal_case(
+        "GET", "/stream", params={"follow": "false"}
+    ),
+    ("POST", "/api/v1/terminals/{terminal_id}/input"): _terminal_case(
+        "POST", "/input", json={"data": "hello\n"}
+    ),
+    ("POST", "/api/v1/terminals/{terminal_id}/resize"): _terminal_case(
+        "POST", "/resize", json={"cols": 100, "rows": 30}
+    ),
+    ("POST", "/api/v1/terminals/{terminal_id}/signal"): _terminal_case(
+        "POST", "/signal", json={"signal": "interrupt"}
+    ),
+    ("DELETE", "/api/v1/terminals/{terminal_id}"): _terminal_case("DELETE", ""),
     ("GET", "/api/v1/sessions/{session_id}/summaries"): _session_case(
         "session.read", "GET", "/summaries"
     ),
@@ -1029,6 +1134,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/api/v1/players/{user_id}/export"): _therapy_case("therapy.read", "GET", "/export"),
     ("POST", "/api/v1/therapy/compatibility"): Case("therapy.read", _therapy_compatibility),
+    ("GET", "/api/v1/therapy/players"): _safety_case(
+        "members.read", "GET", "/api/v1/therapy/players"
+    ),
 }
 
 # Routes that are not about one workspace: who may call them at all.

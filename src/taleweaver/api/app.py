@@ -19,6 +19,7 @@ from taleweaver.api.ratelimit import RateLimits
 from taleweaver.api.routes import (
     auth,
     characters,
+    files,
     flags,
     health,
     interop,
@@ -30,6 +31,7 @@ from taleweaver.api.routes import (
     sessions,
     studio,
     summaries,
+    terminals,
     therapy,
     turns,
     users,
@@ -138,6 +140,8 @@ def create_app(
     for module in (world, studio, lorebooks, summaries, characters, interop, safety, therapy):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(jobs.router, responses=problems.ERROR_RESPONSES)
+    for module in (files, terminals):  # file-editor and terminal sessions (#20)
+        app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(openai.router)  # errors in OpenAI's shape, not problem+json
     app.router.routes.append(live_routes.route)  # the WebSocket (see its module)
     # The plugins route is built in, included through the hook as a plugin's router is.

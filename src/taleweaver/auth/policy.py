@@ -64,6 +64,10 @@ class Action(StrEnum):
     # The therapeutic layer: a player's profile, goals, assessments and progress.
     THERAPY_READ = "therapy.read"
     THERAPY_WRITE = "therapy.write"
+    # File-editor sessions in the workspace's folder; terminals (a shell on the server).
+    FILE_READ = "file.read"
+    FILE_EDIT = "file.edit"
+    TERMINAL_USE = "terminal.use"
 
 
 # Actions about one workspace's sessions, or about one player, where a role may
@@ -91,9 +95,12 @@ _READ = frozenset(
         Action.MEMBERS_READ,
         Action.WORLD_READ,
         Action.CHARACTER_READ,
+        Action.FILE_READ,
     }
 )
-_AUTHOR = frozenset({Action.WORLD_EDIT, Action.WORLD_REVIEW, Action.CHARACTER_EDIT})
+_AUTHOR = frozenset(
+    {Action.WORLD_EDIT, Action.WORLD_REVIEW, Action.CHARACTER_EDIT, Action.FILE_EDIT}
+)
 _CARE = frozenset({Action.SAFETY_REVIEW, Action.THERAPY_READ, Action.THERAPY_WRITE})
 _PLAY = frozenset(
     {
@@ -112,6 +119,7 @@ _MANAGE = frozenset(
         Action.USAGE_READ,
         Action.WORKSPACE_EXPORT,
         Action.SAFETY_MANAGE,
+        Action.TERMINAL_USE,
     }
 )
 
