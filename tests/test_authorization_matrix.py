@@ -397,6 +397,27 @@ def _therapy_goal_case(method: str, **kwargs: Any) -> Case:
     return Case("therapy.write", build)
 
 
+def _therapy_flag_case(world: World, workspace: str, role: str) -> Request:
+    """An open flag of the owner's, raised by a positive PHQ-9 item 9 (no session)."""
+    player = _therapy_player(world, workspace)
+    owner = "owner" if workspace == world.own else "stranger"
+    headers = {"X-Workspace": workspace}
+    with world.client(owner) as client:
+        client.post(
+            "/api/v1/players/me/assessments",
+            json={"instrument": "phq9", "answers": [0] * 8 + [1]},
+            headers=headers,
+        ).raise_for_status()
+        flags = client.get(
+            "/api/v1/safety/flags",
+            params={"player_id": player, "status": "open"},
+            headers=headers,
+        )
+        flags.raise_for_status()
+    path = f"/api/v1/players/{player}/flags/{flags.json()[0]['id']}/acknowledge"
+    return "POST", path, {"headers": headers}
+
+
 def _therapy_compatibility(world: World, workspace: str, role: str) -> Request:
     body = {"user_id": _therapy_player(world, workspace), "world": {"intensity": 2}}
     headers = {"X-Workspace": workspace}
@@ -1134,6 +1155,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/api/v1/players/{user_id}/export"): _therapy_case("therapy.read", "GET", "/export"),
     ("POST", "/api/v1/therapy/compatibility"): Case("therapy.read", _therapy_compatibility),
+    ("POST", "/api/v1/players/{user_id}/flags/{flag_id}/acknowledge"): Case(
+        "safety.review", _therapy_flag_case
+    ),
     ("GET", "/api/v1/therapy/players"): _safety_case(
         "members.read", "GET", "/api/v1/therapy/players"
     ),

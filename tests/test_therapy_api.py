@@ -306,3 +306,52 @@ def test_a_therapy_session_feeds_emotions_progress_and_export(clinic: Clinic) ->
         exported = other.get("/api/v1/players/me/export").json()
         assert sid in [s["id"] for s in exported["sessions"]]
         assert exported["profile"]["user_id"] == clinic.users["other"]
+
+
+def test_a_therapist_lists_their_assigned_players_only(clinic: Clinic) -> None:
+    with clinic.client("therapist") as therapist:
+        listed = therapist.get("/api/v1/therapy/players")
+        assert listed.status_code == 200, listed.text
+        assert [p["user_id"] for p in listed.json()] == [clinic.users["player"]]
+    with clinic.client("owner") as owner:
+        everyone = {p["user_id"] for p in owner.get("/api/v1/therapy/players").json()}
+        assert everyone == {clinic.users["player"], clinic.users["other"]}
+    with clinic.client("viewer") as viewer:
+        assert viewer.get("/api/v1/therapy/players").json() == []
+    with clinic.client("player") as player:
+        assert player.get("/api/v1/therapy/players").status_code == 403
+
+
+def test_a_therapist_acknowledges_their_players_flag(clinic: Clinic) -> None:
+    positive = {"instrument": "phq9", "answers": [0] * 8 + [1]}
+    with clinic.client("player") as player:
+        player.post("/api/v1/players/me/assessments", json=positive).raise_for_status()
+    with clinic.client("other") as other:
+        other.post("/api/v1/players/me/assessments", json=positive).raise_for_status()
+    player_id, other_id = clinic.users["player"], clinic.users["other"]
+    with clinic.client("owner") as owner:
+        theirs = owner.get(
+            "/api/v1/safety/flags", params={"player_id": other_id, "status": "open"}
+        ).json()[0]["id"]
+    with clinic.client("therapist") as therapist:
+        listed = therapist.get("/api/v1/therapy/players").json()
+        assert listed[0]["open_flags"] >= 1
+        flags = therapist.get(
+            "/api/v1/safety/flags", params={"player_id": player_id, "status": "open"}
+        ).json()
+        flag = flags[0]
+        assert (flag["source"], flag["paused"]) == ("assessment", False)
+        done = therapist.post(f"/api/v1/players/{player_id}/flags/{flag['id']}/acknowledge")
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "resolved"
+        assert done.json()["resolved_by"] == clinic.users["therapist"]
+        # Acknowledging again changes nothing; another player's flag does not exist here.
+        again = therapist.post(f"/api/v1/players/{player_id}/flags/{flag['id']}/acknowledge")
+        assert again.status_code == 200
+        refused = therapist.post(f"/api/v1/players/{other_id}/flags/{theirs}/acknowledge")
+        assert refused.status_code == 404
+        wrong = therapist.post(f"/api/v1/players/{player_id}/flags/{theirs}/acknowledge")
+        assert wrong.status_code == 404
+    with clinic.client("player") as player:
+        mine = player.post(f"/api/v1/players/me/flags/{flag['id']}/acknowledge")
+        assert mine.status_code == 403

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taleweaver.domain.errors import Conflict
+from taleweaver.domain.errors import Conflict, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.safety.protocol import CrisisSignal
 from taleweaver.store import sqlite_fast
@@ -154,6 +154,35 @@ class Flags:
         if done.rowcount == 0:
             raise Conflict(f"session {session_id} is not paused by the safety layer")
         return int(done.rowcount)
+
+    async def acknowledge(
+        self, workspace_id: str, user_id: str, flag_id: str, *, actor: str, conn: Any
+    ) -> JSON:
+        """Mark one open flag of a player as seen and handled. A flag that holds a
+        session paused is lifted by resuming that session instead (`Conflict`)."""
+        row = (
+            await conn.execute(
+                sa.select(safety_flags).where(
+                    safety_flags.c.workspace_id == workspace_id,
+                    safety_flags.c.user_id == user_id,
+                    safety_flags.c.id == flag_id,
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"flag {flag_id} not found")
+        if row.status == "open" and row.paused:
+            raise Conflict(f"flag {flag_id} pauses its session: resume the session instead")
+        if row.status == "open":
+            await conn.execute(
+                safety_flags.update()
+                .where(safety_flags.c.id == flag_id)
+                .values(status="resolved", resolved_at=datetime.now(UTC), resolved_by=actor)
+            )
+        found = (
+            await conn.execute(sa.select(safety_flags).where(safety_flags.c.id == flag_id))
+        ).first()
+        return _row(found)
 
     async def session_owner(self, workspace_id: str, session_id: str) -> str | None:
         """Who started the session (it never changes, so it is remembered)."""

@@ -18,7 +18,7 @@ from taleweaver.api.dates import DATE_RANGE, UtcDateTime
 from taleweaver.api.deps import EngineDep
 from taleweaver.api.schemas import Strict
 from taleweaver.api.security import SELF, Access, requires
-from taleweaver.auth import Action, may_see
+from taleweaver.auth import Action, Role, may_see
 from taleweaver.config import MAX_RETENTION_DAYS
 from taleweaver.domain.errors import NotFound
 from taleweaver.domain.therapy import (
@@ -254,6 +254,27 @@ class InstrumentPublic(BaseModel):
     answers: list[str]
 
 
+class FollowedPlayer(BaseModel):
+    user_id: str
+    email: str
+    display_name: str | None
+    open_flags: int = Field(description="Crisis flags of theirs not yet acknowledged.")
+
+
+class FlagPublic(BaseModel):
+    id: str
+    user_id: str
+    session_id: str | None
+    level: str
+    categories: list[str]
+    source: str
+    paused: bool
+    status: str
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
 # --- whose records --------------------------------------------------------------------
 
 
@@ -451,6 +472,31 @@ async def export_player(user_id: PlayerId, engine: EngineDep, access: ReadAccess
     return await engine.therapy.export(access.workspace_id, player, actor=access.principal.user_id)
 
 
+@router.post("/players/{user_id}/flags/{flag_id}/acknowledge")
+async def acknowledge_flag(
+    user_id: PlayerId,
+    flag_id: Annotated[str, Path(max_length=64)],
+    engine: EngineDep,
+    access: Annotated[Access, requires(Action.SAFETY_REVIEW)],
+) -> FlagPublic:
+    """Mark a player's crisis flag as seen and handled (a therapist: their assigned
+    players' only). A flag that pauses a session is lifted by resuming it (409)."""
+    player = await _player(engine, access, user_id)
+    async with engine.db.write() as conn:
+        flag = await engine.safety.flags.acknowledge(
+            access.workspace_id, player, flag_id, actor=access.principal.user_id, conn=conn
+        )
+        await engine.audit.record(
+            access.principal.user_id,
+            "safety.flag_acknowledged",
+            workspace_id=access.workspace_id,
+            target=player,
+            details={"flag": flag_id},
+            conn=conn,
+        )
+    return FlagPublic.model_validate(flag)
+
+
 # --- about no one player ----------------------------------------------------------------
 
 
@@ -471,6 +517,39 @@ async def check_compatibility(
         compatible=not found,
         conflicts=[ConflictPublic(kind=c.kind, detail=c.detail) for c in found],
     )
+
+
+@router.get("/therapy/players")
+async def followed_players(
+    engine: EngineDep, access: Annotated[Access, requires(Action.MEMBERS_READ)]
+) -> list[FollowedPlayer]:
+    """The players whose therapy records you follow, with their open crisis flags: a
+    therapist's assigned players, every player for owners and admins, none otherwise."""
+    members = await engine.accounts.members(access.workspace_id)
+    if access.role == Role.THERAPIST:
+        assigned = await engine.accounts.assigned_players(
+            access.workspace_id, access.principal.user_id
+        )
+        chosen = [m for m in members if m["user_id"] in assigned]
+    elif access.role in (Role.OWNER, Role.ADMIN):
+        chosen = [m for m in members if m["role"] == Role.PLAYER]
+    else:
+        chosen = []
+    ids = [m["user_id"] for m in chosen]
+    flags = (
+        await engine.safety.flags.list(access.workspace_id, users=ids, status="open", limit=500)
+        if ids
+        else []
+    )
+    return [
+        FollowedPlayer(
+            user_id=m["user_id"],
+            email=m["email"],
+            display_name=m["display_name"],
+            open_flags=sum(1 for f in flags if f["user_id"] == m["user_id"]),
+        )
+        for m in chosen
+    ]
 
 
 @router.get("/therapy/instruments", dependencies=[requires(SELF)])
