@@ -780,6 +780,16 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("DELETE", "/api/v1/flags/{name}"): _collection_case(
         "workspace.update", "DELETE", "/api/v1/flags/world_extraction"
     ),
+    # Installed plugins, on or off per workspace: no plugin is installed here, so an
+    # allowed caller is told which are (422) where a refused one learns nothing.
+    ("GET", "/api/v1/plugins"): _collection_case("workspace.read", "GET", "/api/v1/plugins"),
+    ("PUT", "/api/v1/plugins/{name}"): replace(
+        _collection_case(
+            "workspace.update", "PUT", "/api/v1/plugins/absent", json={"enabled": False}
+        ),
+        allowed_status=422,
+    ),
+    ("GET", "/api/v1/formats"): _collection_case("workspace.read", "GET", "/api/v1/formats"),
     ("PATCH", "/api/v1/workspaces/{workspace_id}"): _workspace_case(
         "workspace.update", "PATCH", "", json={"name": "Renamed"}
     ),
