@@ -180,7 +180,10 @@ async def _import_files(
         for file in files:
             try:
                 data = file.read_bytes()
-                kind = detect.sniff(data, file.name)
+                # A plugin's format (or taleweaver-json) first: the built-in sniffing
+                # refuses a file it does not know before import_file could ask them.
+                ours = engine.formats.sniff(data, file.name) is None
+                kind = detect.sniff(data, file.name) if ours else None
                 if kind == detect.CHAT:
                     made = await engine.interop.import_chat(
                         workspace, data, title=title, owner_id=LOCAL_USER_ID, metadata=meta

@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.events import JSON
 from taleweaver.domain.formats import Exporter, Importer
+from taleweaver.plugins.builtin import is_builtin
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # Exported from the raw event log rather than through the hook (see export.py).
@@ -24,6 +25,11 @@ class Found(Generic[T]):
     name: str
     plugin: str
     handler: T
+
+
+def _offered_by(plugin: str) -> str:
+    """Who a listing says offers a format: `taleweaver` for every built-in one."""
+    return "taleweaver" if is_builtin(plugin) else plugin
 
 
 class Formats:
@@ -88,7 +94,7 @@ class Formats:
                 "media_type": f.handler.media_type,
                 "suffix": f.handler.suffix,
                 "description": f.handler.description,
-                "plugin": f.plugin,
+                "plugin": _offered_by(f.plugin),
             }
             for f in self._exporters.values()
         ]
@@ -110,7 +116,7 @@ class Formats:
             }
         ]
         imports += [
-            {"name": f.name, "description": f.handler.description, "plugin": f.plugin}
+            {"name": f.name, "description": f.handler.description, "plugin": _offered_by(f.plugin)}
             for f in self._importers.values()
         ]
         return {"export": export, "import": imports}
