@@ -18,7 +18,10 @@ C call holds the GIL (and so the event loop) for long while the thread builds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -314,7 +317,7 @@ class PreparedBooks:
         if cached is not None and cached[0] >= source.version:
             return cached[1]
         if self._forgotten.get(book_id, 0) == forgotten:  # not deleted while it was built
-            self._keep(book_id, source.version, prepared)
+            self._keep(book_id, source.version, prepared, release=True)
         return prepared
 
     def _finished(self, book_id: str, task: asyncio.Task[PreparedBook | None]) -> None:
@@ -371,22 +374,85 @@ class PreparedBooks:
         if cached is not None and cached[0] == version - 1:
             self._keep(book_id, version, replace(cached[1], name=name))
 
-    def _keep(self, book_id: str, version: int, prepared: PreparedBook) -> None:
+    def _keep(
+        self, book_id: str, version: int, prepared: PreparedBook, *, release: bool = False
+    ) -> None:
+        """Cache `prepared`; with `release`, a version it replaces (not a revision of it,
+        which shares most of its parts) is freed a slice at a time on the builder thread."""
+        old = self._books.get(book_id)
         self._books[book_id] = (version, prepared)
         self._books.move_to_end(book_id)
+        if release and old is not None:
+            self._release(old[1])
+        del old
         while len(self._books) > self.size:
-            self._books.popitem(last=False)
+            self._release(self._books.popitem(last=False)[1][1])
+
+    def _release(self, book: PreparedBook) -> None:
+        if self._executor is not None:
+            self._executor.submit(_free, [book])
 
     def forget(self, book_id: str) -> None:
         """Drop the book (deleted): what a build under way gives is not kept."""
-        self._books.pop(book_id, None)
+        gone = self._books.pop(book_id, None)
+        if gone is not None:
+            self._release(gone[1])
+        del gone
         self._building.pop(book_id, None)
         self._forgotten[book_id] = self._forgotten.get(book_id, 0) + 1
 
 
+FREE_SLICE = 500
+FREE_WAIT_S = 5.0
+
+
+def _free(holder: list[PreparedBook]) -> None:
+    """Free a prepared book a slice of entries and keys at a time (on the builder
+    thread). Dropped at once, a 100,000-entry book is one cascade of deallocations
+    that holds the GIL, and so the event loop, for a few hundred milliseconds; this
+    way the GIL changes hands between slices. A turn under way may still hold the
+    book: it is waited for (a while), so that its letting go frees nothing."""
+    book = holder.pop()
+    waited = 0.0
+    while sys.getrefcount(book) > 2 and waited < FREE_WAIT_S:  # this frame's and the call's
+        time.sleep(0.01)
+        waited += 0.01
+    index = book.index
+    pieces: list[list[object]] = [
+        list(book.entries),
+        list(book.keys),
+        list(book.primary.values()),
+        list(book.secondary.values()),
+        list(book.positions.items()),
+        list(book.regexes),
+    ]
+    if isinstance(index, AutomatonIndex):
+        pieces.append(list(index.keys.values()))
+        pieces += [[automaton] for automaton in index._automata]  # one shard at a time
+    del book, index
+    for piece in pieces:
+        while piece:
+            del piece[-FREE_SLICE:]
+
+
 def _prepare_source(book_id: str, source: Source) -> PreparedBook:
-    """On the builder thread: decode the entries and prepare the book."""
-    entries = source.entries()
-    return prepare(
-        book_id, source.name, source.settings, entries, AutomatonIndex, AutomatonLiterals
-    )
+    """On the builder thread: decode the entries and prepare the book.
+
+    The cyclic garbage collector is off meanwhile: a big book is millions of new
+    objects, and each collection that ran over them would hold the GIL, and so the
+    event loop, for up to a second. What is alive once the book is built is then
+    frozen (`gc.freeze`: moved out of the generations collections traverse): a
+    prepared book lives until its next version, holds no reference cycles, and is
+    freed by reference counting all the same; the cost is that cyclic garbage alive
+    at that moment waits for `gc.unfreeze` to be collected."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        entries = source.entries()
+        return prepare(
+            book_id, source.name, source.settings, entries, AutomatonIndex, AutomatonLiterals
+        )
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()

@@ -14,10 +14,10 @@ when the engine starts). What a turn sees while a book is being prepared:
 - a book no version of which is prepared yet: the turn waits for the build (one
   build, shared by every turn and dry run that wants it);
 - a book prepared at an older version (its settings changed, it was replaced):
-  the turn waits at most FRESH_WAIT_S for the new version, then activates the
-  older one, its entries and settings as they were before the change, until the
-  new one is ready; small books (up to SMALL_BOOK entries) are always waited for,
-  since their build takes about that long anyway;
+  the turn activates the older version at once, with its entries and settings as
+  they were before the change, until the new one is ready; the first turn after
+  that uses the new one. Small books (up to SMALL_BOOK entries) are waited for
+  instead, since their build takes a few tens of milliseconds;
 - a dry run (an author checking a change) always waits for the current version.
 """
 
@@ -77,9 +77,7 @@ MAX_NAME = 200
 MAX_ID = 64
 INSERT_BATCH = 2000
 READ_BATCH = 2000  # entries read per hop when a book is prepared whole
-# How long a turn waits for a book's new version before it uses the older one.
-FRESH_WAIT_S = 0.05
-# Books this small are prepared in about FRESH_WAIT_S: a turn waits for them.
+# Books this small are prepared in a few tens of milliseconds: a turn waits for them.
 SMALL_BOOK = 1_000
 
 
@@ -586,12 +584,8 @@ class Lorebooks:
             return cached
         older = None if fresh else self.prepared.newest(row.id)
         if older is not None and older[0] < row.version and row.entry_count > SMALL_BOOK:
-            build = asyncio.shield(self.prepared.start(row.id, row.version, self._load))
-            try:
-                built = await asyncio.wait_for(build, FRESH_WAIT_S)
-            except TimeoutError:
-                return older[1]  # the build goes on; a later turn finds it ready
-            return built if built is not None else older[1]
+            self.prepared.start(row.id, row.version, self._load)  # or the one under way
+            return older[1]
         prepared = await self.prepared.ready(row.id, row.version, self._load)
         if prepared is None:
             raise NotFound(f"lorebook {row.id} not found")
