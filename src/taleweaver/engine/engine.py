@@ -33,12 +33,12 @@ from taleweaver.engine.prefill import Prefills
 from taleweaver.engine.session_lorebooks import SessionLorebooks
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
+from taleweaver.files import FileSessions
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
 from taleweaver.llm.base import Warmable
 from taleweaver.llm.tokens import token_counter
 from taleweaver.memory.lorebook import Lorebooks, LorebookSource
 from taleweaver.memory.summaries import Summaries, SummarySource, SummaryStore
-from taleweaver.files import FileSessions
 from taleweaver.memory.world import WorldMemory
 from taleweaver.plugins import BuiltIn, Plugins, load_plugins
 from taleweaver.plugins.providers import register_providers
@@ -236,11 +236,6 @@ class Engine:
         model put in the router's place, as tests do, is shown as a router of one)."""
         return (self.router or ModelRouter.single(self.model)).describe()
 
-    @classmethod
-    async def open(
-        cls,
-        settings: Settings,
-        *,
     async def seals(self, workspace_id: str) -> bool:
         """Whether the workspace's content is sealed at rest (it is sensitive and keys
         are configured)."""
@@ -257,6 +252,11 @@ class Engine:
         opened = self.sealer.open_file(workspace_id, job_id, artifact.data)
         return Artifact(opened, artifact.media_type, artifact.filename)
 
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
         model: ChatModel | None = None,
         caps: Capabilities | None = None,
         database: Database | None = None,
@@ -270,6 +270,23 @@ class Engine:
             plugins = load_plugins(settings.required_plugins)
         register_providers(plugins)  # process-wide: before the router is built
         db = database or database_from_settings(settings)
+        try:
+            return await cls._assemble(settings, db, model=model, caps=caps, plugins=plugins)
+        except BaseException:
+            if database is None:  # made here: nobody else will close it
+                await db.dispose()
+            raise
+
+    @classmethod
+    async def _assemble(
+        cls,
+        settings: Settings,
+        db: Database,
+        *,
+        model: ChatModel | None,
+        caps: Capabilities | None,
+        plugins: Plugins,
+    ) -> Engine:
         if settings.auto_migrate:
             await migrate.upgrade_if_behind(db.engine)
         sealer = Sealer(key_ring_from_settings(settings, db.dialect)[0])
