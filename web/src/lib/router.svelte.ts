@@ -1,10 +1,10 @@
 // Client routes: `/`, `/s/<session id>` (with `?turn=N` to open at a turn) and
 // `/characters[/<id>]`, `/worlds[/<id>[/entities/<id>]]`, `/lorebooks[/<id>]`,
-// `/control[/account|workspace|models|audit]`. The server answers every such path with the app, so a reload keeps
+// `/control[/account|workspace|models|audit]`, `/wellbeing[/check-ins|privacy|people[/<user id>]]`. The server answers every such path with the app, so a reload keeps
 // the place.
 
 export interface Route {
-  view: 'home' | 'session' | 'characters' | 'worlds' | 'lorebooks' | 'control';
+  view: 'home' | 'session' | 'characters' | 'worlds' | 'lorebooks' | 'control' | 'wellbeing';
   sessionId: string | null;
   worldId: string | null;
   entityId: string | null;
@@ -12,9 +12,12 @@ export interface Route {
   characterId: string | null;
   turn: number | null;
   controlTab: ControlTab;
+  wellbeingTab: WellbeingTab;
+  personId: string | null;
 }
 
 export type ControlTab = 'account' | 'workspace' | 'models' | 'audit';
+export type WellbeingTab = 'goals' | 'check-ins' | 'privacy' | 'people';
 
 function parse(): Route {
   const match = /^\/s\/([^/]+)$/.exec(location.pathname);
@@ -24,6 +27,7 @@ function parse(): Route {
   const book = /^\/lorebooks(?:\/([^/]+))?$/.exec(location.pathname);
   const character = /^\/characters(?:\/([^/]+))?$/.exec(location.pathname);
   const control = /^\/control(?:\/(account|workspace|models|audit))?$/.exec(location.pathname);
+  const wellbeing = /^\/wellbeing(?:\/(goals|check-ins|privacy|people)(?:\/([^/]+))?)?$/.exec(location.pathname);
   return {
     view: sessionId
       ? 'session'
@@ -35,7 +39,9 @@ function parse(): Route {
             ? 'lorebooks'
             : control
               ? 'control'
-              : 'home',
+              : wellbeing
+                ? 'wellbeing'
+                : 'home',
     sessionId,
     worldId: world?.[1] ? decodeURIComponent(world[1]) : null,
     entityId: world?.[2] ? decodeURIComponent(world[2]) : null,
@@ -43,6 +49,8 @@ function parse(): Route {
     characterId: character?.[1] ? decodeURIComponent(character[1]) : null,
     turn: Number.isInteger(turn) && turn > 0 ? turn : null,
     controlTab: (control?.[1] as ControlTab | undefined) ?? 'account',
+    wellbeingTab: (wellbeing?.[1] as WellbeingTab | undefined) ?? 'goals',
+    personId: wellbeing?.[1] === 'people' && wellbeing[2] ? decodeURIComponent(wellbeing[2]) : null,
   };
 }
 
@@ -101,4 +109,9 @@ export function goLorebook(lorebookId: string | null = null, replace = false): v
 
 export function goControl(tab: ControlTab = 'account', replace = false): void {
   navigate(`/control/${tab}`, replace);
+}
+
+export function goWellbeing(tab: WellbeingTab = 'goals', personId: string | null = null, replace = false): void {
+  const person = tab === 'people' && personId ? `/${encodeURIComponent(personId)}` : '';
+  navigate(tab === 'goals' ? '/wellbeing' : `/wellbeing/${tab}${person}`, replace);
 }
