@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taleweaver.domain.events import JSON, RecordedEvent
 from taleweaver.domain.world import WorldEvent
 from taleweaver.domain.world.model import search_text
+from taleweaver.memory.world.pgvector import forget
 from taleweaver.memory.world.vectors import bump
 from taleweaver.store.world_schema import (
     world_artifacts,
@@ -223,6 +224,7 @@ async def _delete_entity(conn: AsyncConnection, world_id: str, entity_id: str) -
             world_vectors.c.world_id == world_id, world_vectors.c.entity_id == entity_id
         )
     )
+    await forget(conn, world_id, [entity_id])
     await bump(conn, world_id)
     await conn.execute(
         world_entities.delete().where(
@@ -259,6 +261,7 @@ async def _merge(conn: AsyncConnection, world_id: str, p: JSON, at: object, acto
             world_vectors.c.world_id == world_id, world_vectors.c.entity_id == merged
         )
     )
+    await forget(conn, world_id, [merged])
     await bump(conn, world_id)
 
 
