@@ -139,3 +139,14 @@ export function describeSeries(name: string, points: SeriesPoint[], unit = ''): 
   if (points.length === 1) return `${name}: ${last.value}${unit} on ${last.label}.`;
   return `${name}: from ${first.value}${unit} on ${first.label} to ${last.value}${unit} on ${last.label}, ${points.length} points.`;
 }
+
+/** The server's crisis message as a check-in can say it: the protocol's words are
+ * written for a story, so sentences about pausing the story are left out. */
+export function checkInMessage(message: string): string {
+  const kept = message
+    .split(/(?<=[.!?])\s+/)
+    .filter((sentence) => !/\bstory\b/i.test(sentence))
+    .join(' ')
+    .trim();
+  return kept || 'If you are in immediate danger, please call your local emergency number now.';
+}
