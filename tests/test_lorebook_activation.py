@@ -93,16 +93,19 @@ def test_a_key_in_a_recent_message_names_that_message() -> None:
     assert reason(outcome, "0") == "key 'wyrm' in narrator message (1 back)"
 
 
-def test_scan_depth_two_sees_two_messages_back_and_no_further() -> None:
-    seen = run("I wait.", [("narrator", "A dragon roars."), ("player", "Hm."), ("narrator", "Hm.")])
-    assert "0" not in uids(seen)
-    found = run("I wait.", [("narrator", "A dragon roars."), ("player", "Hm.")])
+def test_scan_depth_two_reads_the_players_words_and_one_message_back() -> None:
+    # As in SillyTavern, whose chat holds the player's message when it scans: depth N
+    # is the N newest messages, the player's words the first of them.
+    unseen = run("I wait.", [("narrator", "A dragon roars."), ("player", "Hm.")])
+    assert "0" not in uids(unseen)
+    found = run("I wait.", [("player", "Hm."), ("narrator", "A dragon roars.")])
     assert "0" in uids(found)
 
 
-def test_entry_scan_depth_zero_reads_only_the_players_words() -> None:
+def test_entry_scan_depth_zero_reads_nothing() -> None:
+    # SillyTavern scans no text at depth 0: only constant and sticky entries activate.
     assert "22" not in uids(run("I pray.", [("narrator", "A ghost drifts by.")]))
-    assert "22" in uids(run("I see a ghost.", [("narrator", "Quiet.")]))
+    assert "22" not in uids(run("I see a ghost.", [("narrator", "Quiet.")]))
 
 
 def test_and_any_needs_one_secondary_key() -> None:

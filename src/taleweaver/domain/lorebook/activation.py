@@ -34,7 +34,8 @@ from taleweaver.domain.lorebook.prepare import KeyRef, PreparedBook
 # However a book is set, recursion stops here (each step scans only new text, but a
 # long chain of entries would still cost a step each).
 HARD_STEP_LIMIT = 64
-JOINER = "\n\x01"
+MATCHER = "\x01"
+JOINER = "\n" + MATCHER
 NOWHERE = 2**62  # a depth past any window
 
 
@@ -100,22 +101,26 @@ class _Match:
 
 
 class _Joined:
-    """Segments joined as SillyTavern joins its scan buffer, to search a regex once."""
+    """Segments joined as SillyTavern joins its scan buffer, to search a regex once:
+    each one prefixed with "\x01" (so `^` without the m flag never matches, and with
+    it matches only at the start of a line within a message), joined by newlines."""
 
     def __init__(self, segments: Sequence[Segment]) -> None:
         self.starts: list[int] = []
         parts: list[str] = []
-        at = 0
+        at = len(MATCHER)
         for segment in segments:
             self.starts.append(at)
             parts.append(segment.text)
             at += len(segment.text) + len(JOINER)
-        self.text = JOINER.join(parts)
+        self.text = MATCHER + JOINER.join(parts)
 
     def first(self, pattern: re.Pattern[str]) -> int | None:
         """The index of the first segment the pattern matches in, if any."""
         found = pattern.search(self.text)
-        return None if found is None else bisect.bisect_right(self.starts, found.start()) - 1
+        if found is None:
+            return None
+        return max(0, bisect.bisect_right(self.starts, found.start()) - 1)
 
 
 class _Scan:
@@ -138,13 +143,13 @@ class _Scan:
         self.recursion_possible: list[set[int]] = [set() for _ in books]
         self.recursion_joined = ""
         self.max_depth = max((book.max_depth for book in books), default=0)
-        self.window_text = _Joined(window[: self.max_depth + 1])
+        self.window_text = _Joined(window[: self.max_depth])
         self.recursion_text: dict[tuple[int, int], _Joined] = {}
         self.span_possible: dict[tuple[int, int, int], set[int]] = {}  # (book, span)
         for b, book in enumerate(books):
             hits: dict[int, int] = {}
             # Deepest first, so that a key seen at several depths keeps the shallowest.
-            scanned = list(enumerate(window[: book.max_depth + 1]))
+            scanned = list(enumerate(window[: book.max_depth]))
             for depth, segment in reversed(scanned):
                 if segment.text:
                     found, entries = book.index.find(segment.text)
@@ -187,10 +192,14 @@ class _Scan:
                 self._add_regex_candidates(b, possible)
 
     def where(self, b: int, depth_limit: int, ref: KeyRef, recursion: bool) -> str | None:
-        """Where key `ref` occurs for an entry that sees `depth_limit` messages back."""
+        """Where key `ref` occurs for an entry that scans the `depth_limit` newest
+        messages (the player's words are the newest). As in SillyTavern, an entry that
+        scans none (depth 0) is not matched by its keys at all, recursion included."""
+        if depth_limit <= 0:
+            return None
         if ref.pattern is None:
             depth = self.window_hits[b].get(ref.key_id)
-            if depth is not None and depth <= depth_limit:
+            if depth is not None and depth < depth_limit:
                 return f"in {self.window[depth].label}"
             label = self.recursion_hits[b].get(ref.key_id) if recursion else None
             return label
@@ -204,7 +213,7 @@ class _Scan:
             if ref.regex_id in self.window_possible[b]:
                 found_at = self.window_text.first(pattern)
             first = self.regex_window[pattern] = NOWHERE if found_at is None else found_at
-        if first <= depth_limit:
+        if first < depth_limit:
             return f"in {self.window[first].label}"
         if not recursion:
             return None
@@ -401,7 +410,8 @@ def activate(
     generation: frozenset[str] = NORMAL,
     count_tokens: TokenCounter = estimate_tokens,
 ) -> Outcome:
-    """Run one activation. `window[0]` is the player's words, then newest messages first;
+    """Run one activation. `window` is newest first: the player's words (if any), then
+    recent messages; an entry with scan depth N reads the N newest (SillyTavern's rule);
     `clock` is the chat's length in messages, for timed effects. `character` is who
     speaks (None: no character, as in a story), `generation` the turn's generation
     types (`filters.generation_types`), `count_tokens` how the budget is counted."""

@@ -3,8 +3,9 @@
 A character filter lists names and tags: an entry that has one activates only
 when the speaking character's name (and, if tags are listed, one of its tags)
 is listed, or with `exclude`, only when neither is. Where no character speaks
-(a story session), an include filter never lets its entry activate and an
-exclude filter always does. Triggers restrict an entry to generation types;
+(a story session), an include filter by name never lets its entry activate, and
+tags are not checked at all (as in SillyTavern, which skips the tag check when
+there is no character). Triggers restrict an entry to generation types;
 a turn's action maps onto them as `generation_types` says.
 """
 
@@ -58,7 +59,11 @@ def character_block(entry: Entry, character: ActiveCharacter | None) -> str | No
     if not (names or tags):
         return None
     if character is None:
-        return None if entry.character_filter_exclude else "for a character; none speaks"
+        # SillyTavern compares names with the (absent) character's, and skips the tag
+        # check when there is no character: only an include filter by name keeps out.
+        if names and not entry.character_filter_exclude:
+            return "for a character; none speaks"
+        return None
     if entry.character_filter_exclude:
         if names and _listed(names, character.names):
             return "character filter excludes this character"

@@ -121,8 +121,10 @@ def _name(value: str) -> str:
 
 
 def window(current: str | None, recent: Sequence[tuple[str, str]]) -> list[Segment]:
-    """The scan window: the player's words, then recent messages newest first."""
-    segments = [Segment("player message", current or "")]
+    """The scan window, newest first: the player's words (none on a "continue"), then
+    recent messages. A scan depth of N reads the N newest of these, as SillyTavern's
+    does (its chat holds the player's message by the time it scans)."""
+    segments = [Segment("player message", current)] if current else []
     for back, (role, text) in enumerate(reversed(recent[-MAX_SCAN_DEPTH:]), start=1):
         segments.append(Segment(f"{role} message ({back} back)", text))
     return segments
