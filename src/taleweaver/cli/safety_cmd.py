@@ -130,7 +130,16 @@ def eval_command(
     help="Where the model and the held-out set go; default: the package's data folder.",
 )
 @click.option("--no-encoder", is_flag=True, help="Train the n-gram heads only.")
-def train_command(corpus: tuple[Path, ...], out: Path | None, no_encoder: bool) -> None:
+@click.option(
+    "--precision-floor",
+    type=click.FloatRange(0.5, 1.0),
+    default=0.93,
+    show_default=True,
+    help="The threshold catches the most validation crises at this precision or above.",
+)
+def train_command(
+    corpus: tuple[Path, ...], out: Path | None, no_encoder: bool, precision_floor: float
+) -> None:
     """Train the learned crisis detector on the corpus, split by family."""
     from taleweaver.safety.encoder import load_encoder
     from taleweaver.safety.families import load_families, write_jsonl
@@ -146,7 +155,13 @@ def train_command(corpus: tuple[Path, ...], out: Path | None, no_encoder: bool) 
     digest = hashlib.sha256(
         "".join(sorted(f.id + f.label for f in families)).encode("utf-8")
     ).hexdigest()[:8]
-    trained = train(families, encoder, version=f"{len(families)}f-{digest}", progress=click.echo)
+    trained = train(
+        families,
+        encoder,
+        version=f"{len(families)}f-{digest}",
+        precision_floor=precision_floor,
+        progress=click.echo,
+    )
     trained.model.save(folder / MODEL_FILE)
     write_jsonl(folder / LEARNED_SET, trained.test)
     click.echo(

@@ -4,7 +4,8 @@ Each line of a set is JSON: {"text": ..., "label": category or "none", "level": 
 optionally with "lang" (default en), "family", "author" and "context" (the earlier
 turns the message is judged with). "Flagged" means any category at any level; a
 prediction's category is the most severe one the detector found. Scores are given
-overall, per category, per language and per author, with the confusion matrix.
+overall, per category (with "caught": the share flagged as any crisis, which is
+what starts the protocol), per language and per author, with the confusion matrix.
 """
 
 from __future__ import annotations
@@ -75,17 +76,25 @@ class Report:
         actual = sum(self.confusion[label].values())
         return _ratio(tp, predicted), _ratio(tp, actual), actual
 
+    def caught(self, label: str) -> float:
+        """The share of a category's messages flagged as a crisis of any category: the
+        crisis protocol runs for them even when the category named is another one."""
+        actual = sum(self.confusion[label].values())
+        if label == "none":
+            return _ratio(self.confusion["none"]["none"], actual)
+        return _ratio(actual - self.confusion[label]["none"], actual)
+
     def lines(self, *, show_misses: bool = False) -> list[str]:
         precision, recall = self.crisis_scores()
         out = [
             f"examples: {self.total}",
             f"crisis (any category): precision {precision:.3f}  recall {recall:.3f}",
             "",
-            f"{'category':<20}{'precision':>10}{'recall':>8}{'n':>5}",
+            f"{'category':<20}{'precision':>10}{'recall':>8}{'caught':>8}{'n':>5}",
         ]
         for label in LABELS:
             p, r, n = self.category_scores(label)
-            out.append(f"{label:<20}{p:>10.3f}{r:>8.3f}{n:>5}")
+            out.append(f"{label:<20}{p:>10.3f}{r:>8.3f}{self.caught(label):>8.3f}{n:>5}")
         for prefix, title in (("lang:", "language"), ("author:", "author")):
             names = sorted(g for g in self.groups if g.startswith(prefix))
             if len(names) < 2:

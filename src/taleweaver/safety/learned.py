@@ -2,16 +2,20 @@
 
 Two softmax heads read the same message: one over hashed character and word
 n-grams (every language, chat style, the conversation's earlier turns), one over
-the MiniLM sentence vector (meaning, for wordings no n-gram has seen). Their
-probabilities are averaged; a message is a crisis when the chance of "none" falls
-below the threshold tuned on the validation families. A third small head picks the
-level. The weights are ours, trained by `taleweaver safety train` on the corpus and
-shipped as `data/crisis_model.npz`; nothing is downloaded.
+the MiniLM sentence vector (meaning, for wordings no n-gram has seen). MiniLM is an
+English model: on a message in another language its head is confidently wrong, so
+it is mixed in (with the weight tuned on validation) only when the message reads as
+English, and the n-grams judge the rest alone. A message is a crisis when the
+chance of "none" falls below the threshold tuned on the validation families. A
+third small head picks the level. The weights are ours, trained by
+`taleweaver safety train` on the corpus and shipped as `data/crisis_model.npz`;
+nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -40,8 +44,22 @@ CLASSES = (
 CRISIS_LEVELS: tuple[CrisisLevel, ...] = ("moderate", "high", "critical")
 MODEL_FILE = "crisis_model.npz"
 CONTEXT_TURNS = 4  # earlier turns a message is judged with
+# Words that make a chat message read as English (a share of its words, at least).
+_ENGLISH = """i i'm im me my you your the a an and to of it it's is was this that what
+have has just so not don't dont can't cant be been with for on at in all he she they we
+his her him them will would i've ive gonna wanna like about if but or no yes do did am
+are after before again tonight today"""
+ENGLISH_WORDS = frozenset(_ENGLISH.split())
+ENGLISH_SHARE = 0.25
+_LATIN_WORD = re.compile(r"[a-z']+")
 
 Matrix = npt.NDArray[np.float32]
+
+
+def reads_as_english(text: str) -> bool:
+    """Whether enough of the message's words are common English ones."""
+    found = _LATIN_WORD.findall(text.lower())
+    return bool(found) and sum(w in ENGLISH_WORDS for w in found) / len(found) >= ENGLISH_SHARE
 
 
 def softmax(logits: Matrix) -> Matrix:
@@ -86,10 +104,11 @@ class CrisisModel:
     ngram: Head
     ngram_level: Head
     encoder_head: Head | None
-    threshold: float  # p(none) below this is a crisis (n-grams and encoder averaged)
+    threshold: float  # p(none) below this is a crisis (with the encoder installed)
     threshold_ngram: float  # the same, when the encoder is not installed
     band: float  # |p_crisis - (1 - threshold)| within this is "uncertain"
     version: str
+    encoder_weight: float = 0.5  # the encoder head's share on a message read as English
 
     def judge(
         self, text: str, context: Sequence[str] = (), encoder: Encoder | None = None
@@ -98,9 +117,10 @@ class CrisisModel:
         probs = softmax(self.ngram.sparse_logits(features))
         threshold = self.threshold_ngram
         if encoder is not None and self.encoder_head is not None:
-            meaning = softmax(self.encoder_head.dense_logits(encoder.encode(text)))
-            probs = ((probs + meaning) / 2).astype(np.float32)
             threshold = self.threshold
+            if reads_as_english(text):
+                meaning = softmax(self.encoder_head.dense_logits(encoder.encode(text)))
+                probs = self.mix(probs, meaning)
         by_class = {c: float(p) for c, p in zip(CLASSES, probs, strict=True)}
         crisis = by_class["none"] < threshold
         label = max(CLASSES[1:], key=lambda c: by_class[c]) if crisis else "none"
@@ -111,13 +131,20 @@ class CrisisModel:
         uncertain = abs(by_class["none"] - threshold) < self.band
         return Verdict(by_class, label, level, uncertain)
 
+    def mix(self, by_ngrams: Matrix, by_meaning: Matrix) -> Matrix:
+        w = self.encoder_weight
+        mixed: Matrix = ((1 - w) * by_ngrams + w * by_meaning).astype(np.float32)
+        return mixed
+
     def save(self, path: Path) -> None:
         arrays: dict[str, npt.NDArray[np.generic]] = {
             "ngram_w": self.ngram.weights.astype(np.float16),
             "ngram_b": self.ngram.bias,
             "level_w": self.ngram_level.weights.astype(np.float16),
             "level_b": self.ngram_level.bias,
-            "meta": np.asarray([self.threshold, self.threshold_ngram, self.band], np.float64),
+            "meta": np.asarray(
+                [self.threshold, self.threshold_ngram, self.band, self.encoder_weight], np.float64
+            ),
             "version": np.asarray(self.version),
         }
         if self.encoder_head is not None:
@@ -147,6 +174,7 @@ def load_model(path: Path | None = None) -> CrisisModel:
                 threshold_ngram=float(meta[1]),
                 band=float(meta[2]),
                 version=str(data["version"]),
+                encoder_weight=float(meta[3]) if len(meta) > 3 else 0.5,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise InvalidInput(f"cannot load the crisis model at {where}: {exc}") from exc

@@ -25,11 +25,13 @@ from taleweaver.safety.learned import (
     CrisisModel,
     Head,
     Matrix,
+    reads_as_english,
     softmax,
 )
 
 Progress = Callable[[str], None]
 PRECISION_FLOOR = 0.95
+ENCODER_WEIGHTS = (0.25, 0.35, 0.5)
 
 
 @dataclass(frozen=True)
@@ -141,17 +143,17 @@ def _balanced(targets: npt.NDArray[np.int64], classes: int) -> Matrix:
     return per_class[targets]
 
 
-def _tune(p_none: Matrix, is_crisis: npt.NDArray[np.bool_]) -> float:
+def _tune(p_none: Matrix, is_crisis: npt.NDArray[np.bool_], floor: float) -> tuple[float, float]:
     """The threshold on p(none) that catches the most crises on validation while its
-    precision stays at PRECISION_FLOOR: the learned layer adds to the rules, and a
-    false alarm pauses someone's story, so it must be right when it speaks."""
-    best = 0.05
+    precision stays at `floor` (the rules add their own false alarms, and a
+    false alarm pauses someone's story), with the recall it reaches there."""
+    best, caught = 0.05, 0.0
     for threshold in np.linspace(0.05, 0.95, 91):
         flagged = p_none < threshold
         tp = float((flagged & is_crisis).sum())
-        if flagged.sum() and tp / float(flagged.sum()) >= PRECISION_FLOOR:
-            best = float(threshold)
-    return best
+        if flagged.sum() and tp / float(flagged.sum()) >= floor:
+            best, caught = float(threshold), tp / max(1.0, float(is_crisis.sum()))
+    return best, caught
 
 
 def train(
@@ -160,6 +162,7 @@ def train(
     *,
     version: str,
     epochs: int = 120,
+    precision_floor: float = PRECISION_FLOOR,
     progress: Progress = lambda _: None,
 ) -> Trained:
     rng = random.Random(7)
@@ -187,17 +190,34 @@ def train(
         np.stack([ngram.sparse_logits(ngrams.featurize(m.text, m.context)) for m in validation])
     )
     is_crisis = np.asarray([m.label != "none" for m in validation])
-    threshold_ngram = _tune(val_probs[:, 0], is_crisis)
-    threshold = threshold_ngram
+    threshold_ngram, _ = _tune(val_probs[:, 0], is_crisis, precision_floor)
+    threshold, encoder_weight = threshold_ngram, 0.0
     if encoder is not None:
         x = np.stack(encoder.encode_many([m.text for m in seen]))
         encoder_head = _dense_head(x, targets, weights, len(CLASSES), epochs * 4)
         progress("encoder head trained")
         val_x = np.stack(encoder.encode_many([m.text for m in validation]))
-        both = ((val_probs + softmax(encoder_head.dense_logits(val_x))) / 2).astype(np.float32)
-        threshold = _tune(both[:, 0], is_crisis)
+        meaning = softmax(encoder_head.dense_logits(val_x))
+        english = np.asarray([reads_as_english(m.text) for m in validation])[:, None]
+        best = -1.0
+        for weight in ENCODER_WEIGHTS:  # the encoder's share on English, chosen on validation
+            mixed = np.where(english, (1 - weight) * val_probs + weight * meaning, val_probs)
+            at, caught = _tune(mixed[:, 0].astype(np.float32), is_crisis, precision_floor)
+            if caught > best:
+                best, threshold, encoder_weight = caught, at, weight
+        progress(
+            f"encoder weight {encoder_weight}, threshold {threshold:.2f}, "
+            f"validation recall {best:.3f} at precision >= {precision_floor}"
+        )
     model = CrisisModel(
-        ngram, level, encoder_head, threshold, threshold_ngram, band=0.15, version=version
+        ngram,
+        level,
+        encoder_head,
+        threshold,
+        threshold_ngram,
+        band=0.15,
+        version=version,
+        encoder_weight=encoder_weight,
     )
     return Trained(model, test, validation, len(seen))
 
