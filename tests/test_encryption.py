@@ -788,3 +788,102 @@ async def test_a_sensitive_workspaces_export_job_keeps_its_bundle_sealed(
     with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
         events = archive.read("events.jsonl").decode()
     assert SAID in events  # the bundle opens whole for its workspace's exporter
+
+
+# --- terminal and file sessions in a sensitive workspace ---------------------------------
+
+FILE_TEXT = "Zanzibarquux keeps the lantern\nby the water.\n"
+FILE_NEXT = "Zanzibarquux keeps the lantern\nFollow the sound of water.\n"
+
+
+async def workspace_files_stored(db: Database, ws: str) -> str:
+    """What the files' read models and the terminals' output hold for a workspace."""
+    queries = [
+        "SELECT text FROM workspace_files WHERE workspace_id = :ws",
+        "SELECT diff, note FROM file_proposals WHERE workspace_id = :ws",
+        "SELECT o.data FROM terminal_output o JOIN terminals t ON t.id = o.terminal_id "
+        "WHERE t.workspace_id = :ws",
+    ]
+    rows = [row for sql in queries for row in await raw(db, sql, ws=ws)]
+    return "\n".join(str(value) for row in rows for value in row)
+
+
+async def edited_file(engine: Engine, ws: str) -> tuple[str, str]:
+    """A file made, edited, and an open proposal on it: (file id, proposal id)."""
+    made = await engine.files.create(ws, "notes/keeper.md", FILE_TEXT, META)
+    await engine.files.edit(ws, made["id"], FILE_NEXT, META)
+    proposal = await engine.files.propose(
+        ws, made["id"], META, text=FILE_NEXT + "Quillfeather.\n", note="Quillfeather's idea"
+    )
+    return made["id"], proposal["id"]
+
+
+async def screen_of(engine: Engine, ws: str, terminal_id: str) -> str:
+    frames = await engine.terminals.attach(ws, terminal_id, follow=True)
+    return "".join(
+        [f.data async for f in frames if f.kind == "output"]  # ends with the exit frame
+    )
+
+
+async def echoed_terminal(engine: Engine, ws: str) -> tuple[str, str]:
+    """A terminal that printed the story's words and ended: (its id, its screen)."""
+    engine.terminals.settings = engine.terminals.settings.model_copy(
+        update={"terminal_command": ["/bin/sh", "-c", "echo Zanzibarquux; echo lantern"]}
+    )
+    opened = await engine.terminals.open(ws, META, cols=80, rows=24)
+    return opened["id"], await asyncio.wait_for(screen_of(engine, ws, opened["id"]), 15)
+
+
+async def test_a_sensitive_workspaces_files_and_terminal_output_are_sealed_and_read_whole(
+    make_engine: MakeEngine,
+) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "W", sensitive=True))["id"]
+    file_id, proposal_id = await edited_file(engine, ws)
+    terminal_id, screen = await echoed_terminal(engine, ws)
+    stored = await workspace_files_stored(engine.db, ws)
+    assert stored.count("tw1:") >= 3  # the text, the proposal, the output chunk(s)
+    assert_no_plaintext(stored)
+    assert_no_plaintext(await stored_text(engine.db, ws))
+    flags = await raw(engine.db, "SELECT sealed FROM workspace_files WHERE id = :id", id=file_id)
+    assert flags == [(True,)]
+    assert (await engine.files.get(ws, file_id))["text"] == FILE_NEXT
+    assert (await engine.files.version(ws, file_id, 1))["text"] == FILE_TEXT
+    (proposal,) = await engine.files.proposals(ws, file_id)
+    assert proposal["note"] == "Quillfeather's idea" and "+Quillfeather." in proposal["diff"]
+    accepted = await engine.files.accept(ws, file_id, proposal_id, META)
+    assert accepted["status"] == "accepted" and accepted["note"] == "Quillfeather's idea"
+    assert (await engine.files.get(ws, file_id))["text"].endswith("Quillfeather.\n")
+    assert "Zanzibarquux" in screen and "lantern" in screen
+    assert "Zanzibarquux" in await screen_of(engine, ws, terminal_id)  # replayed whole
+    assert_no_plaintext(await workspace_files_stored(engine.db, ws))
+
+
+async def test_files_and_terminal_output_stay_plain_where_the_workspace_is_not_sensitive(
+    make_engine: MakeEngine,
+) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "W", sensitive=False))["id"]
+    await edited_file(engine, ws)
+    await echoed_terminal(engine, ws)
+    stored = await workspace_files_stored(engine.db, ws)
+    assert "tw1:" not in stored and "Zanzibarquux" in stored and "Quillfeather" in stored
+
+
+async def test_rotation_reseals_files_proposals_and_terminal_output(
+    make_engine: MakeEngine, settings: Settings, db_spec: DatabaseSpec
+) -> None:
+    engine: Engine = await make_engine()
+    ws = (await engine.accounts.create_workspace(LOCAL_USER_ID, "W", sensitive=True))["id"]
+    file_id, _ = await edited_file(engine, ws)
+    terminal_id, screen = await echoed_terminal(engine, ws)
+    done = await rotate_elsewhere(settings, db_spec)
+    assert done.left_on_old_keys == 0
+    assert done.reencrypted["workspace_files"] == 1
+    assert done.reencrypted["file_proposals"] == 1
+    assert done.reencrypted["terminal_output"] >= 1
+    stored = await workspace_files_stored(engine.db, ws)
+    assert {key_id_of(v) for v in stored.split("\n") if is_sealed(v)} == {done.key_id}
+    assert (await engine.files.get(ws, file_id))["text"] == FILE_NEXT
+    assert (await engine.files.proposals(ws, file_id))[0]["note"] == "Quillfeather's idea"
+    assert await screen_of(engine, ws, terminal_id) == screen

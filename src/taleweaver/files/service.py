@@ -5,11 +5,15 @@ user accepts or rejects; versions, diffs between any two, and reverts.
 Each change is written to a file beside the target first, recorded (events and the
 read model) in one transaction, and then moved into place: a change that is not
 recorded never reaches the file.
+
+In a sensitive workspace the read model's text and each proposal's diff and note are
+sealed as messages are (the events are sealed by the event store); reads open them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -33,7 +37,13 @@ from taleweaver.domain.files import (
 from taleweaver.files.folder import WorkspaceFolder, workspace_folder
 from taleweaver.store.database import Database
 from taleweaver.store.events import EventStore
-from taleweaver.store.files_schema import file_proposals, workspace_files
+from taleweaver.store.files_schema import (
+    file_proposals,
+    file_text_aad,
+    proposal_aad,
+    workspace_files,
+)
+from taleweaver.store.sealing import Sealer
 
 __all__ = ["FileSessions"]
 
@@ -54,6 +64,7 @@ class FileSessions:
         self.db = db
         self.store = store
         self.settings = settings
+        self.sealer: Sealer | None = store.sealer
 
     @property
     def max_bytes(self) -> int:
@@ -61,6 +72,32 @@ class FileSessions:
 
     def folder(self, workspace_id: str) -> WorkspaceFolder:
         return WorkspaceFolder(workspace_folder(self.settings.data_dir, workspace_id))
+
+    # --- sealing ----------------------------------------------------------------------
+
+    async def _seals(self, conn: AsyncConnection, workspace_id: str) -> bool:
+        return self.sealer is not None and await self.sealer.sensitive(conn, workspace_id)
+
+    def _sealed_text(self, workspace_id: str, file_id: str, text: str) -> str:
+        assert self.sealer is not None
+        return self.sealer.keys.encrypt(text, file_text_aad(workspace_id, file_id))
+
+    def _open_file(self, workspace_id: str, row: JSON) -> JSON:
+        if row.pop("sealed", False) and "text" in row:
+            assert self.sealer is not None, "a sealed file needs the key ring to open"
+            row["text"] = self.sealer.keys.decrypt(
+                row["text"], file_text_aad(workspace_id, row["id"])
+            )
+        return row
+
+    def _open_proposal(self, workspace_id: str, row: JSON) -> JSON:
+        if row.pop("sealed", False):
+            assert self.sealer is not None, "a sealed proposal needs the key ring to open"
+            body = json.loads(
+                self.sealer.keys.decrypt(row["diff"], proposal_aad(workspace_id, row["id"]))
+            )
+            row["diff"], row["note"] = body["diff"], body["note"]
+        return row
 
     # --- reading ----------------------------------------------------------------------
 
@@ -74,7 +111,7 @@ class FileSessions:
         ).first()
         if found is None:
             raise NotFound(f"file {file_id} not found")
-        return _plain(found)
+        return self._open_file(workspace_id, _plain(found))
 
     async def get(self, workspace_id: str, file_id: str) -> JSON:
         """The file as last recorded, and whether the file on disk still holds it
@@ -91,7 +128,8 @@ class FileSessions:
         return row
 
     async def all(self, workspace_id: str) -> list[JSON]:
-        columns = [c for c in workspace_files.c if c.name not in ("text", "workspace_id")]
+        hidden = ("text", "workspace_id", "sealed")
+        columns = [c for c in workspace_files.c if c.name not in hidden]
         async with self.db.read() as conn:
             rows = await conn.execute(
                 sa.select(*columns)
@@ -154,7 +192,7 @@ class FileSessions:
             rows = await conn.execute(
                 query.order_by(file_proposals.c.created_at, file_proposals.c.id)
             )
-            return [_plain(r) for r in rows]
+            return [self._open_proposal(workspace_id, _plain(r)) for r in rows]
 
     # --- writing ----------------------------------------------------------------------
 
@@ -227,12 +265,14 @@ class FileSessions:
                 meta,
             )
             event = recorded[-1]
+            seal = await self._seals(conn, workspace_id)
             await conn.execute(
                 workspace_files.insert().values(
                     id=file_id,
                     workspace_id=workspace_id,
                     path=path,
-                    text=content,
+                    text=self._sealed_text(workspace_id, file_id, content) if seal else content,
+                    sealed=seal,
                     revision=1,
                     bytes=len(content.encode("utf-8")),
                     version=event.version,
@@ -259,11 +299,13 @@ class FileSessions:
         recorded = await self._append(
             conn, workspace_id, row["id"], row["version"], [*before, edited], meta
         )
+        seal = await self._seals(conn, workspace_id)
         await conn.execute(
             workspace_files.update()
             .where(workspace_files.c.id == row["id"])
             .values(
-                text=text,
+                text=self._sealed_text(workspace_id, row["id"], text) if seal else text,
+                sealed=seal,
                 revision=revision,
                 bytes=len(text.encode("utf-8")),
                 version=recorded[-1].version,
@@ -369,14 +411,23 @@ class FileSessions:
                 .where(workspace_files.c.id == file_id)
                 .values(version=recorded[-1].version)
             )
+            stored_diff, stored_note, seal = diff, note, await self._seals(conn, workspace_id)
+            if seal:
+                assert self.sealer is not None
+                body = json.dumps({"diff": diff, "note": note}, ensure_ascii=False)
+                stored_diff = self.sealer.keys.encrypt(
+                    body, proposal_aad(workspace_id, proposal_id)
+                )
+                stored_note = ""
             await conn.execute(
                 file_proposals.insert().values(
                     id=proposal_id,
                     workspace_id=workspace_id,
                     file_id=file_id,
                     base_revision=row["revision"],
-                    diff=diff,
-                    note=note,
+                    diff=stored_diff,
+                    note=stored_note,
+                    sealed=seal,
                     author=author,
                     status="open",
                     created_by=meta.actor[:100],
@@ -398,7 +449,7 @@ class FileSessions:
             ).first()
         if found is None:
             raise NotFound(f"proposal {proposal_id} not found")
-        return _plain(found)
+        return self._open_proposal(workspace_id, _plain(found))
 
     async def accept(
         self, workspace_id: str, file_id: str, proposal_id: str, meta: EventMetadata

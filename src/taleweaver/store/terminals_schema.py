@@ -5,6 +5,9 @@ in its events' transaction. `terminal_output` is not a projection: it holds the
 screen's bytes as numbered chunks, capped per terminal by the retention window
 (older chunks are deleted as new ones arrive), so that the event log records who
 did what and a flood of output cannot grow the store without bound.
+
+In a sensitive workspace each chunk's text is sealed (`sealed` set, migration 0019),
+bound to its terminal and number; key rotation re-seals it (declared below).
 """
 
 from __future__ import annotations
@@ -12,8 +15,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from taleweaver.store.schema import Id, Stamp, metadata
+from taleweaver.store.sealed_columns import SealedColumn, declare
 
-__all__ = ["terminal_output", "terminals"]
+__all__ = ["output_aad", "terminal_output", "terminals"]
+
+
+def output_aad(terminal_id: str, seq: int) -> str:
+    """Binds a sealed chunk to its terminal and place (terminal ids are unique)."""
+    return f"terminal-output\x00{terminal_id}\x00{seq}"
+
 
 terminals = sa.Table(
     "terminals",
@@ -48,4 +58,17 @@ terminal_output = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("bytes", sa.Integer, nullable=False),
     sa.Column("at", Stamp, nullable=False),
+    # `data` is sealed (migration 0019).
+    sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+declare(
+    SealedColumn(
+        "terminal_output",
+        terminal_output,
+        (terminal_output.c.terminal_id, terminal_output.c.seq),
+        sa.case((terminal_output.c.sealed, terminal_output.c.data)),
+        terminal_output.c.data,
+        lambda row, keys: keys.reseal(row.data, output_aad(row.terminal_id, row.seq)),
+    )
 )

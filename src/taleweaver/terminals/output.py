@@ -1,5 +1,6 @@
 """A terminal's screen output as numbered chunks in a capped table: each write
-appends chunks and deletes those the retention window no longer holds."""
+appends chunks and deletes those the retention window no longer holds. In a
+sensitive workspace each chunk's text is sealed, bound to its terminal and number."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import sqlalchemy as sa
 
 from taleweaver.domain.terminals import Frame
 from taleweaver.store.database import Database
-from taleweaver.store.terminals_schema import terminal_output, terminals
+from taleweaver.store.sealing import Sealer
+from taleweaver.store.terminals_schema import output_aad, terminal_output, terminals
 
 __all__ = ["OutputLog"]
 
 
 class OutputLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self.db = db
+        self.sealer = sealer
 
     async def append(
         self,
+        workspace_id: str,
         terminal_id: str,
         chunks: Sequence[tuple[int, str, int]],
         *,
@@ -33,10 +37,21 @@ class OutputLog:
             return
         now = datetime.now(UTC)
         async with self.db.engine.begin() as conn:
+            sealer = self.sealer
+            seal = sealer is not None and await sealer.sensitive(conn, workspace_id)
             await conn.execute(
                 terminal_output.insert(),
                 [
-                    {"terminal_id": terminal_id, "seq": seq, "data": text, "bytes": size, "at": now}
+                    {
+                        "terminal_id": terminal_id,
+                        "seq": seq,
+                        "data": sealer.keys.encrypt(text, output_aad(terminal_id, seq))
+                        if seal and sealer is not None
+                        else text,
+                        "bytes": size,
+                        "at": now,
+                        "sealed": seal,
+                    }
                     for seq, text, size in chunks
                 ],
             )
@@ -61,16 +76,27 @@ class OutputLog:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(terminal_output.c.seq, terminal_output.c.data)
+                    sa.select(
+                        terminal_output.c.seq, terminal_output.c.data, terminal_output.c.sealed
+                    )
                     .where(terminal_output.c.terminal_id == terminal_id)
                     .where(terminal_output.c.seq > after)
                     .order_by(terminal_output.c.seq)
                 )
             ).all()
-        frames = [Frame("output", int(seq), str(data)) for seq, data in rows]
+        frames = [
+            Frame("output", int(seq), self._open(terminal_id, int(seq), str(data), bool(sealed)))
+            for seq, data, sealed in rows
+        ]
         if frames and frames[0].seq > after + 1:
             frames.insert(0, Frame("truncated", frames[0].seq))
         return frames
+
+    def _open(self, terminal_id: str, seq: int, data: str, sealed: bool) -> str:
+        if not sealed:
+            return data
+        assert self.sealer is not None, "sealed terminal output needs the key ring to open"
+        return self.sealer.keys.decrypt(data, output_aad(terminal_id, seq))
 
     async def kept(self, terminal_id: str) -> tuple[int, int]:
         """(chunks, bytes) kept for a terminal now."""

@@ -107,7 +107,7 @@ class Terminals:
         self.db = db
         self.store = store
         self.settings = settings
-        self.output = OutputLog(db)
+        self.output = OutputLog(db, store.sealer)
         self._running: dict[str, _Running] = {}
 
     # --- who may ----------------------------------------------------------------------
@@ -256,7 +256,9 @@ class Terminals:
                     text = decoder.decode(piece)
                     chunks.append((running.seq, text, len(piece)))
                     keep_from = running.window.add(running.seq, len(piece))
-                await self.output.append(running.terminal_id, chunks, keep_from=keep_from)
+                await self.output.append(
+                    running.workspace_id, running.terminal_id, chunks, keep_from=keep_from
+                )
                 for seq, text, _ in chunks:
                     running.publish(Frame("output", seq, text))
             exit_code = await waiting
