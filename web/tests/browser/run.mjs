@@ -8,7 +8,7 @@ if (!existsSync(chromium)) {
   console.error(`browser tests need Chromium at ${chromium}: apt-get install -y chromium`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'tests/browser/journeys.test.mjs', 'tests/browser/lorebooks.test.mjs', 'tests/browser/characters.test.mjs', 'tests/browser/live.test.mjs', 'tests/browser/control.test.mjs'], {
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', 'tests/browser/journeys.test.mjs', 'tests/browser/lorebooks.test.mjs', 'tests/browser/characters.test.mjs', 'tests/browser/live.test.mjs', 'tests/browser/control.test.mjs', 'tests/browser/therapy.test.mjs'], {
   stdio: 'inherit',
 });
 process.exit(result.status ?? 1);
