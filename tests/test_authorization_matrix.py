@@ -676,6 +676,71 @@ def _terminal_case(method: str, suffix: str, **kwargs: Any) -> Case:
     return Case("terminal.use", build)
 
 
+def _studio_world_blueprint(world: World, workspace: str) -> str:
+    """A fresh blueprint in `workspace`, linked to its shared story world."""
+    ids = _world_shared(world, workspace)
+    with world.client(_owner_of(world, workspace)) as client:
+        made = client.post(
+            "/api/v1/blueprints",
+            json={"name": "Matrix campaign", "world_id": ids["world_id"]},
+            headers={"X-Workspace": workspace},
+        )
+        assert made.status_code == 201, made.text
+    blueprint_id: str = made.json()["id"]
+    return blueprint_id
+
+
+def _studio_job_case(suffix: str, **kwargs: Any) -> Case:
+    """Queueing one of the studio's jobs on a blueprint linked to a world."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        blueprint_id = _studio_world_blueprint(world, workspace)
+        path = f"/api/v1/blueprints/{blueprint_id}{suffix}"
+        return "POST", path, kwargs | {"headers": {"X-Workspace": workspace}}
+
+    return Case("world.edit", build)
+
+
+def _studio_packet_case() -> Case:
+    """Reading a finished weekly recap, made by the workspace's owner."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        headers = {"X-Workspace": workspace}
+        blueprint_id = _studio_world_blueprint(world, workspace)
+        with world.client(_owner_of(world, workspace)) as client:
+            started = client.post(
+                f"/api/v1/blueprints/{blueprint_id}/weekly-recap", headers=headers
+            )
+            assert started.status_code == 202, started.text
+            job_id = started.json()["id"]
+            for _ in range(500):
+                job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+                if job["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.02)
+        return "GET", f"/api/v1/studio/packets/{job_id}", {"headers": headers}
+
+    return Case("world.read", build)
+
+
+def _studio_hook_case(action: str, method: str, suffix: str) -> Case:
+    """A route about one studio webhook, added by the workspace's owner."""
+
+    def build(world: World, workspace: str, role: str) -> Request:
+        headers = {"X-Workspace": workspace}
+        with world.client(_owner_of(world, workspace)) as client:
+            made = client.post(
+                "/api/v1/studio/webhooks",
+                json={"url": "http://127.0.0.1:9/matrix", "events": ["packet.ready"]},
+                headers=headers,
+            )
+            assert made.status_code == 201, made.text
+        path = f"/api/v1/studio/webhooks/{made.json()['id']}{suffix}"
+        return method, path, {"headers": headers}
+
+    return Case(action, build)
+
+
 # What the crisis detector pauses a session on (the safety routes' resume needs one).
 _CRISIS = "I want to kill myself"
 
@@ -997,6 +1062,39 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions/{session_id}/turns/{turn_id}/structure"): _world_turn_case(
         "world.edit", "POST", "/structure", json={"entries": [{"title": "From the reply"}]}
     ),
+    # --- the studio's jobs, exports, webhooks and policy (#18) ---
+    ("POST", "/api/v1/blueprints/{blueprint_id}/session-one"): _studio_job_case("/session-one"),
+    ("POST", "/api/v1/blueprints/{blueprint_id}/prep"): _studio_job_case("/prep", json={}),
+    ("POST", "/api/v1/blueprints/{blueprint_id}/weekly-recap"): _studio_job_case("/weekly-recap"),
+    ("GET", "/api/v1/studio/packets/{job_id}"): _studio_packet_case(),
+    ("GET", "/api/v1/worlds/{world_id}/export/foundry"): _world_case(
+        "workspace.export", "GET", _W + "/export/foundry"
+    ),
+    ("GET", "/api/v1/worlds/{world_id}/export/bundle"): _world_case(
+        "workspace.export", "GET", _W + "/export/bundle", params={"format": "markdown"}
+    ),
+    ("POST", "/api/v1/studio/webhooks"): _collection_case(
+        "workspace.update",
+        "POST",
+        "/api/v1/studio/webhooks",
+        json={"url": "http://127.0.0.1:9/matrix"},
+    ),
+    ("GET", "/api/v1/studio/webhooks"): _collection_case(
+        "workspace.read", "GET", "/api/v1/studio/webhooks"
+    ),
+    ("GET", "/api/v1/studio/webhooks/{hook_id}"): _studio_hook_case("workspace.read", "GET", ""),
+    ("DELETE", "/api/v1/studio/webhooks/{hook_id}"): _studio_hook_case(
+        "workspace.update", "DELETE", ""
+    ),
+    ("GET", "/api/v1/studio/webhooks/{hook_id}/deliveries"): _studio_hook_case(
+        "workspace.read", "GET", "/deliveries"
+    ),
+    ("GET", "/api/v1/studio/policy"): _collection_case(
+        "workspace.read", "GET", "/api/v1/studio/policy"
+    ),
+    ("PUT", "/api/v1/studio/policy"): _collection_case(
+        "workspace.update", "PUT", "/api/v1/studio/policy", json={"redact_fields": ["premise"]}
+    ),
     # --- file-editor and terminal sessions (#20) ---
     ("POST", "/api/v1/files"): Case("file.edit", _new_file),
     ("GET", "/api/v1/files"): _collection_case("file.read", "GET", "/api/v1/files"),
@@ -1013,6 +1111,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         "file.edit", "POST", "/revert", json={"revision": 1}
     ),
     ("GET", "/api/v1/files/{file_id}/proposals"): _file_case("file.read", "GET", "/proposals"),
+    ("POST", "/api/v1/files/{file_id}/assist"): _file_case(
+        "file.edit", "POST", "/assist", json={"instruction": "Add a third line."}
+    ),
     ("POST", "/api/v1/files/{file_id}/proposals"): _file_case(
         "file.edit", "POST", "/proposals", json={"text": "proposed\n"}
     ),

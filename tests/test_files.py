@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from taleweaver.auth import LOCAL_USER_ID
 from taleweaver.config import Settings
 from taleweaver.domain.errors import Conflict, InvalidInput
 from taleweaver.domain.events import EventMetadata
 from taleweaver.domain.files import apply_diff, file_stream, unified_diff
 from taleweaver.engine import Engine
+from taleweaver.llm import ScriptedModel
 
 Serve = Callable[..., httpx.Client]
 API = "/api/v1"
@@ -363,3 +365,95 @@ async def test_every_change_is_an_event_of_the_files_stream(engine: Engine) -> N
 def test_a_diff_round_trips_texts_without_a_final_newline() -> None:
     for before, after in [("a\nb", "a\nc"), ("a\n", "a"), ("", "x"), ("x\r\ny\r\n", "x\r\nz\r\n")]:
         assert apply_diff(before, unified_diff(before, after, path="f", old="1", new="2")) == after
+
+
+# --- the assistant proposes through the turn pipeline -------------------------------------
+
+INSTRUCTION = "Add a line saying that someone comes tonight."
+
+
+def _shown_file(messages: Any) -> str:
+    """The file's text as the assistant's context pack showed it (in the system prompt)."""
+    system = "\n".join(m.content for m in messages if m.role == "system")
+    assert "The current text of 'notes/keeper.md'" in system, system
+    return system.split("```\n", 1)[1].split("```", 1)[0]
+
+
+def _whole_text(messages: Any) -> str:
+    return "Here it is:\n```\n" + _shown_file(messages) + "Until tonight.\n```"
+
+
+def test_an_instruction_becomes_a_turn_and_a_proposal_that_accept_makes_a_revision(
+    serve: Serve,
+) -> None:
+    model = ScriptedModel(_whole_text)
+    client = serve(model)
+    made = _create(client)
+    assisted = client.post(f"{API}/files/{made['id']}/assist", json={"instruction": INSTRUCTION})
+    assert assisted.status_code == 200, assisted.text
+    answer = assisted.json()
+    proposal, turn = answer["proposal"], answer["turn"]
+    assert answer["reason"] is None and proposal["status"] == "open"
+    assert (proposal["base_revision"], proposal["note"]) == (1, INSTRUCTION)
+    assert apply_diff(FIRST, proposal["diff"]) == FIRST + "Until tonight.\n"
+    # The turn is the file's assistant session's, in its log with its safety verdicts.
+    session = client.get(f"{API}/sessions/{answer['session_id']}").json()
+    assert session["kind"] == "file" and session["settings"]["file_id"] == made["id"]
+    events = client.get(f"{API}/sessions/{answer['session_id']}/events").json()
+    (recorded,) = [e for e in events if e["type"] == "turn.committed"]
+    payload = recorded["payload"]
+    assert payload["turn_id"] == turn["id"] and payload["input"]["text"] == INSTRUCTION
+    assert payload["safety"]["input"]["level"] == "safe"
+    assert payload["safety"]["output"]["level"] == "safe"
+    assert [c["ref"] for c in payload["context"] if c["source"] == "file"] == [f"{made['id']}@r1"]
+    # Accepting it makes revision 2, made by the proposal.
+    accepted = client.post(f"{API}/files/{made['id']}/proposals/{proposal['id']}/accept")
+    assert accepted.status_code == 200, accepted.text
+    now = client.get(f"{API}/files/{made['id']}").json()
+    assert (now["revision"], now["text"]) == (2, FIRST + "Until tonight.\n")
+    versions = client.get(f"{API}/files/{made['id']}/versions").json()
+    assert (versions[-1]["how"], versions[-1]["proposal_id"]) == ("proposal", proposal["id"])
+
+
+def test_a_diff_reply_is_a_proposal_and_the_same_session_serves_the_next_instruction(
+    serve: Serve,
+) -> None:
+    def as_diff(messages: Any) -> str:
+        shown = _shown_file(messages)
+        return (
+            "```diff\n"
+            + unified_diff(shown, shown.replace("Nobody", "Somebody"), path="k", old="a", new="b")
+            + "```"
+        )
+
+    client = serve(ScriptedModel(as_diff))
+    made = _create(client)
+    first = client.post(f"{API}/files/{made['id']}/assist", json={"instruction": "Somebody."})
+    proposal = first.json()["proposal"]
+    assert proposal is not None, first.text
+    assert apply_diff(FIRST, proposal["diff"]) == FIRST.replace("Nobody", "Somebody")
+    client.post(f"{API}/files/{made['id']}/proposals/{proposal['id']}/accept")
+    again = client.post(f"{API}/files/{made['id']}/assist", json={"instruction": "Again."})
+    # The file now says "Somebody": the reply's diff is empty, and proposes nothing.
+    assert again.json()["session_id"] == first.json()["session_id"]
+    assert again.json()["proposal"] is None and "no text" in again.json()["reason"]
+    assert client.get(f"{API}/files/{made['id']}/proposals?status=open").json() == []
+
+
+@pytest.mark.dialects
+async def test_a_reply_safety_blocks_makes_no_proposal_and_says_why(
+    make_engine: Callable[..., Any],
+) -> None:
+    engine: Engine = await make_engine(ScriptedModel(["A clown grins.\nNobody comes.\n"]))
+    await engine.safety.content.set_preferences(
+        "local", LOCAL_USER_ID, avoid_topics=["clowns"], trigger_warnings=[], locale=None
+    )
+    meta = EventMetadata(actor=LOCAL_USER_ID)
+    made = await engine.files.create("local", "notes/keeper.md", FIRST, meta)
+    answer = await engine.file_assistant.assist("local", made["id"], INSTRUCTION, meta)
+    assert answer["proposal"] is None and "safety blocked" in answer["reason"]
+    assert answer["turn"]["safety"]["level"] == "blocked"
+    assert await engine.files.proposals("local", made["id"]) == []
+    # The blocked turn is recorded in the assistant's session all the same.
+    recorded = await engine.sessions.turn_event("local", answer["session_id"], answer["turn"]["id"])
+    assert recorded.payload["safety"]["output"]["level"] == "blocked"

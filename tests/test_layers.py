@@ -198,7 +198,7 @@ ENGINE_NAMES = {
     "therapy": {"engine.py"},
     "studio": {"engine.py"},
     "terminals": {"engine.py"},
-    "files": {"engine.py"},
+    "files": {"engine.py", "file_assist.py"},  # a file's assistant proposes through it
     "jobs": {"engine.py", "jobs.py"},
 }
 

@@ -4,7 +4,9 @@ A file is a stream (`file:<id>`): `file.created` and `file.edited` each hold the
 whole text as it became (a revision, numbered from 1); an assistant's change is a
 proposal (`file.proposal_made`, a unified diff against a revision) that the user
 accepts (`file.proposal_accepted`, followed by the edit it makes) or rejects. A
-revert is an edit holding an earlier revision's text. Pure: no I/O.
+revert is an edit holding an earlier revision's text. The assistant that proposes
+changes is a session of kind `file` (`file.assistant_linked` names it), whose reply
+is read as the whole new text or as a unified diff (`proposed_text`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "check_text",
     "clean_path",
     "file_stream",
+    "proposed_text",
     "unified_diff",
 ]
 
@@ -38,6 +41,8 @@ class FileEvent(StrEnum):
     PROPOSAL_MADE = "file.proposal_made"
     PROPOSAL_ACCEPTED = "file.proposal_accepted"
     PROPOSAL_REJECTED = "file.proposal_rejected"
+    # The session whose turns propose changes to the file (its assistant).
+    ASSISTANT_LINKED = "file.assistant_linked"
 
 
 def file_stream(file_id: str) -> str:
@@ -164,3 +169,25 @@ def apply_diff(text: str, diff: str) -> str:
         done = at + len(hunk.old)
         offset = at - (hunk.start - 1 if hunk.old else hunk.start)
     return "".join(out + lines[done:])
+
+
+_FENCE = re.compile(r"^```[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def proposed_text(reply: str, base: str) -> str:
+    """The file's new text that an assistant's reply proposes for `base`: the first
+    fenced block if it has one, else the whole reply; read as a unified diff when it
+    holds a hunk header (InvalidInput or Conflict when it does not apply), else as the
+    whole new text (given `base`'s final newline, which replies tend to drop). An
+    empty reply or block is InvalidInput: it is never read as "empty the file"."""
+    fenced = _FENCE.search(reply)
+    body = fenced.group(1) if fenced else reply.strip("\n")
+    if not body.strip():
+        raise InvalidInput("the reply holds no text for the file")
+    if any(line.startswith("@@ ") for line in body.splitlines()):
+        if not body.endswith("\n"):
+            body += "\n"
+        return apply_diff(base, body)
+    if base.endswith("\n") and not body.endswith("\n"):
+        body += "\n"
+    return body

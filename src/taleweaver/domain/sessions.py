@@ -21,6 +21,7 @@ class SessionKind(StrEnum):
     COMPANION = "companion"
     STUDIO = "studio"
     THERAPY = "therapy"
+    FILE = "file"  # a file's assistant: each turn proposes a change to the file
 
     @classmethod
     def _missing_(cls, value: object) -> SessionKind | None:

@@ -116,6 +116,17 @@ def _studio_prompt(state: SessionState) -> str:
     )
 
 
+def _file_prompt(state: SessionState) -> str:
+    path = state.settings.get("path") or "the file"
+    return (
+        f"You are an editing assistant for the text file '{path}'. Its current text is "
+        "given below. The user's message is an instruction to change it. Reply with "
+        "the complete new text of the file in one fenced code block (```), or with a "
+        "unified diff against the current text (with @@ hunk headers) in one fenced "
+        "block, and nothing else: no commentary. Change only what the instruction asks."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class KindSpec:
     system_prompt: SystemPrompt
@@ -124,6 +135,8 @@ class KindSpec:
     tagged_choices: bool = False
     # The prompt for small local models, where the kind has one.
     brief: BriefPrompt | None = None
+    # The reply's token limit, where the kind needs another than the configured one.
+    max_reply_tokens: int | None = None
 
 
 # Every kind the process can run: the engine's own, then those capabilities provide
@@ -132,6 +145,8 @@ KINDS: dict[SessionKind, KindSpec] = {
     SessionKind.STORY: KindSpec(_story_prompt, with_choices=True, brief=_story_brief),
     SessionKind.COMPANION: KindSpec(_companion_prompt, with_choices=False),
     SessionKind.STUDIO: KindSpec(_studio_prompt, with_choices=False),
+    # A file's assistant: the file's text comes from its context source (`files`).
+    SessionKind.FILE: KindSpec(_file_prompt, with_choices=False, max_reply_tokens=8192),
 }
 
 

@@ -74,7 +74,7 @@ def build_pipeline(kind: SessionKind, caps: Capabilities) -> Pipeline:
     spec = kind_spec(kind)
     narrate = Narrate(
         caps.model,
-        max_tokens=caps.max_reply_tokens,
+        max_tokens=spec.max_reply_tokens or caps.max_reply_tokens,
         with_choices=spec.with_choices,
         tagged_choices=spec.tagged_choices,
         brief=spec.brief,

@@ -127,6 +127,39 @@ class FileSessions:
             row["on_disk"] = "missing" if on_disk is None else "same" if same else "changed"
         return row
 
+    async def current(self, workspace_id: str, file_id: str) -> JSON:
+        """The file as last recorded (without looking at the disk)."""
+        async with self.db.read() as conn:
+            return await self._row(conn, workspace_id, file_id)
+
+    async def assistant(self, workspace_id: str, file_id: str) -> str | None:
+        """The session of kind `file` that proposes changes to it, once there is one."""
+        for e in reversed(await self._stream(workspace_id, file_id)):
+            if e.type == FileEvent.ASSISTANT_LINKED:
+                return str(e.payload["session_id"])
+        return None
+
+    async def link_assistant(
+        self, workspace_id: str, file_id: str, session_id: str, meta: EventMetadata
+    ) -> str:
+        """Make `session_id` the file's assistant (`file.assistant_linked`) unless it
+        has one already; the one it has."""
+        async with self._change(workspace_id, "", None) as conn:
+            row = await self._row(conn, workspace_id, file_id)
+            for e in await self.store.read_stream(file_stream(file_id)):
+                if e.type == FileEvent.ASSISTANT_LINKED:
+                    return str(e.payload["session_id"])
+            linked = NewEvent(FileEvent.ASSISTANT_LINKED, {"session_id": session_id})
+            recorded = await self._append(
+                conn, workspace_id, file_id, row["version"], [linked], meta
+            )
+            await conn.execute(
+                workspace_files.update()
+                .where(workspace_files.c.id == file_id)
+                .values(version=recorded[-1].version)
+            )
+        return session_id
+
     async def all(self, workspace_id: str) -> list[JSON]:
         hidden = ("text", "workspace_id", "sealed")
         columns = [c for c in workspace_files.c if c.name not in hidden]
@@ -365,22 +398,33 @@ class FileSessions:
         text: str | None = None,
         note: str = "",
         author: str = "assistant",
+        base_revision: int | None = None,
+        origin: JSON | None = None,
     ) -> JSON:
         """A change for the user to accept or reject, as a unified diff against the
         current revision (or the whole new `text`, turned into one). InvalidInput
         for a diff that does not parse or changes nothing, Conflict for one that
-        does not apply to the current text."""
+        does not apply to the current text.
+
+        With `base_revision`, the whole new `text` was made from that revision: the
+        diff is against it, and it must still apply to the current text. `origin`
+        (the turn that made it) is recorded in the event."""
         if (diff is None) == (text is None):
             raise InvalidInput("propose either a diff or the whole new text")
         async with self.db.read() as conn:
             row = await self._row(conn, workspace_id, file_id)
         current = row["text"]
+        base, based_on = current, row["revision"]
+        if text is not None and base_revision not in (None, row["revision"]):
+            assert base_revision is not None
+            base = (await self.version(workspace_id, file_id, base_revision))["text"]
+            based_on = base_revision
         if text is not None:
             check_text(text, self.max_bytes)
-            diff = unified_diff(
-                current, text, path=row["path"], old=f"r{row['revision']}", new="proposed"
-            )
-            result = text
+            diff = unified_diff(base, text, path=row["path"], old=f"r{based_on}", new="proposed")
+            result = text if base == current else apply_diff(current, diff)
+            if text == base:
+                raise InvalidInput("the proposal changes nothing")
         else:
             assert diff is not None
             result = check_text(apply_diff(current, diff), self.max_bytes)
@@ -389,11 +433,11 @@ class FileSessions:
         proposal_id = uuid.uuid4().hex
         payload = {
             "proposal_id": proposal_id,
-            "base_revision": row["revision"],
+            "base_revision": based_on,
             "diff": diff,
             "note": note,
             "author": author,
-        }
+        } | ({"origin": origin} if origin else {})
         async with self._change(workspace_id, row["path"], None) as conn:
             row = await self._row(conn, workspace_id, file_id)
             if row["text"] != current:
@@ -424,7 +468,7 @@ class FileSessions:
                     id=proposal_id,
                     workspace_id=workspace_id,
                     file_id=file_id,
-                    base_revision=row["revision"],
+                    base_revision=based_on,
                     diff=stored_diff,
                     note=stored_note,
                     sealed=seal,

@@ -49,6 +49,12 @@ class ProposalCreate(Strict):
     author: str = Field(default="assistant", min_length=1, max_length=100)
 
 
+class AssistRequest(Strict):
+    instruction: str = Field(
+        min_length=1, max_length=8000, description="What to change, in the user's words."
+    )
+
+
 class ProposalReject(Strict):
     reason: str = Field(default="", max_length=2000)
 
@@ -150,3 +156,14 @@ async def reject_proposal(
 ) -> JSON:
     meta = metadata_for(access.principal.user_id)
     return await engine.files.reject(access.workspace_id, file_id, proposal_id, meta, body.reason)
+
+
+@router.post("/files/{file_id}/assist")
+async def assist_file(file_id: str, body: AssistRequest, engine: EngineDep, access: Edit) -> JSON:
+    """Ask the file's assistant for a change: the instruction is a turn of the file's
+    assistant session (kind `file`, made on first use), through the turn pipeline and
+    its safety checks; its reply becomes an open proposal (a unified diff against the
+    revision the turn saw) to accept or reject. `proposal` is null and `reason` says
+    why when safety blocked the turn or the reply changes nothing or does not apply."""
+    meta = metadata_for(access.principal.user_id)
+    return await engine.file_assistant.assist(access.workspace_id, file_id, body.instruction, meta)
