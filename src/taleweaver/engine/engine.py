@@ -322,6 +322,7 @@ class Engine:
         Stored lorebooks are prepared in the background too, for the same reason."""
         if self._warming is None:
             self.lorebooks.warm()
+            self.world.warm()
             model = self.caps.model
             warm = model.warm if isinstance(model, ModelRouter | Warmable) else None
             self._warming = asyncio.create_task(_warm(warm), name="warm models")
@@ -341,6 +342,7 @@ class Engine:
         except Exception as exc:  # any driver failure means "not ready", reported as such
             report["database"] = {"status": "error", "detail": type(exc).__name__}
         report["model"] = await self.model_readiness()
+        report["world_vectors"] = await self.world.vector_state()
         return report
 
     async def model_health(self) -> dict[str, dict[str, object]]:

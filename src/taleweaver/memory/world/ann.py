@@ -308,7 +308,6 @@ def _make(workspace_id: str, stored: Stored) -> _Ann:
 
     dim = int(stored.data.shape[1])
     index = _new_index(dim)
-    index.reserve(len(stored.ids))
     index.add(np.arange(len(stored.ids), dtype=np.uint64), stored.data, threads=os.cpu_count() or 1)
     ids: list[str | None] = list(stored.ids)
     keys = {entity_id: key for key, entity_id in enumerate(stored.ids)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from taleweaver.domain.errors import NotFound
@@ -18,6 +20,8 @@ from taleweaver.memory.world.transfer import export_world, import_world
 from taleweaver.memory.world.vectors import TextEmbedder, VectorIndex
 from taleweaver.store.database import Database
 from taleweaver.store.events import EventStore
+
+log = logging.getLogger(__name__)
 
 
 class WorldMemory:
@@ -44,13 +48,41 @@ class WorldMemory:
         self.extractor = WorldExtractor(db, model, use_model=_can_extract(model))
         self.continuity = WorldContinuity(db, self.bible)
         self.review = ReviewQueue(db, store, self.bible)
+        self._warming: asyncio.Task[None] | None = None
+
+    def warm(self) -> asyncio.Task[None]:
+        """Choose the vector backend (logged) and restore or build big worlds' ANN
+        indexes, in the background."""
+        if self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(
+                self._warm(), name="world vectors"
+            )
+        return self._warming
+
+    async def _warm(self) -> None:
+        try:
+            await self.vectors.warm()
+        except Exception:  # reported; searches choose the backend again on first use
+            log.exception("world vectors not warmed")
+
+    async def vector_state(self) -> dict[str, object]:
+        """Which vector search serves (pgvector, ann or exact), for readiness."""
+        try:
+            await self.vectors.detect()
+        except Exception as exc:  # reported, never raised: the database part says why
+            return {"status": "error", "detail": type(exc).__name__}
+        return self.vectors.describe()
 
     async def aclose(self) -> None:
         """Stop re-embeddings under way (a world left half rebuilt finishes on its
-        next search, as after a crash) before the database goes."""
+        next search, as after a crash) before the database goes; save ANN indexes."""
         if self.reembed is not None:
             self.reembed.cancel()
             await self.reembed.wait()
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+        await self.vectors.aclose()
 
     async def export(self, workspace_id: str, world_id: str) -> JSON:
         return await export_world(self.bible, workspace_id, world_id)
