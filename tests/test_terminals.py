@@ -427,3 +427,94 @@ def test_a_non_loopback_bind_refuses_terminals_unless_allowed_there(
     opened = allowed.post(f"{API}/terminals", json={}, headers=_as(keys, "root"))
     assert opened.status_code == 201, opened.text
     allowed.delete(f"{API}/terminals/{opened.json()['id']}", headers=_as(keys, "root"))
+
+
+# --- over the live channel (a real WebSocket on loopback) ---------------------------------
+
+
+def _terminal_ws(client: httpx.Client, terminal_id: str) -> str:
+    return (
+        f"{str(client.base_url).replace('http://', 'ws://', 1)}/api/v1/terminals/{terminal_id}/live"
+    )
+
+
+async def _frames_until(ws: Any, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(15):
+        while True:
+            frame = json.loads(await ws.recv())
+            seen.append(frame)
+            if frame["type"] == "ping":
+                await ws.send(json.dumps({"type": "pong"}))
+            if wanted(frame):
+                return seen
+
+
+def _text(frames: list[dict[str, Any]]) -> str:
+    return "".join(f["data"] for f in frames if f["type"] == "output")
+
+
+def test_the_live_channel_replays_streams_and_takes_input_resize_and_signals(
+    serve: Serve,
+) -> None:
+    from websockets.asyncio.client import connect
+
+    client = serve(**ON, live_ping_seconds=0.2)
+    terminal = client.post(f"{API}/terminals", json={}).json()
+    assert (
+        client.post(
+            f"{API}/terminals/{terminal['id']}/input", json={"data": "echo before-$((20+3))\n"}
+        ).status_code
+        == 204
+    )
+
+    async def play() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        url = _terminal_ws(client, terminal["id"])
+        async with connect(url, open_timeout=15) as ws:
+            first = await _frames_until(ws, lambda f: "before-23" in f.get("data", ""))
+            assert first[0]["type"] == "hello" and first[0]["terminal"]["id"] == terminal["id"]
+            await ws.send(json.dumps({"type": "resize", "cols": 91, "rows": 33}))
+            first += await _frames_until(ws, lambda f: f["type"] == "resized")
+            await ws.send(json.dumps({"type": "input", "data": "stty size; echo live-$((40+2))\n"}))
+            first += await _frames_until(ws, lambda f: "live-42" in _text([f]))
+            await ws.send(json.dumps({"type": "launch", "data": 1}))
+            first += await _frames_until(ws, lambda f: f["type"] == "error")
+            await ws.send(json.dumps({"type": "input", "data": "sleep 30\n"}))
+            await asyncio.sleep(0.3)
+            await ws.send(json.dumps({"type": "signal", "signal": "interrupt"}))
+            await ws.send(json.dumps({"type": "input", "data": "exit 7\n"}))
+            first += await _frames_until(ws, lambda f: f["type"] == "exit")
+        # Re-attaching replays the kept screen, and the end.
+        async with connect(url, open_timeout=15) as ws:
+            again = await _frames_until(ws, lambda f: f["type"] == "exit")
+        return first, again
+
+    seen, again = asyncio.run(play())
+    assert "live-42" in _text(seen) and "33 91" in _text(seen)
+    assert any(f["type"] == "ping" for f in seen)
+    assert next(f for f in seen if f["type"] == "error")["request"] == "launch"
+    assert seen[-1]["exit_code"] == 7
+    assert "before-23" in _text(again) and "live-42" in _text(again)
+    assert again[-1]["exit_code"] == 7
+    logged = [e["type"] for e in client.get(f"{API}/terminals/{terminal['id']}/events").json()]
+    assert {"terminal.resized", "terminal.signalled", "terminal.input"} <= set(logged)
+
+
+def test_the_live_channel_is_refused_where_terminals_are(serve: Serve) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    off = serve()
+    on = serve(**ON)
+    terminal = on.post(f"{API}/terminals", json={}).json()
+
+    async def refused(client: httpx.Client, terminal_id: str) -> int:
+        try:
+            async with connect(_terminal_ws(client, terminal_id), open_timeout=15):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(refused(off, terminal["id"])) == 403  # off by default
+    assert asyncio.run(refused(on, "no-such-terminal")) == 404
+    on.delete(f"{API}/terminals/{terminal['id']}")

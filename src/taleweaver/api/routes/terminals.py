@@ -2,6 +2,10 @@
 workspace's folder. Attaching (SSE) replays the kept screen, then streams the output
 as it comes; input, resizing, signals and closing are events of the terminal's log.
 
+`GET .../terminals/{id}/live` is the same over the live channel (a WebSocket:
+api/terminal_live.py): the kept screen, then output frames; input, resize and signal
+frames; pings as a session's live channel sends them.
+
 Off unless the server is configured for them (`terminal_enabled`, and on a bind
 other than loopback `terminal_allow_remote`); workspace owners and admins only,
 and instance administrators only unless `terminal_workspace_admins` is set.
@@ -16,13 +20,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import Field
 from starlette.responses import StreamingResponse
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
 
 from taleweaver.api.deps import EngineDep, metadata_for
+from taleweaver.api.routes.live import MAX_ID_LENGTH, deny
 from taleweaver.api.schemas import Strict
-from taleweaver.api.security import Access, requires
+from taleweaver.api.security import Access, authorize_websocket, requires
+from taleweaver.api.terminal_live import TerminalConnection
 from taleweaver.auth import Action
+from taleweaver.domain.errors import InvalidInput, NotFound, TaleweaverError
 from taleweaver.domain.events import JSON
 from taleweaver.domain.terminals import Frame, TerminalSignal
+from taleweaver.engine import Engine
 
 router = APIRouter(prefix="/api/v1", tags=["terminals"])
 
@@ -160,3 +170,37 @@ async def close_terminal(terminal_id: str, engine: EngineDep, access: Use) -> JS
     """Hang up, and answer once it has ended (`terminal.closed`)."""
     meta = metadata_for(access.principal.user_id)
     return await engine.terminals.close(access.workspace_id, terminal_id, meta)
+
+
+async def terminal_live(websocket: WebSocket) -> None:
+    """The terminal over the live channel (a plain Starlette route, authorized as the
+    session's live channel is: the same policy as the terminal's HTTP routes)."""
+    engine: Engine = websocket.app.state.engine
+    terminal_id = str(websocket.path_params["terminal_id"])
+    try:
+        if not 0 < len(terminal_id) <= MAX_ID_LENGTH or not terminal_id.isprintable():
+            raise NotFound("no such terminal: not a valid id")
+        access = await authorize_websocket(websocket, engine, Action.TERMINAL_USE)
+        engine.terminals.check(instance_admin=access.principal.is_instance_admin)
+        raw_after = websocket.query_params.get("after", "0")
+        if not raw_after.isdigit():
+            raise InvalidInput("after must be a non-negative chunk number")
+        await engine.terminals.get(access.workspace_id, terminal_id)
+    except TaleweaverError as exc:
+        await deny(websocket, exc)
+        return
+    await websocket.accept()
+    connection = TerminalConnection(
+        websocket,
+        engine,
+        websocket.app.state.settings,
+        terminal_id=terminal_id,
+        workspace_id=access.workspace_id,
+        meta=metadata_for(access.principal.user_id),
+    )
+    await connection.run(int(raw_after))
+
+
+router.routes.append(
+    WebSocketRoute("/api/v1/terminals/{terminal_id}/live", terminal_live, name="terminal_live")
+)
