@@ -21,6 +21,7 @@ from taleweaver.domain.pipeline import NoContinuityCheck, NoExtraction
 from taleweaver.domain.sessions import SessionKind
 from taleweaver.engine.encryption import key_ring_from_settings
 from taleweaver.engine.export import JsonExportImporter, builtin_exporters
+from taleweaver.engine.file_assist import FileAssistant
 from taleweaver.engine.flags import WorkspaceFlags
 from taleweaver.engine.formats import Formats
 from taleweaver.engine.jobs import job_service, register_engine_jobs
@@ -33,7 +34,7 @@ from taleweaver.engine.prefill import Prefills
 from taleweaver.engine.session_lorebooks import SessionLorebooks
 from taleweaver.engine.sessions import Sessions
 from taleweaver.engine.turns import TurnRunner
-from taleweaver.files import FileSessions
+from taleweaver.files import FileSessions, FileSource
 from taleweaver.llm import Budgets, ChatModel, ModelRouter, UsageLedger
 from taleweaver.llm.base import Warmable
 from taleweaver.llm.tokens import token_counter
@@ -110,6 +111,8 @@ class Engine:
         self.jobs = job_service(db, self.settings)
         register_engine_jobs(self)
         self.turns = TurnRunner(repository, caps, flags=self.flags.read)
+        # A file's assistant: its instructions run as turns that propose diffs.
+        self.file_assistant = FileAssistant(self.files, self.sessions, self.turns)
         # Live channels: in-process, or across replicas through Redis when configured.
         self.live = LiveSessions(
             repository,
@@ -135,6 +138,7 @@ class Engine:
                 )
             },
             sources=[
+                FileSource(self.files),
                 self.world.recall,
                 LorebookSource(self.lorebooks, speaker=characters.speaker),
                 characters,
