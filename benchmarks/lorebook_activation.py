@@ -13,6 +13,15 @@ the same entries for the same reasons on every window they both ran.
 Edits: one entry changed, added or deleted, then the next activation; target
 p95 <= 100 ms, against preparing the whole book again (the old cost of the first
 turn after an edit).
+
+SillyTavern's rules: what the engine activates is compared with an independent,
+deliberately simple reference of SillyTavern's World Info rules
+(benchmarks/lorebook_reference.py) on generated books of several sizes (recursion
+on and off), on a book that exercises every rule, and on the fixtures' books;
+target 0 differences.
+
+Rebuilds: turn waits and event-loop stalls while a 100,000-entry book is prepared
+again in the background (benchmarks/lorebook_rebuild.py); target <= 100 ms.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ import random
 import time
 from dataclasses import replace
 
+from benchmarks import lorebook_rebuild
 from benchmarks.lorebook_books import COMMON, Generated, book, windows
+from benchmarks.lorebook_compare import differences, fixture_cases, generated_cases, rules_cases
 from benchmarks.stats import percentile, summary, verdict
 from taleweaver.domain.lorebook import BookSettings, Outcome, PreparedBook, Segment, activate
 from taleweaver.domain.lorebook.model import make_entry
@@ -174,11 +185,40 @@ def _measure(size: int, target: float) -> bool:
     return ok
 
 
+# Generated books compared with the SillyTavern reference: size -> turns per case (the
+# reference checks every entry against the whole text, so big books get few turns).
+REFERENCE_SIZES = {1_000: 40, 10_000: 20, 100_000: 3}
+
+
+def _reference() -> bool:
+    """Activations that differ from SillyTavern's rules (the reference); target 0."""
+    print("  against SillyTavern's rules (benchmarks/lorebook_reference.py):")
+    total = 0
+    groups = [
+        ("a book exercising every rule", rules_cases()),
+        ("the test fixtures' books", fixture_cases()),
+    ] + [(f"generated, {size:,} entries", generated_cases(size, turns))
+         for size, turns in REFERENCE_SIZES.items()]
+    for name, cases in groups:
+        found = [line for case in cases for line in differences(case)]
+        turns = sum(len(case.chats) for case in cases)
+        total += len(found)
+        print(f"    {name:<32} {turns:4} activations, {len(found)} differ")
+        for line in found[:3]:
+            print(f"      {line[:300]}")
+    print(f"    target 0 differences: {total}  {verdict(total == 0)}")
+    return total == 0
+
+
 def run() -> bool:
     print("Lorebook activation (SillyTavern-shaped books: 2% regex keys, two 150-word messages)")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"  machine: {os.cpu_count()} CPUs, load average {load} (tails grow with load)")
     results = [_measure(size, target) for size, target in SIZES.items()]
+    results.append(_reference())
+    results.append(lorebook_rebuild.run())
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"  load average at the end: {load}")
     return all(results)
 
 

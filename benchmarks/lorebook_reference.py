@@ -62,7 +62,12 @@ from typing import Any
 JSONDict = dict[str, Any]
 MATCHER = "\x01"
 JOINER = "\n" + MATCHER
-_NOT_WORD = "[^A-Za-z0-9_]"  # JavaScript's \W
+_JS_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _js_word(char: str) -> bool:
+    """A word character as JavaScript's word class sees one (ASCII only)."""
+    return char in _JS_WORD
 
 
 def fixed_roll(seed: str, *parts: object) -> float:
@@ -189,15 +194,26 @@ class _Book:
     def __init__(self, entries: Sequence[JSONDict], settings: Settings) -> None:
         self.entries = [_Entry(raw, p) for p, raw in enumerate(entries)]
         self.settings = settings
+        self._texts: dict[tuple[int, int, int], str] = {}
+        self._lowered: dict[str, str] = {}
 
     def text(self, entry: _Entry, turn: Turn, recursed: list[str]) -> str:
         depth = entry.scan_depth if entry.scan_depth is not None else self.settings.depth
         if depth <= 0:
             return ""
-        text = MATCHER + JOINER.join(turn.messages[:depth])
-        if recursed:
-            text += JOINER + JOINER.join(recursed)
-        return text
+        # The same few texts for every entry: joined once per depth and step.
+        known = (depth, len(recursed), id(turn))
+        if known not in self._texts:
+            text = MATCHER + JOINER.join(turn.messages[:depth])
+            if recursed:
+                text += JOINER + JOINER.join(recursed)
+            self._texts[known] = text
+        return self._texts[known]
+
+    def lower(self, text: str) -> str:
+        if text not in self._lowered:
+            self._lowered[text] = text.lower()
+        return self._lowered[text]
 
     def matches(self, text: str, key: str, entry: _Entry) -> bool:
         key = key.strip()
@@ -210,13 +226,21 @@ class _Book:
         if case is None:
             case = self.settings.case_sensitive
         if not case:
-            text, key = text.lower(), key.lower()
+            text, key = self.lower(text), key.lower()
         whole = entry.whole_words
         if whole is None:
             whole = self.settings.match_whole_words
         if whole and len(key.split()) == 1:
-            found = re.search(f"(?:^|{_NOT_WORD}){re.escape(key)}(?:\\Z|{_NOT_WORD})", text)
-            return found is not None
+            # SillyTavern's /(?:^|\W)key(?:$|\W)/, with JavaScript's (ASCII) \W.
+            at = text.find(key)
+            while at >= 0:
+                end = at + len(key)
+                if (at == 0 or not _js_word(text[at - 1])) and (
+                    end == len(text) or not _js_word(text[end])
+                ):
+                    return True
+                at = text.find(key, at + 1)
+            return False
         return key in text
 
     def score(self, entry: _Entry, text: str) -> int:

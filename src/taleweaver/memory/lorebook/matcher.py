@@ -219,6 +219,7 @@ class Source:
     name: str
     settings: BookSettings
     entries: Callable[[], Sequence[Entry]]
+    size: int = 0  # how many entries (0: not known)
 
 
 # Reads a book as it is stored now (None: it is gone). It runs on the event loop, so
@@ -403,6 +404,7 @@ class PreparedBooks:
 
 
 FREE_SLICE = 500
+FREEZE_ENTRIES = 5_000
 FREE_WAIT_S = 5.0
 
 
@@ -438,13 +440,23 @@ def _free(holder: list[PreparedBook]) -> None:
 def _prepare_source(book_id: str, source: Source) -> PreparedBook:
     """On the builder thread: decode the entries and prepare the book.
 
-    The cyclic garbage collector is off meanwhile: a big book is millions of new
-    objects, and each collection that ran over them would hold the GIL, and so the
-    event loop, for up to a second. What is alive once the book is built is then
-    frozen (`gc.freeze`: moved out of the generations collections traverse): a
-    prepared book lives until its next version, holds no reference cycles, and is
-    freed by reference counting all the same; the cost is that cyclic garbage alive
-    at that moment waits for `gc.unfreeze` to be collected."""
+    For a big book (FREEZE_ENTRIES entries or more) the cyclic garbage collector is
+    off meanwhile: such a book is millions of new objects, and each collection that
+    ran over them would hold the GIL, and so the event loop, for up to a second.
+    What is alive once the book is built is then frozen (`gc.freeze`: moved out of
+    the generations collections traverse): a prepared book lives until its next
+    version, holds no reference cycles, and is freed by reference counting all the
+    same; the cost is that cyclic garbage alive at that moment waits for
+    `gc.unfreeze` to be collected."""
+    if source.size < FREEZE_ENTRIES:
+        return prepare(
+            book_id,
+            source.name,
+            source.settings,
+            source.entries(),
+            AutomatonIndex,
+            AutomatonLiterals,
+        )
     enabled = gc.isenabled()
     gc.disable()
     try:

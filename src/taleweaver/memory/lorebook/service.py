@@ -614,7 +614,8 @@ class Lorebooks:
         def entries() -> list[Entry]:
             return [entry_from_json(json.loads(text)) for text in texts]
 
-        return Source(row.version, row.name, settings_from_json(row.settings), entries)
+        settings = settings_from_json(row.settings)
+        return Source(row.version, row.name, settings, entries, size=len(texts))
 
     def warm(self, limit: int | None = None) -> asyncio.Task[None]:
         """Prepare stored books in the background (the engine does at start), the most
