@@ -30,6 +30,7 @@ from taleweaver.api.routes import (
     safety,
     sessions,
     studio,
+    studio_work,
     summaries,
     terminals,
     therapy,
@@ -137,7 +138,17 @@ def create_app(
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(model_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
-    for module in (world, studio, lorebooks, summaries, characters, interop, safety, therapy):
+    for module in (
+        world,
+        studio,
+        studio_work,
+        lorebooks,
+        summaries,
+        characters,
+        interop,
+        safety,
+        therapy,
+    ):
         app.include_router(module.router, responses=problems.ERROR_RESPONSES)
     app.include_router(jobs.router, responses=problems.ERROR_RESPONSES)
     for module in (files, terminals):  # file-editor and terminal sessions (#20)

@@ -3,12 +3,14 @@ engine brings (a workspace export to download, re-embedding a world's vectors)."
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from taleweaver.config import Settings
 from taleweaver.domain.errors import InvalidInput
 from taleweaver.domain.jobs import Artifact, JobResult
-from taleweaver.jobs import JobContext, JobService, JobSettings
+from taleweaver.engine.studio_work import WEBHOOK, WEBHOOK_ATTEMPTS, Run, studio_jobs
+from taleweaver.jobs import JobContext, JobHandler, JobService, JobSettings
 from taleweaver.store.database import Database
 
 if TYPE_CHECKING:
@@ -65,3 +67,14 @@ def register_engine_jobs(engine: Engine) -> None:
 
     engine.jobs.register(EXPORT_WORKSPACE, export_workspace)
     engine.jobs.register(REINDEX_WORLD, reindex_world)
+    # The studio's: session 1, prep packets, weekly recaps, webhook deliveries.
+    for kind, handler in studio_jobs(engine).items():
+        attempts = WEBHOOK_ATTEMPTS if kind == WEBHOOK else None
+        engine.jobs.register(kind, _studio_handler(handler), max_attempts=attempts)
+
+
+def _studio_handler(handler: Callable[[Run], Awaitable[JobResult]]) -> JobHandler:
+    async def run(ctx: JobContext) -> JobResult:
+        return await handler(Run(ctx.job, ctx.progress))
+
+    return run

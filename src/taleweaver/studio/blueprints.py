@@ -5,7 +5,7 @@ narrator's prompt and the check on its replies both honour them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,10 @@ KIND = Kind(
         "fields": value,
     },
 )
+
+
+# Told of each saved version once it is committed: (workspace, the blueprint as saved).
+Saved = Callable[[str, JSON], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,11 @@ class Blueprints:
         self.versioned = VersionedStore(db, store, KIND)
         self.bible = bible
         self.content = content
+        self.listeners: list[Saved] = []
+
+    async def saved(self, workspace_id: str, blueprint: JSON) -> None:
+        for listener in self.listeners:
+            await listener(workspace_id, blueprint)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -161,6 +170,7 @@ class Blueprints:
             changed=changed,
         )
         await self.apply_rules(workspace_id, changes)
+        await self.saved(workspace_id, _view(row))
         return _view(row)
 
     async def update(
@@ -228,6 +238,7 @@ class Blueprints:
             expected_version=expected_version,
         )
         await self.apply_rules(workspace_id, rules)
+        await self.saved(workspace_id, _view(row))
         return _view(row)
 
     async def _conflict(self, current: JSON, expected: int) -> JSON:

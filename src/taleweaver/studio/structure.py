@@ -161,6 +161,7 @@ class ChatToStructure:
         result: JSON = {"source": ref, "blueprint": None, "entries": saved_entries, "recipe": None}
         if b_plan is not None and blueprint_id is not None:
             saved = await self.blueprints.get(workspace_id, blueprint_id)
+            await self.blueprints.saved(workspace_id, saved)
             result["blueprint"] = saved | {"applied": _applied(b_plan["sources"], saved["fields"])}
         if r_plan is not None and recipe_id is not None:
             saved = await self.recipes.get(workspace_id, recipe_id)

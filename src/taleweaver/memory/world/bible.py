@@ -416,7 +416,7 @@ class WorldBible:
         async def decide(conn: AsyncConnection, world: JSON) -> list[NewEvent]:
             if await rows.entry(conn, world_id, entry_id) is not None:
                 raise Conflict(f"entry {entry_id} already exists")
-            entry = await _clean_entry(conn, world_id, data)
+            entry = await clean_entry(conn, world_id, data)
             entry |= {"id": entry_id, "kind": kind}
             return [NewEvent(WorldEvent.ENTRY_CREATED, {"entry": entry})]
 
@@ -436,7 +436,7 @@ class WorldBible:
                 "tags": current["tags"] if changes.get("tags") is None else changes["tags"],
                 "source_refs": changes.get("source_refs", current["source_refs"]),
             }
-            clean = await _clean_entry(conn, world_id, merged)
+            clean = await clean_entry(conn, world_id, merged)
             return [NewEvent(WorldEvent.ENTRY_UPDATED, {"entry_id": entry_id, "changes": clean})]
 
         await self.commit(workspace_id, world_id, meta, decide)
@@ -543,7 +543,7 @@ def clean_fact(data: JSON) -> JSON:
     }
 
 
-async def _clean_entry(conn: AsyncConnection, world_id: str, data: JSON) -> JSON:
+async def clean_entry(conn: AsyncConnection, world_id: str, data: JSON) -> JSON:
     title = clean_name(data.get("title", ""), "title")
     body = str(data.get("body") or "")
     if len(body) > MAX_BODY:

@@ -9,6 +9,7 @@ commit as the review decision.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from taleweaver.memory.world.bible import (
     WorldBible,
     clean_entity,
     clean_entity_changes,
+    clean_entry,
     clean_fact,
     clean_relation_type,
     new_id,
@@ -39,7 +41,11 @@ AUTO_ACTOR = "policy:auto-accept"
 _TURN_TYPES = frozenset(
     {EventType.TURN_COMMITTED, EventType.TURN_REGENERATED, EventType.TURN_EDITED}
 )
-_KINDS = frozenset({"entity", "fact", "relation", "event"})
+_KINDS = frozenset({"entity", "fact", "relation", "event", "entry"})
+STUDIO_EXTRACTION = "studio"
+
+# Told of each decision once it is committed: (workspace, world, the artifact as decided).
+Reviewed = Callable[[str, str, JSON], Awaitable[None]]
 
 
 class ReviewQueue:
@@ -47,6 +53,43 @@ class ReviewQueue:
         self.db = db
         self.store = store
         self.bible = bible
+        self.listeners: list[Reviewed] = []
+
+    async def queue_entry(
+        self,
+        workspace_id: str,
+        world_id: str,
+        *,
+        session_id: str,
+        turn_id: str,
+        position: int,
+        entry: JSON,
+        confidence: float,
+    ) -> JSON:
+        """Queue a draft world entry a studio turn wrote (title, body, tags,
+        source_refs), pending review; accepting it creates the entry."""
+        await self.bible.world(workspace_id, world_id)
+        artifact_id = new_id()
+        artifact = {
+            "id": artifact_id,
+            "workspace_id": workspace_id,
+            "world_id": world_id,
+            "session_id": session_id,
+            "turn_id": turn_id,
+            "position": position,
+            "kind": "entry",
+            "payload": entry,
+            "confidence": {"entry": confidence},
+            "extraction_version": STUDIO_EXTRACTION,
+            "status": "pending",
+            "decision": None,
+            "created_at": datetime.now(UTC),
+            "reviewed_at": None,
+            "reviewed_by": None,
+        }
+        async with self.db.write() as conn:
+            await conn.execute(world_artifacts.insert().values(**artifact))
+            return await _artifact(conn, workspace_id, world_id, artifact_id)
 
     # --- catching up from committed turns -------------------------------------------------
 
@@ -168,7 +211,10 @@ class ReviewQueue:
 
         await self.bible.commit(workspace_id, world_id, meta, decide)
         async with self.db.read() as conn:
-            return await _artifact(conn, workspace_id, world_id, artifact_id)
+            decided = await _artifact(conn, workspace_id, world_id, artifact_id)
+        for listener in self.listeners:
+            await listener(workspace_id, world_id, decided)
+        return decided
 
 
 def _reviewed(artifact_id: str, status: str, decision: JSON) -> NewEvent:
@@ -199,6 +245,8 @@ class _Canon:
             await self._relation(p)
         elif kind == "event":
             await self._event(p)
+        elif kind == "entry":
+            await self._entry(p)
 
     async def resolve(self, name: Any, entity_id: Any = None, kind: str = "npc") -> str:
         if entity_id and await rows.entity(self.conn, self.world_id, str(entity_id)):
@@ -267,6 +315,13 @@ class _Canon:
             "source_refs": self.refs,
         }
         self.events.append(NewEvent(WorldEvent.RELATION_ADDED, {"relation": relation}))
+
+    async def _entry(self, p: JSON) -> None:
+        refs = [*(p.get("source_refs") or []), *self.refs]
+        entry = await clean_entry(self.conn, self.world_id, p | {"source_refs": refs})
+        entry |= {"id": new_id(), "kind": "note"}
+        self.created.append(entry["id"])
+        self.events.append(NewEvent(WorldEvent.ENTRY_CREATED, {"entry": entry}))
 
     async def _event(self, p: JSON) -> None:
         event_id = self._create(
