@@ -26,7 +26,13 @@ from taleweaver.engine.jobs import EXPORT_WORKSPACE, REINDEX_WORLD
 from taleweaver.jobs import JobContext
 from taleweaver.llm import HashingEmbedder, ScriptedModel
 from taleweaver.memory.world import WorldMemory
-from tests.conftest import REDIS_URL, DatabaseSpec, copy_sqlite_template, need_redis
+from tests.conftest import (
+    REDIS_URL,
+    DatabaseSpec,
+    copy_sqlite_template,
+    free_port,
+    need_redis,
+)
 from tests.test_world_bible import harbour_world
 
 pytestmark = pytest.mark.dialects  # SQLite, and PostgreSQL (with Redis)
@@ -340,3 +346,18 @@ def test_the_routes_list_show_cancel_and_download_a_workspaces_jobs(
 
         # The one-request export still answers as before.
         assert http.get("/api/v1/workspaces/local/export").content[:2] == b"PK"
+
+
+async def test_a_queue_out_of_reach_leaves_the_server_up_and_jobs_waiting(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        model="scripted",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+    )
+    engine = await Engine.open(settings, model=ScriptedModel())
+    try:
+        await engine.jobs.start()  # does not raise: it keeps trying in the background
+        job = await engine.jobs.submit(WS, EXPORT_WORKSPACE, {})
+        assert (await engine.jobs.get(WS, job.id)).status is JobStatus.QUEUED
+    finally:
+        await engine.close()

@@ -96,6 +96,7 @@ class JobService:
         self._deliveries: set[asyncio.Task[object]] = set()
         self._queue: JobQueue | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -169,10 +170,32 @@ class JobService:
 
     async def start(self) -> None:
         """Start working: connect the queue, pick up what was interrupted, and keep
-        looking for due retries and dead runs."""
-        if self._queue is not None:
+        looking for due retries and dead runs. A queue that cannot be reached (Redis
+        away) is tried again in the background: the server serves meanwhile, and the
+        jobs asked for wait in the database."""
+        if self._queue is not None or self._starting is not None:
             return
         self._stopping = False
+        try:
+            await self._connect()
+        except Exception as exc:
+            log.warning("job queue not reached (%s): trying again in the background", exc)
+            self._starting = asyncio.create_task(self._keep_connecting(), name="job queue")
+
+    async def _keep_connecting(self) -> None:
+        wait = 1.0
+        while not self._stopping:
+            await asyncio.sleep(wait)
+            try:
+                await self._connect()
+            except Exception as exc:
+                log.warning("job queue still not reached (%s)", exc)
+                wait = min(wait * 2, 30.0)
+            else:
+                log.info("job queue reached: jobs run again")
+                return
+
+    async def _connect(self) -> None:
         s = self.settings
         queue = JobQueue(
             self._deliver,
@@ -190,9 +213,14 @@ class JobService:
 
     async def close(self) -> None:
         """Stop: runs under way are given back (queued again, for the next start)."""
+        self._stopping = True
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+            self._starting = None
         if self._queue is None:
             return
-        self._stopping = True
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
