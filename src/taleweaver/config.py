@@ -10,7 +10,9 @@ too, so that a bad value stops the process at its start, naming the variable.
 from __future__ import annotations
 
 import difflib
+import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -299,3 +301,9 @@ ENVIRONMENT_GROUPS: tuple[type[EnvironmentSettings], ...] = (
     SummarySettings,
     TelemetrySettings,
 )
+
+
+def host_environment(names: Iterable[str]) -> dict[str, str]:
+    """Those of the named variables the server's own environment sets (what a
+    terminal's shell is given of it: PATH, HOME, the locale, never a secret)."""
+    return {name: os.environ[name] for name in names if name in os.environ}

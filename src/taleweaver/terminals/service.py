@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from taleweaver.auth import is_loopback
-from taleweaver.config import Settings
+from taleweaver.config import Settings, host_environment
 from taleweaver.domain.errors import Conflict, Forbidden, NotFound
 from taleweaver.domain.events import JSON, EventMetadata, NewEvent, RecordedEvent
 from taleweaver.domain.terminals import (
@@ -237,7 +237,7 @@ class Terminals:
         return await self.get(workspace_id, terminal_id)
 
     def _environment(self, cwd: Path) -> dict[str, str]:
-        env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+        env = host_environment(PASSED_ENVIRONMENT)
         return env | {"TERM": "xterm-256color", "PWD": str(cwd)}
 
     async def _pump(self, running: _Running) -> None:
