@@ -107,7 +107,8 @@ def formats_cmd() -> None:
     described = _run(run())
     for direction in ("export", "import"):
         for fmt in described[direction]:
-            aliases = ", ".join(map(str, fmt.get("aliases") or []))
+            found = fmt.get("aliases")
+            aliases = ", ".join(str(a) for a in found) if isinstance(found, list) else ""
             also = f" ({aliases})" if aliases else ""
             click.echo(
                 f"{direction}  {fmt['name']}{also}  from {fmt['plugin']}  {fmt['description']}"
