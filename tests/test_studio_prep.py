@@ -6,13 +6,16 @@ redaction; cancel; and every refusal."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from taleweaver.config import Settings
 from taleweaver.llm import ScriptedModel
 
 pytestmark = pytest.mark.dialects
@@ -331,3 +334,29 @@ def test_policy_limits_models_and_redacts_named_fields(serve: Serve) -> None:
         {"models": ["x"] * 101},
     ):
         assert client.put(f"{API}/studio/policy", json=bad).status_code == 422, bad
+
+
+def test_a_sensitive_workspaces_packet_is_sealed_at_rest(serve: Serve, settings: Settings) -> None:
+    played_reply = "Captain Mara burns the quillfeather ledger."
+    base = serve(ScriptedModel([played_reply, PREP]), **FAST)
+    created = base.post(f"{API}/workspaces", json={"name": "Private", "sensitive": True})
+    assert created.status_code == 201, created.text
+    ws = created.json()["id"]
+    with httpx.Client(base_url=base.base_url, headers={"X-Workspace": ws}, timeout=30) as client:
+        ids = seed_campaign(client)
+        _played_session(client, ids["world_id"], "Night one", "Begin")
+        job = wait_job(
+            client, client.post(f"{API}/blueprints/{ids['blueprint']}/prep").json()["id"]
+        )
+        assert job["status"] == "succeeded", job
+        # Read back opened, as JSON and Markdown ...
+        packet = client.get(f"{API}/studio/packets/{job['id']}").json()
+        assert packet["recap"][0]["text"] == played_reply
+        md = client.get(f"{API}/studio/packets/{job['id']}", params={"format": "markdown"}).text
+        assert played_reply in md
+    # ... while the job's record holds it sealed, and its result only counts.
+    with sqlite3.connect(Path(settings.data_dir) / "taleweaver.db") as db:
+        artifact, result = db.execute(
+            "SELECT artifact, CAST(result AS TEXT) FROM jobs WHERE id = ?", (job["id"],)
+        ).fetchone()
+    assert b"quillfeather" not in artifact and "quillfeather" not in result
