@@ -307,6 +307,11 @@ def test_policy_limits_models_and_redacts_named_fields(serve: Serve) -> None:
     assert models.status_code == 200
     assert client.post(f"{API}/blueprints/{ids['blueprint']}/session-one").status_code == 403
     assert client.get(f"{API}/jobs").json()["total"] == 0
+    # A studio session is not started either; other kinds are not the studio's.
+    studio = client.post(f"{API}/sessions", json={"kind": "studio", "title": "Brainstorm"})
+    assert studio.status_code == 403, studio.text
+    story = client.post(f"{API}/sessions", json={"kind": "story", "title": "Play"})
+    assert story.status_code == 201, story.text
 
     # Allowed, with the faction and Mara's true name redacted from every prompt.
     allowed = client.put(
@@ -360,3 +365,14 @@ def test_a_sensitive_workspaces_packet_is_sealed_at_rest(serve: Serve, settings:
             "SELECT artifact, CAST(result AS TEXT) FROM jobs WHERE id = ?", (job["id"],)
         ).fetchone()
     assert b"quillfeather" not in artifact and "quillfeather" not in result
+
+
+def test_a_studio_turn_that_fails_fails_the_job_and_queues_nothing(serve: Serve) -> None:
+    client = serve(ScriptedModel([SESSION_ONE], fail_after=0), **FAST, job_max_attempts=2)
+    ids = seed_campaign(client)
+    job = wait_job(
+        client, client.post(f"{API}/blueprints/{ids['blueprint']}/session-one").json()["id"]
+    )
+    assert job["status"] == "failed", job
+    assert job["attempts"] == 2 and "scripted failure" in job["error"], job
+    assert client.get(f"{API}/worlds/{ids['world_id']}/review").json() == []

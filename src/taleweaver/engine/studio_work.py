@@ -23,8 +23,9 @@ Webhooks (`studio.webhook`): one job per delivery, so a failed POST is retried
 with the job queue's doubling backoff; each attempt is written to the hook's
 delivery log. Signed like safety's webhooks (HMAC-SHA256 of `<timestamp>.<body>`).
 
-The workspace's studio policy is checked before a job is queued and again when it
-runs: the narrator's models must be allowed, and the named fields are redacted
+The workspace's studio policy is checked before a job is queued, again when it
+runs, and whenever a studio session is started: the narrator's models must be
+allowed, and the named fields are redacted
 from every prompt the studio builds. With fields to redact, the studio session is
 not linked to the world (recall would send the world's canon unredacted); the
 NPCs the prompt carries are redacted instead.
@@ -155,6 +156,11 @@ class StudioWork:
         policy: JSON = await self.engine.studio.records.policy(workspace_id)
         check_models(policy, self._narrators())
         return policy
+
+    async def check_kind(self, workspace_id: str, kind: SessionKind) -> None:
+        """A studio session is started only where the policy allows its narrator."""
+        if kind == SessionKind.STUDIO:
+            await self.check_policy(workspace_id)
 
     # --- a studio turn through the pipeline --------------------------------------------
 
@@ -532,6 +538,7 @@ def studio_jobs(engine: Engine) -> dict[str, Callable[[Run], Awaitable[JobResult
     _work[engine] = work
     engine.studio.blueprints.listeners.append(work.blueprint_saved)
     engine.world.review.listeners.append(work.reviewed)
+    engine.sessions.kind_checks.append(work.check_kind)
     return {
         SESSION_ONE: work.session_one,
         PREP: work.prep,
