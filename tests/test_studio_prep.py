@@ -376,3 +376,28 @@ def test_a_studio_turn_that_fails_fails_the_job_and_queues_nothing(serve: Serve)
     assert job["status"] == "failed", job
     assert job["attempts"] == 2 and "scripted failure" in job["error"], job
     assert client.get(f"{API}/worlds/{ids['world_id']}/review").json() == []
+
+
+def test_the_weekly_recap_leaves_out_sessions_older_than_seven_days(
+    serve: Serve, settings: Settings
+) -> None:
+    client = serve(ScriptedModel(["Long ago.", "This week."]), **FAST)
+    ids = seed_campaign(client)
+    old = _played_session(client, ids["world_id"], "Last month", "Begin")
+    new = _played_session(client, ids["world_id"], "Tuesday", "Again")
+    with sqlite3.connect(Path(settings.data_dir) / "taleweaver.db") as db:
+        (stamp,) = db.execute(
+            "SELECT updated_at FROM sessions WHERE id = ?", (old["session_id"],)
+        ).fetchone()
+        db.execute(
+            "UPDATE sessions SET updated_at = ? WHERE id = ?",
+            (stamp.replace(stamp[:4], str(int(stamp[:4]) - 1), 1), old["session_id"]),
+        )
+    job = wait_job(
+        client, client.post(f"{API}/blueprints/{ids['blueprint']}/weekly-recap").json()["id"]
+    )
+    assert job["status"] == "succeeded", job
+    recap = client.get(f"{API}/studio/packets/{job['id']}").json()
+    assert [s["session_id"] for s in recap["sessions"]] == [new["session_id"]]
+    md = client.get(f"{API}/studio/packets/{job['id']}", params={"format": "markdown"}).text
+    assert "## Tuesday" in md and "Last month" not in md

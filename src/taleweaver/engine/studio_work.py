@@ -214,6 +214,8 @@ class StudioWork:
     # --- session 1 ---------------------------------------------------------------------
 
     async def session_one(self, ctx: Run) -> JobResult:
+        """Session 1: the model call is a studio session turn through the pipeline;
+        its reply is queued for review as a draft world entry (nothing is canon yet)."""
         ws = ctx.workspace_id
         meta = EventMetadata(actor=ctx.job.created_by or "studio")
         await ctx.progress(0.05, "reading the blueprint and the world bible")
@@ -320,6 +322,9 @@ class StudioWork:
         return played
 
     async def prep(self, ctx: Run) -> JobResult:
+        """A prep packet. Assembled directly (no model): the recap, from the sessions'
+        summaries or latest replies, and the NPCs, from the world bible. Through the
+        pipeline (one studio session turn): open threads, encounters and handouts."""
         ws = ctx.workspace_id
         meta = EventMetadata(actor=ctx.job.created_by or "studio")
         await ctx.progress(0.05, "reading the blueprint, the bible and the summaries")
@@ -368,6 +373,7 @@ class StudioWork:
         return result
 
     async def weekly(self, ctx: Run) -> JobResult:
+        """The weekly recap, assembled directly from the summaries (no model)."""
         ws = ctx.workspace_id
         await ctx.progress(0.05, "reading the week's sessions")
         blueprint = await self._blueprint(ws, ctx.params)
