@@ -272,7 +272,8 @@ class Engine:
         """
         if plugins is None:
             plugins = load_plugins(settings.required_plugins)
-        register_providers(plugins)  # process-wide: before the router is built
+        if model is None and caps is None:  # the router is built from the settings
+            register_providers(plugins)  # process-wide: before the router is built
         db = database or database_from_settings(settings)
         try:
             return await cls._assemble(settings, db, model=model, caps=caps, plugins=plugins)

@@ -19,13 +19,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from taleweaver.domain.errors import InvalidInput, NotFound
 from taleweaver.domain.events import JSON
 from taleweaver.domain.jobs import Artifact, Job, JobPage, JobResult, JobStatus, backoff_seconds
-from taleweaver.jobs.broker import JobQueue
 from taleweaver.jobs.records import JobRecords
 from taleweaver.store.database import Database
+
+if TYPE_CHECKING:
+    from taleweaver.jobs.broker import JobQueue
 
 __all__ = ["JobCancelled", "JobContext", "JobHandler", "JobService", "JobSettings"]
 
@@ -196,6 +199,10 @@ class JobService:
                 return
 
     async def _connect(self) -> None:
+        # taskiq (and what it imports) loads only in a process that runs jobs: a CLI
+        # command that opens the engine never pays for it.
+        from taleweaver.jobs.broker import JobQueue
+
         s = self.settings
         queue = JobQueue(
             self._deliver,

@@ -25,6 +25,7 @@ journaled and replayed onto the built index (they are idempotent).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -46,11 +47,9 @@ EXPANSION_SEARCH = 128
 
 
 def available() -> bool:
-    try:
-        import usearch.index  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether usearch is installed, without importing it (it brings numpy, which a
+    CLI command that opens the engine must not pay for)."""
+    return importlib.util.find_spec("usearch") is not None
 
 
 @dataclass(slots=True)
