@@ -197,7 +197,7 @@ async def test_a_hostile_frame_gets_an_error_writes_nothing_and_the_channel_stay
             await channel.send({"type": "say", "text": "ab"})
             said = await channel.next("said", "error")
             assert said["type"] == "said", said
-            await channel.until(lambda f: f["type"] == "turn.done")
+            await channel.seen(lambda f: f["type"] == "turn.done")  # before or after "said"
         events = (await client.get(f"/sessions/{session}/events")).json()
     committed = [e for e in events if e["type"] == "turn.committed"]
     assert [e["payload"]["turn_id"] for e in committed] == [said["turn_id"]]
