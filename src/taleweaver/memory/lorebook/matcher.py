@@ -405,6 +405,7 @@ class PreparedBooks:
 
 FREE_SLICE = 500
 FREEZE_ENTRIES = 5_000
+BUILD_SWITCH_S = 0.0005
 FREE_WAIT_S = 5.0
 
 
@@ -440,7 +441,8 @@ def _free(holder: list[PreparedBook]) -> None:
 def _prepare_source(book_id: str, source: Source) -> PreparedBook:
     """On the builder thread: decode the entries and prepare the book.
 
-    For a big book (FREEZE_ENTRIES entries or more) the cyclic garbage collector is
+    For a big book (FREEZE_ENTRIES entries or more) the GIL changes hands every
+    BUILD_SWITCH_S rather than every 5 ms, and the cyclic garbage collector is
     off meanwhile: such a book is millions of new objects, and each collection that
     ran over them would hold the GIL, and so the event loop, for up to a second.
     What is alive once the book is built is then frozen (`gc.freeze`: moved out of
@@ -459,12 +461,18 @@ def _prepare_source(book_id: str, source: Source) -> PreparedBook:
         )
     enabled = gc.isenabled()
     gc.disable()
+    # Other threads (the event loop, the database driver's) wait at most this long for
+    # the GIL while the build holds it; at the default 5 ms, a turn's dozen database
+    # round trips, each a couple of handovers, wait about 100 ms in all.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(BUILD_SWITCH_S)
     try:
         entries = source.entries()
         return prepare(
             book_id, source.name, source.settings, entries, AutomatonIndex, AutomatonLiterals
         )
     finally:
+        sys.setswitchinterval(interval)
         gc.freeze()
         if enabled:
             gc.enable()
