@@ -240,7 +240,17 @@ def test_proposals_that_are_not_changes_are_refused(serve: Serve) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["../escape.txt", "/etc/passwd", "notes/../../escape.txt", "a\x00b", "a//b", ".", "a\\b", ""],
+    [
+        "../escape.txt",
+        "/etc/passwd",
+        "notes/../../escape.txt",
+        "a\x00b",
+        "a//b",
+        ".",
+        "a\\b",
+        "",
+        "0" * 256,  # a name longer than file systems allow
+    ],
 )
 def test_a_path_leaving_the_workspaces_folder_is_refused(
     serve: Serve, settings: Settings, path: str

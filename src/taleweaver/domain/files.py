@@ -49,6 +49,10 @@ def file_stream(file_id: str) -> str:
     return f"file:{file_id}"
 
 
+# What file systems allow in one name (NAME_MAX on Linux and macOS).
+MAX_NAME_BYTES = 255
+
+
 def clean_path(path: str) -> str:
     """A relative path inside a workspace's folder, as `a/b/c.txt`; InvalidInput for
     one that is absolute, climbs out (`..`), or holds NUL or control characters."""
@@ -63,6 +67,8 @@ def clean_path(path: str) -> str:
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidInput(f"'{path}' leaves the workspace's folder or has an empty part")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+        raise InvalidInput(f"a file or folder name has at most {MAX_NAME_BYTES} bytes")
     return "/".join(parts)
 
 
