@@ -13,6 +13,7 @@ waits more than 100 ms, no stall over 100 ms.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import tempfile
 import time
@@ -139,7 +140,11 @@ async def _bench(tmp: Path, size: int) -> bool:
 def run(size: int = 100_000) -> bool:
     print(f"Lorebook rebuild while turns go on ({size:,} entries)")
     with tempfile.TemporaryDirectory() as tmp:
-        return asyncio.run(_bench(Path(tmp), size))
+        ok = asyncio.run(_bench(Path(tmp), size))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"    load average {load} on {os.cpu_count()} CPUs (over 2, threads are preempted")
+    print("    while they hold the GIL, and waits grow with it; compare with no rebuild)")
+    return ok
 
 
 if __name__ == "__main__":

@@ -403,7 +403,7 @@ class PreparedBooks:
         self._forgotten[book_id] = self._forgotten.get(book_id, 0) + 1
 
 
-FREE_SLICE = 500
+FREE_SLICE = 200
 FREEZE_ENTRIES = 5_000
 BUILD_SWITCH_S = 0.0005
 FREE_WAIT_S = 5.0
@@ -432,10 +432,15 @@ def _free(holder: list[PreparedBook]) -> None:
     if isinstance(index, AutomatonIndex):
         pieces.append(list(index.keys.values()))
         pieces += [[automaton] for automaton in index._automata]  # one shard at a time
-    del book, index
-    for piece in pieces:
-        while piece:
-            del piece[-FREE_SLICE:]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(BUILD_SWITCH_S)  # as for a build: see `_prepare_source`
+    try:
+        del book, index
+        for piece in pieces:
+            while piece:
+                del piece[-FREE_SLICE:]
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def _prepare_source(book_id: str, source: Source) -> PreparedBook:
