@@ -605,6 +605,9 @@ async def test_keys_rotate_on_the_command_line_reports_counts_and_status(
         "summaries": "0",
         "assessments": "0",
         "webhooks": "0",
+        "workspace_files": "0",
+        "file_proposals": "0",
+        "terminal_output": "0",
     }
     assert "retired from the key file" in rotated.stdout
     status = await asyncio.to_thread(run, "status")
