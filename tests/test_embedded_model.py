@@ -177,7 +177,8 @@ async def test_after_a_cancelled_turn_the_model_takes_the_next_one(engine: Engin
 
     engine.caps.max_reply_tokens = 24
     second = await engine.turns.start(WS, sid, say("I walk down to the rocks"), META)
-    turn = await asyncio.wait_for(second.wait(), timeout=30)
+    # Liveness, not speed: a busy CI machine shares these cores with other tests.
+    turn = await asyncio.wait_for(second.wait(), timeout=120)
     assert turn["status"] == "completed"
     assert turn["number"] == 1
     assert turn["reply"]["text"].strip()
