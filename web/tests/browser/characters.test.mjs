@@ -6,32 +6,16 @@
 
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { ARGS, AXE, SHOTS, VIEWPORTS } from './support.mjs';
 
-const SHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
 const WREN = resolve(import.meta.dirname, '../../../tests/data/cards/wren.png');
-const VIEWPORTS = {
-  desktop: { width: 1280, height: 800 },
-  phone: { width: 390, height: 844 },
-};
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 mkdirSync(SHOTS, { recursive: true });
-const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const FILES = mkdtempSync(join(tmpdir(), 'taleweaver-characters-'));
 const WREN_FILE = join(FILES, 'Wren.png');
 copyFileSync(WREN, WREN_FILE);

@@ -6,42 +6,15 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { ARGS, SHOTS, VIEWPORTS, axeViolations } from './support.mjs';
 
-const SHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
 const CHAT = resolve(import.meta.dirname, '../../../tests/data/chats/seraphina.jsonl');
-const VIEWPORTS = {
-  desktop: { width: 1280, height: 800 },
-  phone: { width: 390, height: 844 },
-};
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 mkdirSync(SHOTS, { recursive: true });
-const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 /** Serious and critical accessibility violations on the page as it is now (axe-core). */
-async function axeViolations(page) {
-  await page.addScriptTag({ content: AXE });
-  const found = await page.evaluate(async () => {
-    const result = await window.axe.run(document, { resultTypes: ['violations'] });
-    return result.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
-  });
-  return found;
-}
 
 let browser;
 before(async () => {

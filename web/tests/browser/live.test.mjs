@@ -5,26 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { ARGS, SHOTS, VIEWPORTS } from './support.mjs';
 
-const SHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
-const VIEWPORTS = {
-  desktop: { width: 1280, height: 800 },
-  phone: { width: 390, height: 844 },
-};
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 mkdirSync(SHOTS, { recursive: true });
 

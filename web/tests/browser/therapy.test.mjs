@@ -6,20 +6,13 @@
 // with axe on every new screen; screenshots land in test-results/screenshots.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { ARGS, AXE, SHOTS, VIEWPORTS } from './support.mjs';
 
-const SHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
-const VIEWPORTS = {
-  desktop: { width: 1280, height: 800 },
-  phone: { width: 390, height: 844 },
-};
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 mkdirSync(SHOTS, { recursive: true });
 
